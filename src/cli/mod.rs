@@ -1,0 +1,35 @@
+//! The only module that knows about argv, environment variables, stdout/stderr and exit codes.
+//!
+//! Each tool gets a submodule here (added by its own issue) whose `main()` parses arguments,
+//! builds a validated config, calls the library and maps errors to documented exit codes.
+//! What all tools share lives in this file: logging set-up from the environment.
+
+use crate::logging::{self, Config, Level, LevelFilter, LogGuard, Sink};
+use std::path::Path;
+
+/// The environment variable that sets the stderr log level (`BITROT_LOG=debug`).
+pub const LOG_ENV: &str = "BITROT_LOG";
+
+/// Parses a `BITROT_LOG` value; `None` (unset or empty) means the tool's default.
+pub fn log_filter_from(value: Option<&str>, default: Level) -> anyhow::Result<LevelFilter> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(LevelFilter::AtLeast(default)),
+        Some(v) => v.parse().map_err(|e| anyhow::anyhow!("{LOG_ENV}: {e}")),
+    }
+}
+
+/// Starts the global logger for a tool: human text on stderr at the `BITROT_LOG` level
+/// (default warn), and, when `json_log` is given, every record at debug and above as JSON lines
+/// in that file.
+pub fn init_logging(json_log: Option<&Path>) -> anyhow::Result<LogGuard> {
+    let env = std::env::var(LOG_ENV).ok();
+    let stderr_filter = log_filter_from(env.as_deref(), Level::Warn)?;
+    let mut sinks = vec![Sink::stderr_text(stderr_filter)];
+    if let Some(path) = json_log {
+        sinks.push(Sink::json_file(path, LevelFilter::AtLeast(Level::Debug)));
+    }
+    Ok(logging::init(Config {
+        sinks,
+        ..Config::default()
+    })?)
+}

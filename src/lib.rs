@@ -1,0 +1,10 @@
+//! bitrot: an ops toolkit for people who run their own git servers, SSH fleets and shells.
+//!
+//! The library holds everything the binaries do; `bin/` only calls into [`cli`]. Read the
+//! modules in this order: [`logging`] and [`sched`] are the shared foundation every tool
+//! stands on; [`cli`] is the only module that knows about argv, the environment and exit codes.
+
+pub mod logging;
+pub mod sched;
+
+pub mod cli;

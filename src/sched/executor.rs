@@ -1,0 +1,829 @@
+//! The executor: ready queue, workers, dispatch, cooperative preemption and shutdown.
+//!
+//! Invariants:
+//! - The ready queue is ordered by (deadline, submission sequence): a free worker always takes
+//!   the earliest deadline, and ties go to the earlier submission.
+//! - A job is in at most one of: the ready queue, the timer queue, a worker.
+//! - A yielded job re-enters the ready queue with its original deadline and sequence.
+//! - An arrival that finds no idle worker flags at most one worker for preemption: the busy,
+//!   not yet flagged worker running the latest deadline, and only if the arrival is earlier.
+//! - Lock order: timers before ready; no lock is held while user code runs.
+
+use super::clock::{Clock, SystemClock};
+use super::task::{
+    Body, CANCELLED, CancelToken, DONE, Job, JoinError, OnMiss, Progress, QUEUED, Slot, Task,
+};
+use super::timer::{self, TimerItem, Timers};
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How a job's turn ended, for the statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Ok,
+    Cancelled,
+    Expired,
+    Panicked,
+    Shutdown,
+}
+
+/// Options for one task.
+#[derive(Clone, Debug)]
+pub struct Opts {
+    pub deadline: Instant,
+    /// `None` takes the executor's default (firm unless configured otherwise).
+    pub on_miss: Option<OnMiss>,
+    /// Share a token to cancel a group of tasks at once.
+    pub token: Option<CancelToken>,
+}
+
+impl Opts {
+    pub fn new(deadline: Instant) -> Opts {
+        Opts {
+            deadline,
+            on_miss: None,
+            token: None,
+        }
+    }
+    pub fn on_miss(mut self, m: OnMiss) -> Opts {
+        self.on_miss = Some(m);
+        self
+    }
+    pub fn token(mut self, t: CancelToken) -> Opts {
+        self.token = Some(t);
+        self
+    }
+}
+
+/// What a checkpoint tells a running task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    Continue,
+    /// A queued task has an earlier deadline and no worker is idle: a resumable task should
+    /// return `Step::Yield`.
+    Yield,
+    /// Cancelled, shut down, or (firm) past the deadline: stop and return.
+    Cancelled,
+}
+
+/// A task that can be suspended at checkpoints and resumed later, possibly on another worker.
+pub trait Resumable: Send + 'static {
+    type Output: Send + 'static;
+    /// Does a bounded amount of work; returns `Step::Yield` when a checkpoint says `Yield`.
+    fn step(&mut self, ctx: &Ctx<'_>) -> Step<Self::Output>;
+}
+
+/// The result of one [`Resumable::step`].
+pub enum Step<T> {
+    Done(T),
+    Yield,
+}
+
+/// Handed to every task: its deadline, cancellation and preemption checkpoints.
+pub struct Ctx<'a> {
+    pub(crate) job: &'a Job,
+    pub(crate) inner: &'a Inner,
+    slot: usize,
+}
+
+impl Ctx<'_> {
+    pub fn deadline(&self) -> Instant {
+        self.inner
+            .instant(self.job.deadline.load(Ordering::Relaxed))
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.job.token.is_cancelled() || self.inner.cancel_all.load(Ordering::Relaxed)
+    }
+
+    /// The task's cancellation token, to hand to child tasks or blocking calls.
+    pub fn cancel_token(&self) -> CancelToken {
+        self.job.token.clone()
+    }
+
+    /// The cooperative preemption point. Costs a few atomic loads and, for firm tasks, a clock
+    /// read.
+    pub fn checkpoint(&self) -> Check {
+        if self.is_cancelled() {
+            return Check::Cancelled;
+        }
+        let deadline = self.job.deadline.load(Ordering::Relaxed);
+        if self.job.on_miss == OnMiss::Firm && self.inner.now_ns() > deadline {
+            self.job.expired.store(true, Ordering::Release);
+            return Check::Cancelled;
+        }
+        let slot = &self.inner.slots[self.slot];
+        if slot.preempt.load(Ordering::Relaxed) {
+            if self.inner.queue_min.load(Ordering::Acquire) < deadline
+                && self.inner.idle.load(Ordering::Acquire) == 0
+            {
+                return Check::Yield;
+            }
+            slot.preempt.store(false, Ordering::Relaxed);
+        }
+        Check::Continue
+    }
+
+    /// The outcome of a task that returned normally.
+    pub(crate) fn outcome(&self) -> Outcome {
+        if self.inner.cancel_all.load(Ordering::Acquire) {
+            Outcome::Shutdown
+        } else if self.job.token.is_cancelled() {
+            Outcome::Cancelled
+        } else if self.job.expired.load(Ordering::Acquire) {
+            Outcome::Expired
+        } else {
+            Outcome::Ok
+        }
+    }
+}
+
+pub(crate) fn error_for(o: Outcome) -> Option<JoinError> {
+    match o {
+        Outcome::Ok | Outcome::Panicked => None,
+        Outcome::Cancelled => Some(JoinError::Cancelled),
+        Outcome::Expired => Some(JoinError::Expired),
+        Outcome::Shutdown => Some(JoinError::Shutdown),
+    }
+}
+
+struct OnceBody<F, T> {
+    f: Option<F>,
+    slot: Arc<Slot<T>>,
+}
+
+impl<F, T> Body for OnceBody<F, T>
+where
+    F: FnOnce(&Ctx<'_>) -> T + Send,
+    T: Send,
+{
+    fn run(&mut self, ctx: &Ctx<'_>) -> Progress {
+        let Some(f) = self.f.take() else {
+            return Progress::Done(Outcome::Ok);
+        };
+        let r = catch_unwind(AssertUnwindSafe(|| f(ctx)));
+        Progress::Done(complete(&self.slot, ctx, r))
+    }
+
+    fn fail(&mut self, err: JoinError) {
+        self.f = None;
+        self.slot.fill(Err(err));
+    }
+}
+
+/// Fills `slot` from a task's return (or panic) and says how it ended.
+fn complete<T>(slot: &Slot<T>, ctx: &Ctx<'_>, r: std::thread::Result<T>) -> Outcome {
+    match r {
+        Ok(v) => {
+            let o = ctx.outcome();
+            slot.fill(error_for(o).map_or(Ok(v), Err));
+            o
+        }
+        Err(p) => {
+            crate::warn!("task panicked", task = ctx.job.seq);
+            slot.fill(Err(JoinError::Panicked(p)));
+            Outcome::Panicked
+        }
+    }
+}
+
+struct ResumableBody<R: Resumable> {
+    job: R,
+    slot: Arc<Slot<R::Output>>,
+}
+
+impl<R: Resumable> Body for ResumableBody<R> {
+    fn run(&mut self, ctx: &Ctx<'_>) -> Progress {
+        match catch_unwind(AssertUnwindSafe(|| self.job.step(ctx))) {
+            Ok(Step::Yield) if !ctx.is_cancelled() => Progress::Yield,
+            Ok(Step::Yield) => {
+                // Yielding after cancellation ends the task.
+                let o = ctx.outcome();
+                self.slot
+                    .fill(Err(error_for(o).unwrap_or(JoinError::Cancelled)));
+                Progress::Done(o)
+            }
+            Ok(Step::Done(v)) => Progress::Done(complete(&self.slot, ctx, Ok(v))),
+            Err(p) => Progress::Done(complete(&self.slot, ctx, Err(p))),
+        }
+    }
+
+    fn fail(&mut self, err: JoinError) {
+        self.slot.fill(Err(err));
+    }
+}
+
+struct WorkerSlot {
+    busy: AtomicBool,
+    deadline: AtomicU64,
+    preempt: AtomicBool,
+}
+
+struct Ready {
+    map: BTreeMap<(u64, u64), Arc<Job>>,
+    idle: usize,
+    stop: bool,
+    /// Someone waits in `Drain` for the queue to empty and the workers to go idle.
+    draining: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    submitted: AtomicU64,
+    completed: AtomicU64,
+    cancelled: AtomicU64,
+    expired: AtomicU64,
+    panicked: AtomicU64,
+    shutdown: AtomicU64,
+    misses: AtomicU64,
+    yields: AtomicU64,
+}
+
+/// Counters of an executor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SchedStats {
+    pub submitted: u64,
+    /// Finished with a value.
+    pub completed: u64,
+    pub cancelled: u64,
+    pub expired: u64,
+    pub panicked: u64,
+    pub shutdown: u64,
+    /// Finished with a value after their deadline (run-late tasks, or firm ones that never
+    /// reached a checkpoint in time).
+    pub deadline_misses: u64,
+    /// Times a resumable task yielded to an earlier deadline.
+    pub yields: u64,
+    pub queued: usize,
+    pub running: usize,
+}
+
+pub(crate) struct Inner {
+    pub(crate) clock: Arc<dyn Clock>,
+    epoch: Instant,
+    default_on_miss: OnMiss,
+    next_seq: AtomicU64,
+    ready: Mutex<Ready>,
+    ready_cv: Condvar,
+    quiet_cv: Condvar,
+    queue_min: AtomicU64,
+    idle: AtomicUsize,
+    running: AtomicUsize,
+    slots: Box<[WorkerSlot]>,
+    pub(crate) cancel_all: AtomicBool,
+    closed: AtomicBool,
+    counters: Counters,
+    pub(crate) timers: Mutex<Timers>,
+    pub(crate) timer_cv: Condvar,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Configures and starts an [`Executor`].
+pub struct Builder {
+    workers: usize,
+    name: String,
+    on_miss: OnMiss,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// As many workers as the machine has cores, firm deadlines, the system clock.
+    pub fn new() -> Builder {
+        Builder {
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            name: "bitrot-sched".into(),
+            on_miss: OnMiss::Firm,
+            clock: Arc::new(SystemClock),
+        }
+    }
+    pub fn workers(mut self, n: usize) -> Builder {
+        self.workers = n.max(1);
+        self
+    }
+    pub fn thread_name(mut self, name: impl Into<String>) -> Builder {
+        self.name = name.into();
+        self
+    }
+    pub fn default_on_miss(mut self, m: OnMiss) -> Builder {
+        self.on_miss = m;
+        self
+    }
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Builder {
+        self.clock = clock;
+        self
+    }
+
+    /// Starts the workers and the timer thread.
+    pub fn build(self) -> std::io::Result<Executor> {
+        let inner = Arc::new(Inner {
+            epoch: self.clock.now(),
+            clock: self.clock,
+            default_on_miss: self.on_miss,
+            next_seq: AtomicU64::new(0),
+            ready: Mutex::new(Ready {
+                map: BTreeMap::new(),
+                idle: 0,
+                stop: false,
+                draining: false,
+            }),
+            ready_cv: Condvar::new(),
+            quiet_cv: Condvar::new(),
+            queue_min: AtomicU64::new(u64::MAX),
+            idle: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            slots: (0..self.workers)
+                .map(|_| WorkerSlot {
+                    busy: AtomicBool::new(false),
+                    deadline: AtomicU64::new(u64::MAX),
+                    preempt: AtomicBool::new(false),
+                })
+                .collect(),
+            cancel_all: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            counters: Counters::default(),
+            timers: Mutex::new(Timers::default()),
+            timer_cv: Condvar::new(),
+            threads: Mutex::new(Vec::new()),
+        });
+        let mut threads = Vec::with_capacity(self.workers + 1);
+        for i in 0..self.workers {
+            let inner = inner.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("{}-{i}", self.name))
+                    .spawn(move || inner.worker_main(i))?,
+            );
+        }
+        threads.push(timer::spawn(inner.clone(), &self.name)?);
+        *inner.threads.lock().unwrap_or_else(|p| p.into_inner()) = threads;
+        let weak = Arc::downgrade(&inner);
+        inner.clock.subscribe(Arc::new(move || {
+            if let Some(i) = weak.upgrade() {
+                i.wake_timer();
+            }
+        }));
+        Ok(Executor {
+            _owner: Arc::new(Owner(inner.clone())),
+            inner,
+        })
+    }
+}
+
+/// Shuts the executor down when the last user handle is dropped.
+struct Owner(Arc<Inner>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.shutdown(Shutdown::CancelAll);
+    }
+}
+
+/// How to shut down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Run the queued tasks for at most `timeout`, then cancel what is left.
+    Drain { timeout: Duration },
+    /// Remove every queued task and cancel every running one now.
+    CancelAll,
+}
+
+/// What a shutdown did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// The queue emptied and every worker went idle within the drain timeout.
+    pub drained: bool,
+    /// Queued tasks that never ran.
+    pub cancelled_queued: usize,
+    /// Tasks running when the cancellation was signalled.
+    pub signalled_running: usize,
+    /// Tasks and periodic tasks still waiting for their release time.
+    pub cancelled_timers: usize,
+    pub stats: SchedStats,
+}
+
+/// A deadline-first executor. Cloning gives another handle to the same pool; dropping the
+/// last handle cancels everything and waits for the running tasks to return.
+#[derive(Clone)]
+pub struct Executor {
+    pub(crate) inner: Arc<Inner>,
+    _owner: Arc<Owner>,
+}
+
+impl Executor {
+    /// Runs `f` as soon as a worker is free, earliest deadline first.
+    pub fn spawn<F, T>(&self, deadline: Instant, f: F) -> Task<T>
+    where
+        F: FnOnce(&Ctx<'_>) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.spawn_with(Opts::new(deadline), f)
+    }
+
+    pub fn spawn_with<F, T>(&self, opts: Opts, f: F) -> Task<T>
+    where
+        F: FnOnce(&Ctx<'_>) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let slot = Slot::new();
+        let body = Box::new(OnceBody {
+            f: Some(f),
+            slot: slot.clone(),
+        });
+        let job = self.inner.new_job(&opts, body);
+        self.inner.submit(job.clone());
+        self.task(job, slot)
+    }
+
+    /// Runs a resumable task: it can yield at checkpoints to earlier deadlines and is then
+    /// requeued with its original deadline and sequence.
+    pub fn spawn_resumable<R: Resumable>(&self, opts: Opts, job: R) -> Task<R::Output> {
+        let slot = Slot::new();
+        let body = Box::new(ResumableBody {
+            job,
+            slot: slot.clone(),
+        });
+        let job = self.inner.new_job(&opts, body);
+        self.inner.submit(job.clone());
+        self.task(job, slot)
+    }
+
+    /// Releases `f` at `release` (by the timer thread); it then competes by `opts.deadline`.
+    pub fn spawn_at<F, T>(&self, release: Instant, opts: Opts, f: F) -> Task<T>
+    where
+        F: FnOnce(&Ctx<'_>) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let slot = Slot::new();
+        let body = Box::new(OnceBody {
+            f: Some(f),
+            slot: slot.clone(),
+        });
+        let job = self.inner.new_job(&opts, body);
+        let at = self.inner.ns(release);
+        if at <= self.inner.now_ns() {
+            self.inner.submit(job.clone());
+        } else {
+            job.release.store(at, Ordering::Release);
+            self.inner
+                .add_timer(at, job.seq, TimerItem::Job(job.clone()));
+        }
+        self.task(job, slot)
+    }
+
+    fn task<T>(&self, job: Arc<Job>, slot: Arc<Slot<T>>) -> Task<T> {
+        Task {
+            job,
+            slot,
+            exec: Arc::downgrade(&self.inner),
+        }
+    }
+
+    /// The executor's clock (what deadlines are measured against).
+    pub fn now(&self) -> Instant {
+        self.inner.clock.now()
+    }
+
+    pub fn workers(&self) -> usize {
+        self.inner.slots.len()
+    }
+
+    pub fn stats(&self) -> SchedStats {
+        self.inner.stats()
+    }
+
+    /// Shuts down (idempotent); returns once the worker and timer threads have exited.
+    pub fn shutdown(&self, how: Shutdown) -> ShutdownReport {
+        self.inner.shutdown(how)
+    }
+}
+
+impl Inner {
+    pub(crate) fn ns(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn now_ns(&self) -> u64 {
+        self.ns(self.clock.now())
+    }
+
+    pub(crate) fn instant(&self, ns: u64) -> Instant {
+        self.epoch + Duration::from_nanos(ns)
+    }
+
+    pub(crate) fn new_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn new_job(&self, opts: &Opts, body: Box<dyn Body>) -> Arc<Job> {
+        self.new_job_raw(
+            self.ns(opts.deadline),
+            opts.on_miss.unwrap_or(self.default_on_miss),
+            opts.token.clone().unwrap_or_default(),
+            body,
+        )
+    }
+
+    pub(crate) fn new_job_raw(
+        &self,
+        deadline: u64,
+        on_miss: OnMiss,
+        token: CancelToken,
+        body: Box<dyn Body>,
+    ) -> Arc<Job> {
+        self.counters.submitted.fetch_add(1, Ordering::Relaxed);
+        Arc::new(Job::new(self.new_seq(), deadline, on_miss, token, body))
+    }
+
+    fn lock_ready(&self) -> MutexGuard<'_, Ready> {
+        self.ready.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn update_min(&self, r: &Ready) {
+        let min = r.map.first_key_value().map_or(u64::MAX, |(k, _)| k.0);
+        self.queue_min.store(min, Ordering::Release);
+    }
+
+    /// Puts a queued job into the ready queue and wakes or preempts a worker for it.
+    pub(crate) fn submit(&self, job: Arc<Job>) {
+        if self.closed.load(Ordering::Acquire) {
+            self.fail_unstarted(&job, JoinError::Shutdown);
+            return;
+        }
+        let deadline = job.deadline.load(Ordering::Relaxed);
+        let idle = {
+            let mut r = self.lock_ready();
+            r.map.insert((deadline, job.seq), job);
+            self.update_min(&r);
+            r.idle
+        };
+        if idle > 0 {
+            self.ready_cv.notify_one();
+        } else {
+            self.preempt_for(deadline);
+        }
+    }
+
+    /// Flags the busy, unflagged worker with the latest deadline if `deadline` is earlier.
+    fn preempt_for(&self, deadline: u64) {
+        let victim = self
+            .slots
+            .iter()
+            .filter(|s| s.busy.load(Ordering::Acquire) && !s.preempt.load(Ordering::Relaxed))
+            .max_by_key(|s| s.deadline.load(Ordering::Relaxed));
+        if let Some(s) = victim
+            && deadline < s.deadline.load(Ordering::Relaxed)
+        {
+            s.preempt.store(true, Ordering::Release);
+        }
+    }
+
+    /// Completes a job that never started, if it is still queued.
+    pub(crate) fn fail_unstarted(&self, job: &Job, err: JoinError) -> bool {
+        if job
+            .state
+            .compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        self.count(match err {
+            JoinError::Expired => Outcome::Expired,
+            JoinError::Shutdown => Outcome::Shutdown,
+            _ => Outcome::Cancelled,
+        });
+        // SAFETY: the QUEUED → CANCELLED swap above gives this thread the claim.
+        if let Some(body) = unsafe { job.body() }.as_mut() {
+            body.fail(err);
+        }
+        // SAFETY: as above.
+        unsafe { *job.body() = None };
+        true
+    }
+
+    /// Takes a job cancelled through its handle out of whichever queue holds it.
+    pub(crate) fn remove(&self, job: &Job) {
+        self.count(Outcome::Cancelled);
+        let key = (job.deadline.load(Ordering::Relaxed), job.seq);
+        {
+            let mut r = self.lock_ready();
+            if r.map.remove(&key).is_some() {
+                self.update_min(&r);
+                return;
+            }
+        }
+        let release = job.release.load(Ordering::Acquire);
+        let mut t = self.timers.lock().unwrap_or_else(|p| p.into_inner());
+        t.map.remove(&(release, job.seq));
+    }
+
+    /// Moves a queued job to a new deadline; false if it is not in the ready or timer queue.
+    pub(crate) fn requeue_with_deadline(&self, job: &Arc<Job>, deadline: Instant) -> bool {
+        let new = self.ns(deadline);
+        let mut r = self.lock_ready();
+        if job.state.load(Ordering::Acquire) != QUEUED {
+            return false;
+        }
+        let old = (job.deadline.load(Ordering::Relaxed), job.seq);
+        if r.map.remove(&old).is_some() {
+            job.deadline.store(new, Ordering::Relaxed);
+            r.map.insert((new, job.seq), job.clone());
+            self.update_min(&r);
+            return true;
+        }
+        // Still waiting in the timer queue: its deadline only matters once released.
+        drop(r);
+        let t = self.timers.lock().unwrap_or_else(|p| p.into_inner());
+        let in_timer = t
+            .map
+            .contains_key(&(job.release.load(Ordering::Acquire), job.seq));
+        if in_timer {
+            job.deadline.store(new, Ordering::Relaxed);
+        }
+        in_timer
+    }
+
+    fn worker_main(&self, idx: usize) {
+        while let Some(job) = self.next_job(idx) {
+            self.run_job(idx, &job);
+            self.slots[idx].busy.store(false, Ordering::Release);
+            self.running.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Blocks until a job is claimed (or the executor stops).
+    fn next_job(&self, idx: usize) -> Option<Arc<Job>> {
+        let mut r = self.lock_ready();
+        loop {
+            if let Some((_, job)) = r.map.pop_first() {
+                self.update_min(&r);
+                if !job.claim() {
+                    continue; // cancelled while a timer was releasing it
+                }
+                let slot = &self.slots[idx];
+                slot.deadline
+                    .store(job.deadline.load(Ordering::Relaxed), Ordering::Relaxed);
+                slot.preempt.store(false, Ordering::Relaxed);
+                slot.busy.store(true, Ordering::Release);
+                self.running.fetch_add(1, Ordering::AcqRel);
+                return Some(job);
+            }
+            if r.stop {
+                return None;
+            }
+            if r.draining && self.running.load(Ordering::Acquire) == 0 {
+                self.quiet_cv.notify_all();
+            }
+            r.idle += 1;
+            self.idle.fetch_add(1, Ordering::AcqRel);
+            r = self.ready_cv.wait(r).unwrap_or_else(|p| p.into_inner());
+            r.idle -= 1;
+            self.idle.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    fn run_job(&self, idx: usize, job: &Arc<Job>) {
+        let deadline = job.deadline.load(Ordering::Relaxed);
+        let ctx = Ctx {
+            job,
+            inner: self,
+            slot: idx,
+        };
+        let refuse = if self.cancel_all.load(Ordering::Acquire) {
+            Some(JoinError::Shutdown)
+        } else if job.token.is_cancelled() {
+            Some(JoinError::Cancelled)
+        } else if job.on_miss == OnMiss::Firm && self.now_ns() > deadline {
+            Some(JoinError::Expired)
+        } else {
+            None
+        };
+        // SAFETY: this worker won `claim` in `next_job`.
+        let body = unsafe { job.body() };
+        let Some(b) = body.as_mut() else { return };
+        if let Some(err) = refuse {
+            self.count(match err {
+                JoinError::Shutdown => Outcome::Shutdown,
+                JoinError::Expired => Outcome::Expired,
+                _ => Outcome::Cancelled,
+            });
+            b.fail(err);
+            *body = None;
+            job.state.store(DONE, Ordering::Release);
+            return;
+        }
+        match b.run(&ctx) {
+            Progress::Done(outcome) => {
+                self.count(outcome);
+                if outcome == Outcome::Ok && self.now_ns() > deadline {
+                    self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                }
+                *body = None;
+                job.state.store(DONE, Ordering::Release);
+            }
+            Progress::Yield => {
+                self.counters.yields.fetch_add(1, Ordering::Relaxed);
+                job.state.store(QUEUED, Ordering::Release);
+                self.submit(job.clone());
+            }
+        }
+    }
+
+    fn count(&self, o: Outcome) {
+        let c = &self.counters;
+        let counter = match o {
+            Outcome::Ok => &c.completed,
+            Outcome::Cancelled => &c.cancelled,
+            Outcome::Expired => &c.expired,
+            Outcome::Panicked => &c.panicked,
+            Outcome::Shutdown => &c.shutdown,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn stats(&self) -> SchedStats {
+        let c = &self.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SchedStats {
+            submitted: l(&c.submitted),
+            completed: l(&c.completed),
+            cancelled: l(&c.cancelled),
+            expired: l(&c.expired),
+            panicked: l(&c.panicked),
+            shutdown: l(&c.shutdown),
+            deadline_misses: l(&c.misses),
+            yields: l(&c.yields),
+            queued: self.lock_ready().map.len(),
+            running: self.running.load(Ordering::Acquire),
+        }
+    }
+
+    fn wait_quiet(&self, timeout: Duration) -> bool {
+        let limit = Instant::now() + timeout;
+        let mut r = self.lock_ready();
+        r.draining = true;
+        loop {
+            if r.map.is_empty() && self.running.load(Ordering::Acquire) == 0 {
+                r.draining = false;
+                return true;
+            }
+            let left = limit.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                r.draining = false;
+                return false;
+            }
+            r = self
+                .quiet_cv
+                .wait_timeout(r, left.min(Duration::from_millis(50)))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    pub(crate) fn shutdown(&self, how: Shutdown) -> ShutdownReport {
+        self.closed.store(true, Ordering::Release);
+        let mut report = ShutdownReport::default();
+        let cancelled_timers = self.cancel_timers();
+        if let Shutdown::Drain { timeout } = how {
+            report.drained = self.wait_quiet(timeout);
+        }
+        report.cancelled_timers = cancelled_timers;
+        self.cancel_all.store(true, Ordering::Release);
+        let queued: Vec<Arc<Job>> = {
+            let mut r = self.lock_ready();
+            r.stop = true;
+            let map = std::mem::take(&mut r.map);
+            self.update_min(&r);
+            map.into_values().collect()
+        };
+        self.ready_cv.notify_all();
+        report.cancelled_queued = queued
+            .iter()
+            .filter(|j| self.fail_unstarted(j, JoinError::Shutdown))
+            .count();
+        report.signalled_running = self.running.load(Ordering::Acquire);
+        self.stop_timer();
+        self.join_threads();
+        report.stats = self.stats();
+        report
+    }
+
+    fn join_threads(&self) {
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        let me = std::thread::current().id();
+        for t in threads {
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+    }
+}
