@@ -797,6 +797,7 @@ impl Inner {
             report.drained = self.wait_quiet(timeout);
         }
         report.cancelled_timers = cancelled_timers;
+        report.signalled_running = self.running.load(Ordering::Acquire);
         self.cancel_all.store(true, Ordering::Release);
         let queued: Vec<Arc<Job>> = {
             let mut r = self.lock_ready();
@@ -810,7 +811,6 @@ impl Inner {
             .iter()
             .filter(|j| self.fail_unstarted(j, JoinError::Shutdown))
             .count();
-        report.signalled_running = self.running.load(Ordering::Acquire);
         self.stop_timer();
         self.join_threads();
         report.stats = self.stats();
