@@ -235,3 +235,85 @@ fn decode_field(b: &[u8], at: usize) -> (Field<'_>, usize) {
         _ => (Field::Null, p),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logging::record::Level;
+    use proptest::prelude::*;
+
+    static CS: Callsite = Callsite {
+        level: Level::Info,
+        target: "t",
+        message: "m",
+        keys: &["a", "b", "c", "d", "e", "f", "g", "h"],
+        file: "f",
+        line: 1,
+    };
+
+    #[derive(Debug, Clone)]
+    enum V {
+        U(u64),
+        I(i64),
+        F(f64),
+        B(bool),
+        S(String),
+        Y(Vec<u8>),
+        N,
+    }
+
+    fn arb_v() -> impl Strategy<Value = V> {
+        prop_oneof![
+            any::<u64>().prop_map(V::U),
+            any::<i64>().prop_map(V::I),
+            any::<f64>().prop_map(V::F),
+            any::<bool>().prop_map(V::B),
+            ".{0,40}".prop_map(V::S),
+            prop::collection::vec(any::<u8>(), 0..40).prop_map(V::Y),
+            Just(V::N),
+        ]
+    }
+
+    proptest! {
+        /// What `encode` writes, `decode` reads back (strings cut at `max_str` on a character
+        /// boundary), and never past `bound`.
+        #[test]
+        fn encode_decode_round_trip(vals in prop::collection::vec(arb_v(), 0..8), max_str in 1usize..32) {
+            let values: Vec<Value<'_>> = vals.iter().map(|v| match v {
+                V::U(x) => Value::U64(*x),
+                V::I(x) => Value::I64(*x),
+                V::F(x) => Value::F64(*x),
+                V::B(x) => Value::Bool(*x),
+                V::S(s) => Value::Str(s),
+                V::Y(b) => Value::Bytes(b),
+                V::N => Value::Null,
+            }).collect();
+            let need = bound(&values, max_str);
+            let mut buf = vec![0xAAu8; need + 64];
+            let len = encode(&mut buf, 7, &CS, &values, max_str);
+            prop_assert!(len <= need && len % 8 == 0);
+            prop_assert!(buf[need..].iter().all(|&b| b == 0xAA), "wrote past the bound");
+            // SAFETY: written by `encode` just above.
+            let view = unsafe { RecordView::decode(&buf[..len]) };
+            prop_assert_eq!(view.ts, 7);
+            let fields: Vec<_> = view.fields().collect();
+            prop_assert_eq!(fields.len(), vals.len());
+            for ((key, got), (i, want)) in fields.into_iter().zip(vals.iter().enumerate()) {
+                prop_assert_eq!(key, CS.keys[i]);
+                match (got, want) {
+                    (Field::U64(a), V::U(b)) => prop_assert_eq!(a, *b),
+                    (Field::I64(a), V::I(b)) => prop_assert_eq!(a, *b),
+                    (Field::F64(a), V::F(b)) => prop_assert_eq!(a.to_bits(), b.to_bits()),
+                    (Field::Bool(a), V::B(b)) => prop_assert_eq!(a, *b),
+                    (Field::Str(a), V::S(b)) => {
+                        prop_assert!(b.starts_with(a) && a.len() <= max_str);
+                        prop_assert!(a.len() == b.len() || a.len() + 4 > max_str);
+                    }
+                    (Field::Bytes(a), V::Y(b)) => prop_assert_eq!(a, &b[..b.len().min(max_str)]),
+                    (Field::Null, V::N) => {}
+                    (g, w) => prop_assert!(false, "decoded {:?} for {:?}", g, w),
+                }
+            }
+        }
+    }
+}
