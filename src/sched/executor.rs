@@ -10,6 +10,7 @@
 //! - Lock order: timers before ready; no lock is held while user code runs.
 
 use super::clock::{Clock, SystemClock};
+use super::inbox::Inbox;
 use super::task::{
     Body, CANCELLED, CancelToken, DONE, Job, JoinError, OnMiss, Progress, QUEUED, Slot, Task,
 };
@@ -225,7 +226,6 @@ struct WorkerSlot {
 
 struct Ready {
     map: BTreeMap<(u64, u64), Arc<Job>>,
-    idle: usize,
     stop: bool,
     /// Someone waits in `Drain` for the queue to empty and the workers to go idle.
     draining: bool,
@@ -271,7 +271,11 @@ pub(crate) struct Inner {
     ready_cv: Condvar,
     quiet_cv: Condvar,
     queue_min: AtomicU64,
+    /// Workers without a job: searching the queue or parked.
     idle: AtomicUsize,
+    /// Workers blocked on `ready_cv`.
+    parked: AtomicUsize,
+    inbox: Inbox,
     running: AtomicUsize,
     slots: Box<[WorkerSlot]>,
     pub(crate) cancel_all: AtomicBool,
@@ -332,14 +336,15 @@ impl Builder {
             next_seq: AtomicU64::new(0),
             ready: Mutex::new(Ready {
                 map: BTreeMap::new(),
-                idle: 0,
                 stop: false,
                 draining: false,
             }),
             ready_cv: Condvar::new(),
             quiet_cv: Condvar::new(),
             queue_min: AtomicU64::new(u64::MAX),
-            idle: AtomicUsize::new(0),
+            idle: AtomicUsize::new(self.workers),
+            parked: AtomicUsize::new(0),
+            inbox: Inbox::new(),
             running: AtomicUsize::new(0),
             slots: (0..self.workers)
                 .map(|_| WorkerSlot {
@@ -544,32 +549,73 @@ impl Inner {
         Arc::new(Job::new(self.new_seq(), deadline, on_miss, token, body))
     }
 
+    /// Locks the ready queue and moves everything waiting in the inbox into it, so whoever
+    /// holds the lock sees every submitted job in (deadline, sequence) order.
     fn lock_ready(&self) -> MutexGuard<'_, Ready> {
-        self.ready.lock().unwrap_or_else(|p| p.into_inner())
+        let mut r = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+        self.absorb(&mut r);
+        r
     }
 
-    fn update_min(&self, r: &Ready) {
-        let min = r.map.first_key_value().map_or(u64::MAX, |(k, _)| k.0);
-        self.queue_min.store(min, Ordering::Release);
+    /// Moves the inbox into the map and publishes the earliest queued deadline. Submitters
+    /// lower that with `fetch_min` after pushing; if one pushed after our `take_all`, the loop
+    /// takes its job too, so a published minimum never hides a queued job.
+    fn absorb(&self, r: &mut Ready) {
+        loop {
+            for job in self.inbox.take_all() {
+                // A job cancelled while in the inbox is dropped; it was already completed.
+                if job.state.load(Ordering::Acquire) == QUEUED {
+                    r.map
+                        .insert((job.deadline.load(Ordering::Relaxed), job.seq), job);
+                }
+            }
+            let min = r.map.first_key_value().map_or(u64::MAX, |(k, _)| k.0);
+            self.queue_min.store(min, Ordering::SeqCst);
+            if self.inbox.is_empty() {
+                return;
+            }
+        }
     }
 
-    /// Puts a queued job into the ready queue and wakes or preempts a worker for it.
+    /// Hands a queued job to the workers: one lock-free push, then a wake-up only if every
+    /// idle worker is parked, or a preemption flag if no worker is idle.
     pub(crate) fn submit(&self, job: Arc<Job>) {
-        if self.closed.load(Ordering::Acquire) {
+        if self.closed.load(Ordering::SeqCst) {
             self.fail_unstarted(&job, JoinError::Shutdown);
             return;
         }
         let deadline = job.deadline.load(Ordering::Relaxed);
-        let idle = {
-            let mut r = self.lock_ready();
-            r.map.insert((deadline, job.seq), job);
-            self.update_min(&r);
-            r.idle
-        };
-        if idle > 0 {
+        let key = (deadline, job.seq);
+        self.inbox.push(job);
+        self.queue_min.fetch_min(deadline, Ordering::SeqCst);
+        if self.closed.load(Ordering::SeqCst) {
+            self.strand_check(key);
+        }
+        let idle = self.idle.load(Ordering::SeqCst);
+        let parked = self.parked.load(Ordering::SeqCst);
+        if parked > 0 && idle <= parked {
+            // Taking the lock orders this wake-up after a parking worker's last inbox check.
+            drop(self.ready.lock().unwrap_or_else(|p| p.into_inner()));
             self.ready_cv.notify_one();
-        } else {
+        } else if idle == 0 {
             self.preempt_for(deadline);
+        }
+    }
+
+    /// A job pushed while shutdown began: once the workers have been told to stop, nobody
+    /// will take it from the queue, so complete it here.
+    fn strand_check(&self, key: (u64, u64)) {
+        let stranded = {
+            let mut r = self.lock_ready();
+            if !r.stop {
+                return;
+            }
+            let job = r.map.remove(&key);
+            self.absorb(&mut r);
+            job
+        };
+        if let Some(job) = stranded {
+            self.fail_unstarted(&job, JoinError::Shutdown);
         }
     }
 
@@ -617,7 +663,7 @@ impl Inner {
         {
             let mut r = self.lock_ready();
             if r.map.remove(&key).is_some() {
-                self.update_min(&r);
+                self.absorb(&mut r);
                 return;
             }
         }
@@ -637,7 +683,7 @@ impl Inner {
         if r.map.remove(&old).is_some() {
             job.deadline.store(new, Ordering::Relaxed);
             r.map.insert((new, job.seq), job.clone());
-            self.update_min(&r);
+            self.absorb(&mut r);
             return true;
         }
         // Still waiting in the timer queue: its deadline only matters once released.
@@ -652,29 +698,26 @@ impl Inner {
         in_timer
     }
 
+    /// Runs jobs until the executor stops. Workers are counted idle from `build` on.
     fn worker_main(&self, idx: usize) {
         while let Some(job) = self.next_job(idx) {
             self.run_job(idx, &job);
             self.slots[idx].busy.store(false, Ordering::Release);
+            self.idle.fetch_add(1, Ordering::AcqRel);
             self.running.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
-    /// Blocks until a job is claimed (or the executor stops).
+    /// Blocks until a job is claimed (or the executor stops). Before parking, a worker polls
+    /// the queue's minimum for a short while, so a stream of short tasks does not pay a futex
+    /// wake-up per task.
     fn next_job(&self, idx: usize) -> Option<Arc<Job>> {
         let mut r = self.lock_ready();
+        let mut searched = false;
         loop {
-            if let Some((_, job)) = r.map.pop_first() {
-                self.update_min(&r);
-                if !job.claim() {
-                    continue; // cancelled while a timer was releasing it
-                }
-                let slot = &self.slots[idx];
-                slot.deadline
-                    .store(job.deadline.load(Ordering::Relaxed), Ordering::Relaxed);
-                slot.preempt.store(false, Ordering::Relaxed);
-                slot.busy.store(true, Ordering::Release);
-                self.running.fetch_add(1, Ordering::AcqRel);
+            if let Some(job) = self.pop_claimed(&mut r) {
+                self.idle.fetch_sub(1, Ordering::AcqRel);
+                self.start(idx, &job);
                 return Some(job);
             }
             if r.stop {
@@ -683,12 +726,60 @@ impl Inner {
             if r.draining && self.running.load(Ordering::Acquire) == 0 {
                 self.quiet_cv.notify_all();
             }
-            r.idle += 1;
-            self.idle.fetch_add(1, Ordering::AcqRel);
-            r = self.ready_cv.wait(r).unwrap_or_else(|p| p.into_inner());
-            r.idle -= 1;
-            self.idle.fetch_sub(1, Ordering::AcqRel);
+            if !searched {
+                searched = true;
+                drop(r);
+                self.search();
+                r = self.lock_ready();
+                continue;
+            }
+            searched = false;
+            self.parked.fetch_add(1, Ordering::SeqCst);
+            // A submitter that pushed before our increment is seen here; one that pushes
+            // after it sees us parked and wakes us (see `submit`).
+            if self.inbox.is_empty() {
+                r = self.ready_cv.wait(r).unwrap_or_else(|p| p.into_inner());
+            }
+            self.parked.fetch_sub(1, Ordering::SeqCst);
+            self.absorb(&mut r);
         }
+    }
+
+    /// Pops the earliest job that can still be claimed.
+    fn pop_claimed(&self, r: &mut Ready) -> Option<Arc<Job>> {
+        while let Some((_, job)) = r.map.pop_first() {
+            self.absorb(r);
+            if job.claim() {
+                return Some(job);
+            }
+            // Cancelled while a timer was releasing it: skip.
+        }
+        None
+    }
+
+    /// Spins, then yields, until the queue looks non-empty or a bounded number of rounds pass.
+    fn search(&self) {
+        for step in 0..16u32 {
+            if self.queue_min.load(Ordering::Acquire) != u64::MAX || !self.inbox.is_empty() {
+                return;
+            }
+            if step < 7 {
+                for _ in 0..(1u32 << step) {
+                    std::hint::spin_loop();
+                }
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    fn start(&self, idx: usize, job: &Job) {
+        let slot = &self.slots[idx];
+        slot.deadline
+            .store(job.deadline.load(Ordering::Relaxed), Ordering::Relaxed);
+        slot.preempt.store(false, Ordering::Relaxed);
+        slot.busy.store(true, Ordering::Release);
+        self.running.fetch_add(1, Ordering::AcqRel);
     }
 
     fn run_job(&self, idx: usize, job: &Arc<Job>) {
@@ -803,7 +894,7 @@ impl Inner {
             let mut r = self.lock_ready();
             r.stop = true;
             let map = std::mem::take(&mut r.map);
-            self.update_min(&r);
+            self.absorb(&mut r);
             map.into_values().collect()
         };
         self.ready_cv.notify_all();

@@ -37,6 +37,7 @@
 
 mod clock;
 mod executor;
+mod inbox;
 mod task;
 mod timer;
 

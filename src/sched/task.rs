@@ -8,7 +8,7 @@
 
 use std::any::Any;
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -113,6 +113,8 @@ pub(crate) struct Job {
     pub(crate) expired: AtomicBool,
     /// Release time in executor nanoseconds while the job waits in the timer (0 otherwise).
     pub(crate) release: AtomicU64,
+    /// Link while the job waits in the executor's inbox.
+    pub(crate) next: AtomicPtr<Job>,
     body: UnsafeCell<Option<Box<dyn Body>>>,
 }
 
@@ -136,6 +138,7 @@ impl Job {
             token,
             expired: AtomicBool::new(false),
             release: AtomicU64::new(0),
+            next: AtomicPtr::new(std::ptr::null_mut()),
             body: UnsafeCell::new(Some(body)),
         }
     }
