@@ -363,6 +363,10 @@ fn main() {
         &["pool", "submit ns/task", "end-to-end ns/task"],
         &rows,
     );
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "dispatch") {
+        println!("\nRESULT {}", result.join(" "));
+        return;
+    }
 
     let header = ["pool", "p50 ns", "p90", "p99", "p99.9", "max"];
     for (label, gap, count) in [

@@ -11,9 +11,7 @@
 
 use super::clock::{Clock, SystemClock};
 use super::inbox::Inbox;
-use super::task::{
-    Body, CANCELLED, CancelToken, DONE, Job, JoinError, OnMiss, Progress, QUEUED, Slot, Task,
-};
+use super::task::{Body, CancelToken, DONE, Job, JoinError, OnMiss, Progress, QUEUED, Task};
 use super::timer::{self, TimerItem, Timers};
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -98,12 +96,12 @@ impl Ctx<'_> {
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.job.token.is_cancelled() || self.inner.cancel_all.load(Ordering::Relaxed)
+        self.job.is_cancelled() || self.inner.cancel_all.load(Ordering::Relaxed)
     }
 
     /// The task's cancellation token, to hand to child tasks or blocking calls.
     pub fn cancel_token(&self) -> CancelToken {
-        self.job.token.clone()
+        self.job.cancel_token()
     }
 
     /// The cooperative preemption point. Costs a few atomic loads and, for firm tasks, a clock
@@ -119,9 +117,7 @@ impl Ctx<'_> {
         }
         let slot = &self.inner.slots[self.slot];
         if slot.preempt.load(Ordering::Relaxed) {
-            if self.inner.queue_min.load(Ordering::Acquire) < deadline
-                && self.inner.idle.load(Ordering::Acquire) == 0
-            {
+            if self.inner.queue_min.load(Ordering::Acquire) < deadline && self.inner.idle() == 0 {
                 return Check::Yield;
             }
             slot.preempt.store(false, Ordering::Relaxed);
@@ -133,7 +129,7 @@ impl Ctx<'_> {
     pub(crate) fn outcome(&self) -> Outcome {
         if self.inner.cancel_all.load(Ordering::Acquire) {
             Outcome::Shutdown
-        } else if self.job.token.is_cancelled() {
+        } else if self.job.is_cancelled() {
             Outcome::Cancelled
         } else if self.job.expired.load(Ordering::Acquire) {
             Outcome::Expired
@@ -152,9 +148,11 @@ pub(crate) fn error_for(o: Outcome) -> Option<JoinError> {
     }
 }
 
+type Out<T> = Option<Result<T, JoinError>>;
+
 struct OnceBody<F, T> {
     f: Option<F>,
-    slot: Arc<Slot<T>>,
+    out: Out<T>,
 }
 
 impl<F, T> Body for OnceBody<F, T>
@@ -167,26 +165,30 @@ where
             return Progress::Done(Outcome::Ok);
         };
         let r = catch_unwind(AssertUnwindSafe(|| f(ctx)));
-        Progress::Done(complete(&self.slot, ctx, r))
+        Progress::Done(complete(&mut self.out, ctx, r))
     }
 
     fn fail(&mut self, err: JoinError) {
         self.f = None;
-        self.slot.fill(Err(err));
+        self.out = Some(Err(err));
+    }
+
+    fn outcome(&mut self) -> *mut () {
+        (&mut self.out as *mut Out<T>).cast()
     }
 }
 
-/// Fills `slot` from a task's return (or panic) and says how it ended.
-fn complete<T>(slot: &Slot<T>, ctx: &Ctx<'_>, r: std::thread::Result<T>) -> Outcome {
+/// Stores a task's return (or panic) as its outcome and says how it ended.
+fn complete<T>(out: &mut Out<T>, ctx: &Ctx<'_>, r: std::thread::Result<T>) -> Outcome {
     match r {
         Ok(v) => {
             let o = ctx.outcome();
-            slot.fill(error_for(o).map_or(Ok(v), Err));
+            *out = Some(error_for(o).map_or(Ok(v), Err));
             o
         }
         Err(p) => {
             crate::warn!("task panicked", task = ctx.job.seq);
-            slot.fill(Err(JoinError::Panicked(p)));
+            *out = Some(Err(JoinError::Panicked(p)));
             Outcome::Panicked
         }
     }
@@ -194,7 +196,7 @@ fn complete<T>(slot: &Slot<T>, ctx: &Ctx<'_>, r: std::thread::Result<T>) -> Outc
 
 struct ResumableBody<R: Resumable> {
     job: R,
-    slot: Arc<Slot<R::Output>>,
+    out: Out<R::Output>,
 }
 
 impl<R: Resumable> Body for ResumableBody<R> {
@@ -204,24 +206,31 @@ impl<R: Resumable> Body for ResumableBody<R> {
             Ok(Step::Yield) => {
                 // Yielding after cancellation ends the task.
                 let o = ctx.outcome();
-                self.slot
-                    .fill(Err(error_for(o).unwrap_or(JoinError::Cancelled)));
+                self.out = Some(Err(error_for(o).unwrap_or(JoinError::Cancelled)));
                 Progress::Done(o)
             }
-            Ok(Step::Done(v)) => Progress::Done(complete(&self.slot, ctx, Ok(v))),
-            Err(p) => Progress::Done(complete(&self.slot, ctx, Err(p))),
+            Ok(Step::Done(v)) => Progress::Done(complete(&mut self.out, ctx, Ok(v))),
+            Err(p) => Progress::Done(complete(&mut self.out, ctx, Err(p))),
         }
     }
 
     fn fail(&mut self, err: JoinError) {
-        self.slot.fill(Err(err));
+        self.out = Some(Err(err));
+    }
+
+    fn outcome(&mut self) -> *mut () {
+        (&mut self.out as *mut Out<R::Output>).cast()
     }
 }
 
+/// One worker's shared state, on its own cache line so workers do not slow each other down.
+#[repr(align(64))]
 struct WorkerSlot {
     busy: AtomicBool,
     deadline: AtomicU64,
     preempt: AtomicBool,
+    /// Outcomes of the jobs this worker ran.
+    counters: Counters,
 }
 
 struct Ready {
@@ -241,6 +250,48 @@ struct Counters {
     shutdown: AtomicU64,
     misses: AtomicU64,
     yields: AtomicU64,
+}
+
+impl Counters {
+    fn count(&self, o: Outcome) {
+        let counter = match o {
+            Outcome::Ok => &self.completed,
+            Outcome::Cancelled => &self.cancelled,
+            Outcome::Expired => &self.expired,
+            Outcome::Panicked => &self.panicked,
+            Outcome::Shutdown => &self.shutdown,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> SchedStats {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SchedStats {
+            submitted: l(&self.submitted),
+            completed: l(&self.completed),
+            cancelled: l(&self.cancelled),
+            expired: l(&self.expired),
+            panicked: l(&self.panicked),
+            shutdown: l(&self.shutdown),
+            deadline_misses: l(&self.misses),
+            yields: l(&self.yields),
+            queued: 0,
+            running: 0,
+        }
+    }
+}
+
+impl SchedStats {
+    fn add(&mut self, o: &SchedStats) {
+        self.submitted += o.submitted;
+        self.completed += o.completed;
+        self.cancelled += o.cancelled;
+        self.expired += o.expired;
+        self.panicked += o.panicked;
+        self.shutdown += o.shutdown;
+        self.deadline_misses += o.deadline_misses;
+        self.yields += o.yields;
+    }
 }
 
 /// Counters of an executor.
@@ -271,12 +322,9 @@ pub(crate) struct Inner {
     ready_cv: Condvar,
     quiet_cv: Condvar,
     queue_min: AtomicU64,
-    /// Workers without a job: searching the queue or parked.
-    idle: AtomicUsize,
     /// Workers blocked on `ready_cv`.
     parked: AtomicUsize,
     inbox: Inbox,
-    running: AtomicUsize,
     slots: Box<[WorkerSlot]>,
     pub(crate) cancel_all: AtomicBool,
     closed: AtomicBool,
@@ -342,15 +390,14 @@ impl Builder {
             ready_cv: Condvar::new(),
             quiet_cv: Condvar::new(),
             queue_min: AtomicU64::new(u64::MAX),
-            idle: AtomicUsize::new(self.workers),
             parked: AtomicUsize::new(0),
             inbox: Inbox::new(),
-            running: AtomicUsize::new(0),
             slots: (0..self.workers)
                 .map(|_| WorkerSlot {
                     busy: AtomicBool::new(false),
                     deadline: AtomicU64::new(u64::MAX),
                     preempt: AtomicBool::new(false),
+                    counters: Counters::default(),
                 })
                 .collect(),
             cancel_all: AtomicBool::new(false),
@@ -439,27 +486,23 @@ impl Executor {
         F: FnOnce(&Ctx<'_>) -> T + Send + 'static,
         T: Send + 'static,
     {
-        let slot = Slot::new();
-        let body = Box::new(OnceBody {
-            f: Some(f),
-            slot: slot.clone(),
-        });
-        let job = self.inner.new_job(&opts, body);
+        let job = self.inner.new_job(
+            &opts,
+            OnceBody {
+                f: Some(f),
+                out: None,
+            },
+        );
         self.inner.submit(job.clone());
-        self.task(job, slot)
+        self.task(job)
     }
 
     /// Runs a resumable task: it can yield at checkpoints to earlier deadlines and is then
     /// requeued with its original deadline and sequence.
     pub fn spawn_resumable<R: Resumable>(&self, opts: Opts, job: R) -> Task<R::Output> {
-        let slot = Slot::new();
-        let body = Box::new(ResumableBody {
-            job,
-            slot: slot.clone(),
-        });
-        let job = self.inner.new_job(&opts, body);
+        let job = self.inner.new_job(&opts, ResumableBody { job, out: None });
         self.inner.submit(job.clone());
-        self.task(job, slot)
+        self.task(job)
     }
 
     /// Releases `f` at `release` (by the timer thread); it then competes by `opts.deadline`.
@@ -468,12 +511,13 @@ impl Executor {
         F: FnOnce(&Ctx<'_>) -> T + Send + 'static,
         T: Send + 'static,
     {
-        let slot = Slot::new();
-        let body = Box::new(OnceBody {
-            f: Some(f),
-            slot: slot.clone(),
-        });
-        let job = self.inner.new_job(&opts, body);
+        let job = self.inner.new_job(
+            &opts,
+            OnceBody {
+                f: Some(f),
+                out: None,
+            },
+        );
         let at = self.inner.ns(release);
         if at <= self.inner.now_ns() {
             self.inner.submit(job.clone());
@@ -482,14 +526,15 @@ impl Executor {
             self.inner
                 .add_timer(at, job.seq, TimerItem::Job(job.clone()));
         }
-        self.task(job, slot)
+        self.task(job)
     }
 
-    fn task<T>(&self, job: Arc<Job>, slot: Arc<Slot<T>>) -> Task<T> {
+    /// The handle for a job whose body keeps an `Out<T>` (see `Task::take`).
+    fn task<T>(&self, job: Arc<Job>) -> Task<T> {
         Task {
             job,
-            slot,
             exec: Arc::downgrade(&self.inner),
+            _out: std::marker::PhantomData,
         }
     }
 
@@ -529,21 +574,22 @@ impl Inner {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub(crate) fn new_job(&self, opts: &Opts, body: Box<dyn Body>) -> Arc<Job> {
+    pub(crate) fn new_job<B: Body + 'static>(&self, opts: &Opts, body: B) -> Arc<Job> {
         self.new_job_raw(
             self.ns(opts.deadline),
             opts.on_miss.unwrap_or(self.default_on_miss),
-            opts.token.clone().unwrap_or_default(),
+            opts.token.clone(),
             body,
         )
     }
 
-    pub(crate) fn new_job_raw(
+    /// One allocation per job: header, body and outcome together.
+    pub(crate) fn new_job_raw<B: Body + 'static>(
         &self,
         deadline: u64,
         on_miss: OnMiss,
-        token: CancelToken,
-        body: Box<dyn Body>,
+        token: Option<CancelToken>,
+        body: B,
     ) -> Arc<Job> {
         self.counters.submitted.fetch_add(1, Ordering::Relaxed);
         Arc::new(Job::new(self.new_seq(), deadline, on_miss, token, body))
@@ -591,7 +637,7 @@ impl Inner {
         if self.closed.load(Ordering::SeqCst) {
             self.strand_check(key);
         }
-        let idle = self.idle.load(Ordering::SeqCst);
+        let idle = self.idle();
         let parked = self.parked.load(Ordering::SeqCst);
         if parked > 0 && idle <= parked {
             // Taking the lock orders this wake-up after a parking worker's last inbox check.
@@ -635,11 +681,7 @@ impl Inner {
 
     /// Completes a job that never started, if it is still queued.
     pub(crate) fn fail_unstarted(&self, job: &Job, err: JoinError) -> bool {
-        if job
-            .state
-            .compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        if !job.claim_cancel() {
             return false;
         }
         self.count(match err {
@@ -647,29 +689,30 @@ impl Inner {
             JoinError::Shutdown => Outcome::Shutdown,
             _ => Outcome::Cancelled,
         });
-        // SAFETY: the QUEUED → CANCELLED swap above gives this thread the claim.
-        if let Some(body) = unsafe { job.body() }.as_mut() {
-            body.fail(err);
-        }
-        // SAFETY: as above.
-        unsafe { *job.body() = None };
+        // SAFETY: `claim_cancel` gave this thread the claim.
+        unsafe { job.body() }.fail(err);
+        job.finish();
         true
     }
 
-    /// Takes a job cancelled through its handle out of whichever queue holds it.
-    pub(crate) fn remove(&self, job: &Job) {
-        self.count(Outcome::Cancelled);
+    /// `Task::cancel` on a job that may still be queued: completes it as cancelled and takes it
+    /// out of whichever queue holds it. False if it had already started.
+    pub(crate) fn cancel_queued(&self, job: &Job) -> bool {
+        if !self.fail_unstarted(job, JoinError::Cancelled) {
+            return false;
+        }
         let key = (job.deadline.load(Ordering::Relaxed), job.seq);
         {
             let mut r = self.lock_ready();
             if r.map.remove(&key).is_some() {
                 self.absorb(&mut r);
-                return;
+                return true;
             }
         }
         let release = job.release.load(Ordering::Acquire);
         let mut t = self.timers.lock().unwrap_or_else(|p| p.into_inner());
         t.map.remove(&(release, job.seq));
+        true
     }
 
     /// Moves a queued job to a new deadline; false if it is not in the ready or timer queue.
@@ -703,8 +746,6 @@ impl Inner {
         while let Some(job) = self.next_job(idx) {
             self.run_job(idx, &job);
             self.slots[idx].busy.store(false, Ordering::Release);
-            self.idle.fetch_add(1, Ordering::AcqRel);
-            self.running.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -716,14 +757,13 @@ impl Inner {
         let mut searched = false;
         loop {
             if let Some(job) = self.pop_claimed(&mut r) {
-                self.idle.fetch_sub(1, Ordering::AcqRel);
                 self.start(idx, &job);
                 return Some(job);
             }
             if r.stop {
                 return None;
             }
-            if r.draining && self.running.load(Ordering::Acquire) == 0 {
+            if r.draining && self.running() == 0 {
                 self.quiet_cv.notify_all();
             }
             if !searched {
@@ -779,7 +819,6 @@ impl Inner {
             .store(job.deadline.load(Ordering::Relaxed), Ordering::Relaxed);
         slot.preempt.store(false, Ordering::Relaxed);
         slot.busy.store(true, Ordering::Release);
-        self.running.fetch_add(1, Ordering::AcqRel);
     }
 
     fn run_job(&self, idx: usize, job: &Arc<Job>) {
@@ -791,38 +830,38 @@ impl Inner {
         };
         let refuse = if self.cancel_all.load(Ordering::Acquire) {
             Some(JoinError::Shutdown)
-        } else if job.token.is_cancelled() {
+        } else if job.is_cancelled() {
             Some(JoinError::Cancelled)
         } else if job.on_miss == OnMiss::Firm && self.now_ns() > deadline {
             Some(JoinError::Expired)
         } else {
             None
         };
-        // SAFETY: this worker won `claim` in `next_job`.
+        // SAFETY: this worker won `claim` in `next_job` and has not finished the job.
         let body = unsafe { job.body() };
-        let Some(b) = body.as_mut() else { return };
+        let counters = &self.slots[idx].counters;
         if let Some(err) = refuse {
-            self.count(match err {
+            counters.count(match err {
                 JoinError::Shutdown => Outcome::Shutdown,
                 JoinError::Expired => Outcome::Expired,
                 _ => Outcome::Cancelled,
             });
-            b.fail(err);
-            *body = None;
+            body.fail(err);
             job.state.store(DONE, Ordering::Release);
+            job.finish();
             return;
         }
-        match b.run(&ctx) {
+        match body.run(&ctx) {
             Progress::Done(outcome) => {
-                self.count(outcome);
+                counters.count(outcome);
                 if outcome == Outcome::Ok && self.now_ns() > deadline {
-                    self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                    counters.misses.fetch_add(1, Ordering::Relaxed);
                 }
-                *body = None;
                 job.state.store(DONE, Ordering::Release);
+                job.finish();
             }
             Progress::Yield => {
-                self.counters.yields.fetch_add(1, Ordering::Relaxed);
+                counters.yields.fetch_add(1, Ordering::Relaxed);
                 job.state.store(QUEUED, Ordering::Release);
                 self.submit(job.clone());
             }
@@ -830,32 +869,29 @@ impl Inner {
     }
 
     fn count(&self, o: Outcome) {
-        let c = &self.counters;
-        let counter = match o {
-            Outcome::Ok => &c.completed,
-            Outcome::Cancelled => &c.cancelled,
-            Outcome::Expired => &c.expired,
-            Outcome::Panicked => &c.panicked,
-            Outcome::Shutdown => &c.shutdown,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.counters.count(o);
+    }
+
+    fn running(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.busy.load(Ordering::Acquire))
+            .count()
+    }
+
+    /// Workers without a job (searching the queue or parked).
+    fn idle(&self) -> usize {
+        self.slots.len() - self.running()
     }
 
     fn stats(&self) -> SchedStats {
-        let c = &self.counters;
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        SchedStats {
-            submitted: l(&c.submitted),
-            completed: l(&c.completed),
-            cancelled: l(&c.cancelled),
-            expired: l(&c.expired),
-            panicked: l(&c.panicked),
-            shutdown: l(&c.shutdown),
-            deadline_misses: l(&c.misses),
-            yields: l(&c.yields),
-            queued: self.lock_ready().map.len(),
-            running: self.running.load(Ordering::Acquire),
+        let mut s = self.counters.snapshot();
+        for slot in self.slots.iter() {
+            s.add(&slot.counters.snapshot());
         }
+        s.queued = self.lock_ready().map.len();
+        s.running = self.running();
+        s
     }
 
     fn wait_quiet(&self, timeout: Duration) -> bool {
@@ -863,7 +899,7 @@ impl Inner {
         let mut r = self.lock_ready();
         r.draining = true;
         loop {
-            if r.map.is_empty() && self.running.load(Ordering::Acquire) == 0 {
+            if r.map.is_empty() && self.running() == 0 {
                 r.draining = false;
                 return true;
             }
@@ -888,7 +924,7 @@ impl Inner {
             report.drained = self.wait_quiet(timeout);
         }
         report.cancelled_timers = cancelled_timers;
-        report.signalled_running = self.running.load(Ordering::Acquire);
+        report.signalled_running = self.running();
         self.cancel_all.store(true, Ordering::Release);
         let queued: Vec<Arc<Job>> = {
             let mut r = self.lock_ready();

@@ -1,65 +1,39 @@
 //! The lock-free inbox where submitters drop jobs for the workers to sort.
 //!
-//! A Treiber stack of `Arc<Job>` linked through `Job::next`. Submitters push with one
-//! compare-and-swap; a worker holding the ready-queue lock takes the whole stack with one swap
-//! and inserts the jobs into the ordered map, where (deadline, sequence) order is restored.
-//! Invariant: only `take_all` removes nodes, and it removes all of them at once, so there is
-//! no ABA problem; every pushed `Arc` is turned back into exactly one `Arc` by `take_all`
-//! (or by `Drop`).
+//! Submitters push without taking the ready-queue lock; a worker holding that lock takes
+//! everything and inserts it into the ordered map, where (deadline, sequence) order is
+//! restored. The callers pair `push`/`is_empty` with sequentially consistent operations on
+//! their own flags (see `Inner::submit` and `Inner::next_job`); the fences here make the
+//! queue's own accesses take part in that order.
 
 use super::task::Job;
-use std::ptr;
+use crossbeam_queue::SegQueue;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{Ordering, fence};
 
 pub(crate) struct Inbox {
-    head: AtomicPtr<Job>,
+    queue: SegQueue<Arc<Job>>,
 }
 
 impl Inbox {
     pub(crate) fn new() -> Inbox {
         Inbox {
-            head: AtomicPtr::new(ptr::null_mut()),
+            queue: SegQueue::new(),
         }
     }
 
     pub(crate) fn push(&self, job: Arc<Job>) {
-        let node = Arc::into_raw(job).cast_mut();
-        let mut head = self.head.load(Ordering::Relaxed);
-        loop {
-            // SAFETY: `node` came from `Arc::into_raw` and is not shared until the swap below.
-            unsafe { (*node).next.store(head, Ordering::Relaxed) };
-            match self
-                .head
-                .compare_exchange_weak(head, node, Ordering::SeqCst, Ordering::Relaxed)
-            {
-                Ok(_) => return,
-                Err(h) => head = h,
-            }
-        }
+        self.queue.push(job);
+        fence(Ordering::SeqCst);
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.head.load(Ordering::SeqCst).is_null()
+        fence(Ordering::SeqCst);
+        self.queue.is_empty()
     }
 
-    /// Takes every job pushed so far (in no particular order).
-    pub(crate) fn take_all(&self) -> Vec<Arc<Job>> {
-        let mut node = self.head.swap(ptr::null_mut(), Ordering::SeqCst);
-        let mut jobs = Vec::new();
-        while !node.is_null() {
-            // SAFETY: every node on the stack came from `Arc::into_raw` in `push`, and the swap
-            // made this thread its only owner.
-            let job = unsafe { Arc::from_raw(node) };
-            node = job.next.load(Ordering::Relaxed);
-            jobs.push(job);
-        }
-        jobs
-    }
-}
-
-impl Drop for Inbox {
-    fn drop(&mut self) {
-        drop(self.take_all());
+    /// Takes every job pushed so far.
+    pub(crate) fn take_all(&self) -> impl Iterator<Item = Arc<Job>> + '_ {
+        std::iter::from_fn(|| self.queue.pop())
     }
 }

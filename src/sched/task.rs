@@ -1,15 +1,18 @@
-//! Tasks: the shared record of one unit of work, its result slot, and the user's handle.
+//! Tasks: the shared record of one unit of work (one allocation: header, closure and outcome)
+//! and the user's handle on it.
 //!
 //! Invariants:
 //! - A job's state moves Queued → Running → (Queued again after a yield) → Done, or
-//!   Queued → Cancelled. Only the thread that wins the Queued → Running compare-and-swap touches
-//!   the body, so the body needs no lock.
-//! - A result slot is filled exactly once; `join` takes it.
+//!   Queued → Cancelled. Only the thread that wins the Queued → Running (or Queued → Cancelled)
+//!   compare-and-swap touches the body, so the body needs no lock.
+//! - A job is finished exactly once, by that thread, after it wrote the outcome into the body;
+//!   from then on only the `Task` handle touches the body, to take the outcome.
 
 use std::any::Any;
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::Ctx;
@@ -83,8 +86,11 @@ pub(crate) enum Progress {
 /// The type-erased work of a job.
 pub(crate) trait Body: Send {
     fn run(&mut self, ctx: &Ctx<'_>) -> Progress;
-    /// Completes the job without running it (or after it stopped) with an error.
+    /// Records an error outcome for a job that will not run (again).
     fn fail(&mut self, err: JoinError);
+    /// The `Option<Result<T, JoinError>>` where the outcome is kept, for `Task<T>` to take;
+    /// null for bodies that have no `Task` (periodic runs).
+    fn outcome(&mut self) -> *mut ();
 }
 
 pub(crate) const QUEUED: u8 = 0;
@@ -102,47 +108,60 @@ pub enum OnMiss {
     Firm,
 }
 
-pub(crate) struct Job {
+pub(crate) struct Job<B: ?Sized = dyn Body> {
     pub(crate) seq: u64,
     /// Deadline in executor nanoseconds; changed only while queued.
     pub(crate) deadline: AtomicU64,
     pub(crate) state: AtomicU8,
     pub(crate) on_miss: OnMiss,
-    pub(crate) token: CancelToken,
+    cancelled: AtomicBool,
+    /// A shared token, given at spawn or made on demand by `Ctx::cancel_token`.
+    token: OnceLock<CancelToken>,
     /// Set when a running firm task was seen past its deadline.
     pub(crate) expired: AtomicBool,
     /// Release time in executor nanoseconds while the job waits in the timer (0 otherwise).
     pub(crate) release: AtomicU64,
-    /// Link while the job waits in the executor's inbox.
-    pub(crate) next: AtomicPtr<Job>,
-    body: UnsafeCell<Option<Box<dyn Body>>>,
+    finished: AtomicBool,
+    /// Number of threads waiting in `wait`; `finish` wakes only when there are some.
+    waiters: Mutex<usize>,
+    done: Condvar,
+    body: UnsafeCell<B>,
 }
 
-// SAFETY: `body` is only accessed by the thread that won the QUEUED → RUNNING transition (or,
-// for an unstarted job, the one that won QUEUED → CANCELLED), so accesses never overlap.
-unsafe impl Sync for Job {}
+// SAFETY: `body` is only accessed by the thread that holds the claim (won QUEUED → RUNNING or
+// QUEUED → CANCELLED) until `finish`, and after `finish` only by the single `Task` handle.
+unsafe impl<B: ?Sized + Send> Sync for Job<B> {}
 
-impl Job {
+impl<B: Body> Job<B> {
     pub(crate) fn new(
         seq: u64,
         deadline: u64,
         on_miss: OnMiss,
-        token: CancelToken,
-        body: Box<dyn Body>,
-    ) -> Job {
+        token: Option<CancelToken>,
+        body: B,
+    ) -> Job<B> {
+        let cell = OnceLock::new();
+        if let Some(t) = token {
+            let _ = cell.set(t);
+        }
         Job {
             seq,
             deadline: AtomicU64::new(deadline),
             state: AtomicU8::new(QUEUED),
             on_miss,
-            token,
+            cancelled: AtomicBool::new(false),
+            token: cell,
             expired: AtomicBool::new(false),
             release: AtomicU64::new(0),
-            next: AtomicPtr::new(std::ptr::null_mut()),
-            body: UnsafeCell::new(Some(body)),
+            finished: AtomicBool::new(false),
+            waiters: Mutex::new(0),
+            done: Condvar::new(),
+            body: UnsafeCell::new(body),
         }
     }
+}
 
+impl Job {
     /// Claims the job for running; true for exactly one caller per queued period.
     pub(crate) fn claim(&self) -> bool {
         self.state
@@ -150,14 +169,82 @@ impl Job {
             .is_ok()
     }
 
+    /// Claims a queued job so that it never runs; true if this call did it.
+    pub(crate) fn claim_cancel(&self) -> bool {
+        self.state
+            .compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
     /// The body, for the thread that holds the claim.
     ///
     /// # Safety
-    /// The caller must hold the claim (won `claim` or the QUEUED → CANCELLED swap).
+    /// The caller must hold the claim and must not have called `finish`.
     #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn body(&self) -> &mut Option<Box<dyn Body>> {
-        // SAFETY: exclusive by the claim protocol above.
+    pub(crate) unsafe fn body(&self) -> &mut dyn Body {
+        // SAFETY: exclusive by the claim protocol in the module docs.
         unsafe { &mut *self.body.get() }
+    }
+
+    #[inline]
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+            || self.token.get().is_some_and(CancelToken::is_cancelled)
+    }
+
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+        if let Some(t) = self.token.get() {
+            t.cancel();
+        }
+    }
+
+    pub(crate) fn cancel_token(&self) -> CancelToken {
+        let t = self.token.get_or_init(CancelToken::new).clone();
+        if self.cancelled.load(Ordering::Acquire) {
+            t.cancel();
+        }
+        t
+    }
+
+    /// Marks the outcome as written and wakes the joiner. The caller gives up the claim.
+    pub(crate) fn finish(&self) {
+        let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        self.finished.store(true, Ordering::Release);
+        if *waiters > 0 {
+            self.done.notify_all();
+        }
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
+    /// Waits until finished; false on timeout.
+    fn wait(&self, timeout: Option<Duration>) -> bool {
+        let limit = timeout.map(|t| Instant::now() + t);
+        let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        while !self.finished.load(Ordering::Acquire) {
+            let left = match limit {
+                None => None,
+                Some(l) => match l.saturating_duration_since(Instant::now()) {
+                    d if d.is_zero() => return false,
+                    d => Some(d),
+                },
+            };
+            *w += 1;
+            w = match left {
+                None => self.done.wait(w).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    self.done
+                        .wait_timeout(w, d)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+            *w -= 1;
+        }
+        true
     }
 }
 
@@ -169,14 +256,18 @@ enum SlotState<T> {
 
 /// Where a task's outcome waits for `join`.
 pub(crate) struct Slot<T> {
-    state: Mutex<SlotState<T>>,
+    state: Mutex<(SlotState<T>, Waiters)>,
     cv: Condvar,
 }
+
+/// How many threads wait on the slot's condvar; `fill` skips the wake-up (a syscall) when
+/// nobody waits, which is the common case for detached tasks.
+type Waiters = usize;
 
 impl<T> Slot<T> {
     pub(crate) fn new() -> Arc<Slot<T>> {
         Arc::new(Slot {
-            state: Mutex::new(SlotState::Pending),
+            state: Mutex::new((SlotState::Pending, 0)),
             cv: Condvar::new(),
         })
     }
@@ -184,17 +275,19 @@ impl<T> Slot<T> {
     /// Fills the slot unless it is already filled; returns whether this call filled it.
     pub(crate) fn fill(&self, r: Result<T, JoinError>) -> bool {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if !matches!(*s, SlotState::Pending) {
+        if !matches!(s.0, SlotState::Pending) {
             return false;
         }
-        *s = SlotState::Ready(r);
-        self.cv.notify_all();
+        s.0 = SlotState::Ready(r);
+        if s.1 > 0 {
+            self.cv.notify_all();
+        }
         true
     }
 
     pub(crate) fn is_filled(&self) -> bool {
         !matches!(
-            *self.state.lock().unwrap_or_else(|p| p.into_inner()),
+            self.state.lock().unwrap_or_else(|p| p.into_inner()).0,
             SlotState::Pending
         )
     }
@@ -203,25 +296,30 @@ impl<T> Slot<T> {
         let limit = timeout.map(|t| Instant::now() + t);
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if matches!(*s, SlotState::Ready(_)) {
-                return match std::mem::replace(&mut *s, SlotState::Taken) {
+            if matches!(s.0, SlotState::Ready(_)) {
+                return match std::mem::replace(&mut s.0, SlotState::Taken) {
                     SlotState::Ready(r) => Some(r),
                     _ => None,
                 };
             }
-            s = match limit {
+            let left = match limit {
+                None => None,
+                Some(l) => match l.saturating_duration_since(Instant::now()) {
+                    d if d.is_zero() => return None,
+                    d => Some(d),
+                },
+            };
+            s.1 += 1;
+            s = match left {
                 None => self.cv.wait(s).unwrap_or_else(|p| p.into_inner()),
-                Some(l) => {
-                    let left = l.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return None;
-                    }
+                Some(d) => {
                     self.cv
-                        .wait_timeout(s, left)
+                        .wait_timeout(s, d)
                         .unwrap_or_else(|p| p.into_inner())
                         .0
                 }
             };
+            s.1 -= 1;
         }
     }
 }
@@ -240,8 +338,8 @@ pub enum CancelOutcome {
 /// A handle on a spawned task. Dropping it detaches the task (it still runs).
 pub struct Task<T> {
     pub(crate) job: Arc<Job>,
-    pub(crate) slot: Arc<Slot<T>>,
     pub(crate) exec: std::sync::Weak<super::executor::Inner>,
+    pub(crate) _out: PhantomData<fn() -> T>,
 }
 
 impl<T> Task<T> {
@@ -251,29 +349,17 @@ impl<T> Task<T> {
     }
 
     pub fn is_finished(&self) -> bool {
-        self.slot.is_filled()
+        self.job.is_finished()
     }
 
     /// Cancels the task: a queued task never runs; a running one sees `Cancelled` at its next
     /// checkpoint and its join result is `Cancelled`.
     pub fn cancel(&self) -> CancelOutcome {
-        self.job.token.cancel();
-        if self
-            .job
-            .state
-            .compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            if let Some(exec) = self.exec.upgrade() {
-                exec.remove(&self.job);
-            }
-            self.slot.fill(Err(JoinError::Cancelled));
-            return CancelOutcome::Removed;
-        }
-        if self.job.state.load(Ordering::Acquire) == RUNNING {
-            CancelOutcome::Signalled
-        } else {
-            CancelOutcome::AlreadyFinished
+        self.job.cancel();
+        match self.exec.upgrade() {
+            Some(exec) if exec.cancel_queued(&self.job) => CancelOutcome::Removed,
+            _ if self.job.state.load(Ordering::Acquire) == RUNNING => CancelOutcome::Signalled,
+            _ => CancelOutcome::AlreadyFinished,
         }
     }
 
@@ -287,14 +373,29 @@ impl<T> Task<T> {
 
     /// Waits for the task and returns its value or why there is none.
     pub fn join(self) -> Result<T, JoinError> {
-        self.slot.wait(None).unwrap_or(Err(JoinError::Shutdown))
+        self.job.wait(None);
+        self.take()
     }
 
     /// Waits at most `timeout`; `Err(self)` if the task has not finished by then.
     pub fn join_timeout(self, timeout: Duration) -> Result<Result<T, JoinError>, Task<T>> {
-        match self.slot.wait(Some(timeout)) {
-            Some(r) => Ok(r),
-            None => Err(self),
+        if self.job.wait(Some(timeout)) {
+            Ok(self.take())
+        } else {
+            Err(self)
         }
+    }
+
+    fn take(&self) -> Result<T, JoinError> {
+        // SAFETY: the job is finished, so nobody else touches the body; the body was built
+        // for this `Task<T>` by `Executor::task`, so its outcome has this type.
+        let out = unsafe {
+            &mut *self
+                .job
+                .body()
+                .outcome()
+                .cast::<Option<Result<T, JoinError>>>()
+        };
+        out.take().unwrap_or(Err(JoinError::Shutdown))
     }
 }

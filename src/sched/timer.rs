@@ -192,13 +192,13 @@ impl PeriodicState {
             return;
         }
         let at = self.current_release.load(Ordering::Acquire);
-        let body = Box::new(PeriodicRun {
+        let body = PeriodicRun {
             state: self.clone(),
-        });
+        };
         let job = inner.new_job_raw(
             at.saturating_add(self.relative_deadline),
             self.on_miss,
-            self.token.clone(),
+            Some(self.token.clone()),
             body,
         );
         inner.submit(job);
@@ -275,6 +275,10 @@ impl Body for PeriodicRun {
             }
             other => s.finish(Err(other)),
         }
+    }
+
+    fn outcome(&mut self) -> *mut () {
+        std::ptr::null_mut()
     }
 }
 
