@@ -595,3 +595,50 @@ fn find_log_line(screen: &str, i: u64) -> Option<usize> {
         !next.is_some_and(|c| c.is_ascii_digit())
     })
 }
+
+mod accounting {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+        /// Whatever the ring size, overflow policy, worker speed and number of producers:
+        /// after a flush every emitted record is either a line in the sink or counted dropped.
+        #[test]
+        fn emitted_equals_written_plus_dropped(
+            threads in 1u64..4,
+            per_thread in 0u64..4000,
+            ring_kib in 64usize..256,
+            block in any::<bool>(),
+            delay_us in 0u64..300,
+        ) {
+            let buf = SharedBuf::default();
+            let slow = SlowWriter { inner: buf.clone(), delay: Duration::from_micros(delay_us) };
+            let overflow = if block {
+                Overflow::Block { max_wait: Duration::from_millis(1) }
+            } else {
+                Overflow::DropNewest
+            };
+            let guard = logging::start(Config {
+                sinks: vec![Sink {
+                    target: SinkTarget::Writer(Box::new(slow)),
+                    format: Format::Json,
+                    filter: LevelFilter::AtLeast(Level::Info),
+                }],
+                ring_bytes_per_thread: ring_kib * 1024,
+                max_str_bytes: 256,
+                overflow,
+                ..Config::default()
+            })
+            .expect("logger starts");
+            hammer(&guard, threads, per_thread);
+            guard.flush(FLUSH).expect("flush");
+            let s = guard.stats();
+            prop_assert_eq!(s.emitted, threads * per_thread);
+            prop_assert_eq!(s.emitted, s.written + s.dropped);
+            let lines = json_lines(&buf.text());
+            let user: u64 = check_per_thread_order(&lines).values().sum();
+            prop_assert_eq!(user, s.written);
+        }
+    }
+}
