@@ -2,9 +2,12 @@
 //!
 //! The library holds everything the binaries do; `bin/` only calls into [`cli`]. Read the
 //! modules in this order: [`logging`] and [`sched`] are the shared foundation every tool
-//! stands on; [`cli`] is the only module that knows about argv, the environment and exit codes.
+//! stands on; [`ca`] is the SSH certificate authority (ssh-ca, later ssh-acme); [`cli`] is the
+//! only module that knows about argv, the environment and exit codes.
 
 pub mod logging;
 pub mod sched;
+
+pub mod ca;
 
 pub mod cli;

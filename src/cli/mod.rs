@@ -33,3 +33,18 @@ pub fn init_logging(json_log: Option<&Path>) -> anyhow::Result<LogGuard> {
         ..Config::default()
     })?)
 }
+pub mod ssh_ca;
+
+/// Prints an error chain once as `TOOL: error: ...` and returns `code`; a broken pipe on
+/// stdout is not an error (exit 0), as in other Unix tools.
+pub fn report_error(tool: &str, e: &anyhow::Error, code: u8) -> std::process::ExitCode {
+    let broken_pipe = e
+        .chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe);
+    if broken_pipe {
+        return std::process::ExitCode::SUCCESS;
+    }
+    eprintln!("{tool}: error: {e:#}");
+    std::process::ExitCode::from(code)
+}

@@ -4,3 +4,4 @@
 mod harness;
 mod logging;
 mod sched;
+mod ssh_ca;

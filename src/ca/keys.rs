@@ -1,0 +1,173 @@
+//! CA key files: generation, permission checks, passphrase encryption, loading, and
+//! write-to-temp-then-rename for everything the CA writes.
+//!
+//! Invariants: the CA directory is 0700 and every private file in it 0600; a directory or key
+//! that others can read is refused before it is used. Key material is never logged or shown in
+//! `Debug` output.
+
+use super::CaError;
+use ssh_key::rand_core::UnwrapErr;
+use ssh_key::{Algorithm, EcdsaCurve, LineEnding, PrivateKey, getrandom::SysRng};
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Key algorithms `ssh-ca init --key-type` offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyType {
+    Ed25519,
+    Ecdsa,
+    Rsa,
+}
+
+impl std::str::FromStr for KeyType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<KeyType, String> {
+        match s {
+            "ed25519" => Ok(KeyType::Ed25519),
+            "ecdsa" => Ok(KeyType::Ecdsa),
+            "rsa" => Ok(KeyType::Rsa),
+            _ => Err(format!("unknown key type {s:?}: use ed25519, ecdsa or rsa")),
+        }
+    }
+}
+
+/// A fresh private key of `kind` (RSA 4096, ECDSA P-256).
+pub fn generate(kind: KeyType, comment: &str) -> Result<PrivateKey, CaError> {
+    let mut rng = UnwrapErr(SysRng);
+    let mut key = match kind {
+        KeyType::Ed25519 => PrivateKey::random(&mut rng, Algorithm::Ed25519),
+        KeyType::Ecdsa => PrivateKey::random(
+            &mut rng,
+            Algorithm::Ecdsa {
+                curve: EcdsaCurve::NistP256,
+            },
+        ),
+        KeyType::Rsa => ssh_key::private::RsaKeypair::random(&mut rng, 4096).map(PrivateKey::from),
+    }
+    .map_err(|e| CaError::Key {
+        path: PathBuf::from(comment),
+        why: format!("cannot generate a {kind:?} key: {e}"),
+    })?;
+    key.set_comment(comment);
+    Ok(key)
+}
+
+/// Writes `key` (encrypted when a passphrase is given) to `path` (0600) and its public half to
+/// `path.pub` (0644).
+pub fn write_key_pair(
+    path: &Path,
+    key: &PrivateKey,
+    passphrase: Option<&str>,
+) -> Result<(), CaError> {
+    let key_err = |why: String| CaError::Key {
+        path: path.to_path_buf(),
+        why,
+    };
+    let to_write = match passphrase {
+        Some(pw) => key
+            .encrypt(&mut SysRng, pw)
+            .map_err(|e| key_err(format!("cannot encrypt: {e}")))?,
+        None => key.clone(),
+    };
+    let pem = to_write
+        .to_openssh(LineEnding::LF)
+        .map_err(|e| key_err(format!("cannot encode: {e}")))?;
+    write_atomic(path, pem.as_bytes(), 0o600)?;
+    let public = key
+        .public_key()
+        .to_openssh()
+        .map_err(|e| key_err(format!("cannot encode the public key: {e}")))?;
+    write_atomic(&pub_path(path), format!("{public}\n").as_bytes(), 0o644)
+}
+
+pub fn pub_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".pub");
+    PathBuf::from(s)
+}
+
+/// Reads a private key, decrypting it with the passphrase `ask` returns when it is encrypted.
+pub fn load_private(
+    path: &Path,
+    ask: &dyn Fn(&Path) -> Result<String, CaError>,
+) -> Result<PrivateKey, CaError> {
+    check_private_file(path)?;
+    let key = PrivateKey::read_openssh_file(path).map_err(|e| CaError::Key {
+        path: path.to_path_buf(),
+        why: format!("not an OpenSSH private key: {e}"),
+    })?;
+    if !key.is_encrypted() {
+        return Ok(key);
+    }
+    let pw = ask(path)?;
+    key.decrypt(pw.as_bytes()).map_err(|_| CaError::Key {
+        path: path.to_path_buf(),
+        why: "wrong passphrase".into(),
+    })
+}
+
+/// Refuses a file that group or others can read or write.
+pub fn check_private_file(path: &Path) -> Result<(), CaError> {
+    let meta = fs::metadata(path).map_err(|e| CaError::io(path, e))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(CaError::Permissions {
+            path: path.to_path_buf(),
+            mode,
+            want: 0o600,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a CA directory that group or others can enter or read.
+pub fn check_dir(dir: &Path) -> Result<(), CaError> {
+    let meta = fs::metadata(dir).map_err(|e| CaError::io(dir, e))?;
+    if !meta.is_dir() {
+        return Err(CaError::NotInitialised(dir.to_path_buf()));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(CaError::Permissions {
+            path: dir.to_path_buf(),
+            mode,
+            want: 0o700,
+        });
+    }
+    Ok(())
+}
+
+/// Writes `data` to a temporary file beside `path`, syncs it, and renames it over `path`, so
+/// readers see either the old or the new content, never a mix.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), CaError> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        CaError::io(path, e)
+    })
+}

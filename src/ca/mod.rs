@@ -1,0 +1,430 @@
+//! The SSH certificate authority shared by `ssh-ca` and `ssh-acme`: CA keys, policy, issuing,
+//! serials, revocation with KRLs, and the audit trail, all kept in one CA directory.
+//!
+//! Layout of a CA directory (0700): `user_ca` and `host_ca` (OpenSSH private keys, 0600,
+//! optionally passphrase-encrypted) with their `.pub`, `config.yaml` (policy), `ca.db` (the
+//! [`store::Store`]) and `ssh-ca.log` (JSON lines).
+//!
+//! Invariants: every issuance, refusal and revocation is recorded in the store's audit chain;
+//! nothing here logs or prints key material (fingerprints only); files are replaced by
+//! write-temp-then-rename.
+
+pub mod inspect;
+pub mod keys;
+pub mod krl;
+pub mod options;
+pub mod policy;
+pub mod store;
+pub mod validity;
+
+use options::CertOptions;
+use policy::{Config, PolicyError, Request};
+use serde::{Deserialize, Serialize};
+use ssh_key::certificate::{Builder, CertType as KeyCertType};
+use ssh_key::rand_core::UnwrapErr;
+use ssh_key::{Certificate, HashAlg, PrivateKey, PublicKey, getrandom::SysRng};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use store::{CertRecord, Revocation, Store, StoreError};
+
+/// User or host certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CertType {
+    User,
+    Host,
+}
+
+impl fmt::Display for CertType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CertType::User => "user",
+            CertType::Host => "host",
+        })
+    }
+}
+
+impl From<CertType> for KeyCertType {
+    fn from(t: CertType) -> KeyCertType {
+        match t {
+            CertType::User => KeyCertType::User,
+            CertType::Host => KeyCertType::Host,
+        }
+    }
+}
+
+impl From<KeyCertType> for CertType {
+    fn from(t: KeyCertType) -> CertType {
+        match t {
+            KeyCertType::User => CertType::User,
+            KeyCertType::Host => CertType::Host,
+        }
+    }
+}
+
+/// Everything that can go wrong in the CA.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not an ssh-ca directory (run `ssh-ca init` first)", .0.display())]
+    NotInitialised(PathBuf),
+    #[error("{} already holds a CA; refusing to overwrite it", .0.display())]
+    AlreadyInitialised(PathBuf),
+    #[error("{} has mode {mode:03o}: others can read it; run `chmod {want:03o} {}`", path.display(), path.display())]
+    Permissions { path: PathBuf, mode: u32, want: u32 },
+    #[error("key {}: {why}", path.display())]
+    Key { path: PathBuf, why: String },
+    #[error("{}: {why}", path.display())]
+    BadInput { path: PathBuf, why: String },
+    #[error("config {}: {why}", path.display())]
+    Config { path: PathBuf, why: String },
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Options(#[from] options::OptionError),
+    #[error(transparent)]
+    Validity(#[from] validity::ValidityError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot sign the certificate: {0}")]
+    Sign(String),
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl CaError {
+    pub fn io(path: &Path, source: std::io::Error) -> CaError {
+        CaError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Asks for the passphrase of an encrypted CA key (the CLI reads a file, env var or terminal).
+pub type Passphrase<'a> = &'a dyn Fn(&Path) -> Result<String, CaError>;
+
+/// A certificate request, as `ssh-ca sign` takes it.
+#[derive(Debug, Clone)]
+pub struct SignRequest {
+    pub cert_type: CertType,
+    pub key_id: String,
+    pub principals: Vec<String>,
+    /// `-V`, in ssh-keygen syntax.
+    pub validity: Option<String>,
+    /// `-O` options in order.
+    pub options: Vec<String>,
+    pub profile: Option<String>,
+    pub serial: Option<u64>,
+    pub subject: PublicKey,
+}
+
+/// What signs: a private key loaded from the CA directory.
+pub enum CaSigner {
+    Key(Box<PrivateKey>),
+}
+
+impl fmt::Debug for CaSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CaSigner(<key material not shown>)")
+    }
+}
+
+/// An opened CA directory.
+pub struct Ca {
+    pub dir: PathBuf,
+    pub config: Config,
+    pub user_ca: PublicKey,
+    pub host_ca: PublicKey,
+    pub store: Store,
+}
+
+/// The refusal record written to the audit log.
+#[derive(Serialize)]
+struct Refusal<'a> {
+    cert_type: CertType,
+    key_id: &'a str,
+    principals: &'a [String],
+    subject_fp: String,
+    reason: String,
+}
+
+pub fn fingerprint(k: &PublicKey) -> String {
+    k.fingerprint(HashAlg::Sha256).to_string()
+}
+
+impl Ca {
+    pub fn key_path(dir: &Path, kind: CertType) -> PathBuf {
+        dir.join(format!("{kind}_ca"))
+    }
+
+    /// Creates a CA directory: keys, commented config and store. Refuses an existing CA.
+    pub fn init(dir: &Path, kind: keys::KeyType, passphrase: Option<&str>) -> Result<Ca, CaError> {
+        if dir.join("ca.db").exists() || Ca::key_path(dir, CertType::User).exists() {
+            return Err(CaError::AlreadyInitialised(dir.to_path_buf()));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| CaError::io(dir, e))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| CaError::io(dir, e))?;
+        for t in [CertType::User, CertType::Host] {
+            let key = keys::generate(kind, &format!("ssh-ca {t} CA"))?;
+            keys::write_key_pair(&Ca::key_path(dir, t), &key, passphrase)?;
+        }
+        keys::write_atomic(
+            &dir.join("config.yaml"),
+            policy::DEFAULT_CONFIG.as_bytes(),
+            0o600,
+        )?;
+        let db = dir.join("ca.db");
+        Store::open(&db)?;
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| CaError::io(&db, e))?;
+        Ca::open(dir)
+    }
+
+    /// Opens a CA directory: checks permissions, reads the public keys, the policy and the store.
+    pub fn open(dir: &Path) -> Result<Ca, CaError> {
+        if !dir.join("config.yaml").exists() {
+            return Err(CaError::NotInitialised(dir.to_path_buf()));
+        }
+        keys::check_dir(dir)?;
+        let read_pub = |t| {
+            let p = keys::pub_path(&Ca::key_path(dir, t));
+            keys::check_private_file(&Ca::key_path(dir, t))?;
+            PublicKey::read_openssh_file(&p).map_err(|e| CaError::Key {
+                path: p.clone(),
+                why: e.to_string(),
+            })
+        };
+        let (user_ca, host_ca) = (read_pub(CertType::User)?, read_pub(CertType::Host)?);
+        let config = load_config(&dir.join("config.yaml"))?;
+        let db = dir.join("ca.db");
+        keys::check_private_file(&db)?;
+        let store = Store::open(&db)?;
+        Ok(Ca {
+            dir: dir.to_path_buf(),
+            config,
+            user_ca,
+            host_ca,
+            store,
+        })
+    }
+
+    pub fn ca_key(&self, kind: CertType) -> &PublicKey {
+        match kind {
+            CertType::User => &self.user_ca,
+            CertType::Host => &self.host_ca,
+        }
+    }
+
+    /// Which of our CAs has this fingerprint.
+    pub fn ca_kind(&self, fp: &str) -> Option<CertType> {
+        [CertType::User, CertType::Host]
+            .into_iter()
+            .find(|t| fingerprint(self.ca_key(*t)) == fp)
+    }
+
+    /// Loads the private key that signs `kind` certificates.
+    pub fn signer(&self, kind: CertType, ask: Passphrase<'_>) -> Result<CaSigner, CaError> {
+        let key = keys::load_private(&Ca::key_path(&self.dir, kind), ask)?;
+        Ok(CaSigner::Key(Box::new(key)))
+    }
+
+    /// Checks `req` against policy and, if allowed, issues and records the certificate.
+    pub fn sign(
+        &mut self,
+        req: &SignRequest,
+        signer: &CaSigner,
+        now: u64,
+    ) -> Result<(Certificate, CertRecord), CaError> {
+        let checked = self.check(req, now);
+        let (profile, validity, opts) = match checked {
+            Ok(c) => c,
+            Err(e @ CaError::Policy(_)) => {
+                self.store.audit_refusal(
+                    now,
+                    &Refusal {
+                        cert_type: req.cert_type,
+                        key_id: &req.key_id,
+                        principals: &req.principals,
+                        subject_fp: fingerprint(&req.subject),
+                        reason: e.to_string(),
+                    },
+                )?;
+                crate::info!(
+                    "certificate refused",
+                    key_id = req.key_id,
+                    subject = fingerprint(&req.subject),
+                    reason = crate::logging::Disp(&e)
+                );
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        let ca_fp = fingerprint(self.ca_key(req.cert_type));
+        let mut cert = None;
+        let record = self.store.issue(req.serial, now, |serial| {
+            let c = build(req, &opts, validity, serial, signer)?;
+            let record = CertRecord {
+                serial,
+                cert_type: req.cert_type.to_string(),
+                key_id: req.key_id.clone(),
+                principals: req.principals.clone(),
+                valid_after: validity.after,
+                valid_before: validity.before,
+                subject_fp: fingerprint(&req.subject),
+                ca_fp: ca_fp.clone(),
+                profile: profile.clone(),
+                issued_at: now,
+                cert: c.to_openssh().map_err(|e| CaError::Sign(e.to_string()))?,
+            };
+            cert = Some(c);
+            Ok::<_, CaError>(record)
+        })??;
+        crate::info!(
+            "certificate issued",
+            serial = record.serial,
+            key_id = record.key_id,
+            cert_type = record.cert_type,
+            subject = record.subject_fp,
+            profile = record.profile
+        );
+        let cert = cert.ok_or_else(|| CaError::Sign("certificate missing after issue".into()))?;
+        Ok((cert, record))
+    }
+
+    fn check(
+        &self,
+        req: &SignRequest,
+        now: u64,
+    ) -> Result<(String, validity::Validity, CertOptions), CaError> {
+        let mut opts = CertOptions::defaults(req.cert_type);
+        opts.apply_all(req.cert_type, req.options.iter().map(String::as_str))?;
+        let requested = req
+            .validity
+            .as_deref()
+            .map(|s| validity::parse(s, now))
+            .transpose()?;
+        let (name, profile) = self.config.profile(req.profile.as_deref(), req.cert_type)?;
+        let v = profile.check(
+            name,
+            Request {
+                cert_type: req.cert_type,
+                principals: &req.principals,
+                validity: requested,
+                options: &mut opts,
+            },
+            now,
+        )?;
+        Ok((name.to_string(), v, opts))
+    }
+
+    /// Records revocations; returns how many were new.
+    pub fn revoke(&mut self, items: &[Revocation], now: u64) -> Result<usize, CaError> {
+        let n = self.store.revoke(now, items)?;
+        for r in items {
+            crate::info!("revoked", kind = r.kind, value = r.value, reason = r.reason);
+        }
+        Ok(n)
+    }
+
+    /// The KRL for everything revoked so far.
+    pub fn krl(&mut self, now: u64) -> Result<krl::Krl, CaError> {
+        let revs = self.store.revocations()?;
+        let version = self.store.next_krl_version()?;
+        let mut cas = Vec::new();
+        for kind in [CertType::User, CertType::Host] {
+            let fp = fingerprint(self.ca_key(kind));
+            let mine: Vec<&Revocation> = revs.iter().filter(|r| r.ca_fp == fp).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            cas.push(krl::CaRevocations {
+                ca_key: blob(self.ca_key(kind))?,
+                serials: mine
+                    .iter()
+                    .filter(|r| r.kind == "serial")
+                    .filter_map(|r| r.value.parse().ok())
+                    .collect(),
+                key_ids: mine
+                    .iter()
+                    .filter(|r| r.kind == "key_id")
+                    .map(|r| r.value.clone())
+                    .collect(),
+            });
+        }
+        let keys = revs
+            .iter()
+            .filter(|r| r.kind == "key")
+            .map(|r| {
+                PublicKey::from_openssh(&r.value)
+                    .map_err(|e| CaError::Sign(e.to_string()))
+                    .and_then(|k| blob(&k))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(krl::Krl {
+            version,
+            generated: now,
+            comment: format!("ssh-ca {}", self.dir.display()),
+            cas,
+            keys,
+        })
+    }
+}
+
+/// The wire encoding of a public key.
+pub fn blob(k: &PublicKey) -> Result<Vec<u8>, CaError> {
+    k.to_bytes()
+        .map_err(|e| CaError::Sign(format!("cannot encode a public key: {e}")))
+}
+
+fn load_config(path: &Path) -> Result<Config, CaError> {
+    let text = std::fs::read_to_string(path).map_err(|e| CaError::io(path, e))?;
+    let config: Config = serde_yaml::from_str(&text).map_err(|e| CaError::Config {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    })?;
+    config.check().map_err(|why| CaError::Config {
+        path: path.to_path_buf(),
+        why,
+    })?;
+    Ok(config)
+}
+
+fn build(
+    req: &SignRequest,
+    opts: &CertOptions,
+    v: validity::Validity,
+    serial: u64,
+    signer: &CaSigner,
+) -> Result<Certificate, CaError> {
+    let e = |x: ssh_key::Error| CaError::Sign(x.to_string());
+    let mut rng = UnwrapErr(SysRng);
+    let mut b =
+        Builder::new_with_random_nonce(&mut rng, req.subject.key_data().clone(), v.after, v.before)
+            .map_err(e)?;
+    b.serial(serial).map_err(e)?;
+    b.cert_type(req.cert_type.into()).map_err(e)?;
+    b.key_id(req.key_id.clone()).map_err(e)?;
+    if req.principals.is_empty() {
+        b.all_principals_valid().map_err(e)?;
+    }
+    for p in &req.principals {
+        b.valid_principal(p.clone()).map_err(e)?;
+    }
+    for (k, val) in &opts.critical {
+        b.critical_option(k.clone(), val.clone()).map_err(e)?;
+    }
+    for (k, val) in &opts.extensions {
+        b.extension(k.clone(), val.clone()).map_err(e)?;
+    }
+    b.comment(req.subject.comment().to_string()).map_err(e)?;
+    match signer {
+        CaSigner::Key(k) => b.sign(k.as_ref()).map_err(e),
+    }
+}

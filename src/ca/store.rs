@@ -1,0 +1,479 @@
+//! The CA store: one SQLite file (WAL mode) with the serial counter, issued certificates,
+//! revocations and the hash-chained audit log. ssh-acme adds its tables to the same file.
+//!
+//! Invariants:
+//! - Serials come from the store, start at 1, are never 0 and never reused: a serial is taken
+//!   and its certificate recorded in one `BEGIN IMMEDIATE` transaction, so concurrent
+//!   processes serialise and a crash rolls both back.
+//! - Every change writes an audit record in the same transaction; each record's hash covers
+//!   the previous record's hash, and `meta.audit_head` holds the last one, so an edited,
+//!   deleted or truncated record is found by [`Store::verify_audit`].
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS serial_counter (id INTEGER PRIMARY KEY CHECK (id = 1), next INTEGER NOT NULL CHECK (next > 0));
+INSERT OR IGNORE INTO serial_counter (id, next) VALUES (1, 1);
+CREATE TABLE IF NOT EXISTS certs (
+    serial INTEGER PRIMARY KEY CHECK (serial > 0),
+    cert_type TEXT NOT NULL CHECK (cert_type IN ('user', 'host')),
+    key_id TEXT NOT NULL,
+    principals TEXT NOT NULL,
+    valid_after INTEGER NOT NULL,
+    valid_before INTEGER NOT NULL,
+    subject_fp TEXT NOT NULL,
+    ca_fp TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    issued_at INTEGER NOT NULL,
+    cert TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS certs_key_id ON certs (key_id);
+CREATE INDEX IF NOT EXISTS certs_subject ON certs (subject_fp);
+CREATE TABLE IF NOT EXISTS revocations (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('serial', 'key_id', 'key')),
+    value TEXT NOT NULL,
+    ca_fp TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    revoked_at INTEGER NOT NULL,
+    UNIQUE (kind, value, ca_fp)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    ts INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    record TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+";
+
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("CA store {}: {source}", path.display())]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("CA store {} is not an ssh-ca store or is damaged: {detail}", path.display())]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("serial {0} is already used by an issued certificate")]
+    SerialTaken(u64),
+    #[error("serial {0} is out of range: serials are 1 to 9223372036854775807")]
+    SerialRange(u64),
+}
+
+/// One issued certificate as recorded.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CertRecord {
+    pub serial: u64,
+    pub cert_type: String,
+    pub key_id: String,
+    pub principals: Vec<String>,
+    pub valid_after: u64,
+    pub valid_before: u64,
+    pub subject_fp: String,
+    pub ca_fp: String,
+    pub profile: String,
+    pub issued_at: u64,
+    /// The certificate in OpenSSH one-line form.
+    pub cert: String,
+}
+
+/// A revocation as recorded.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Revocation {
+    /// `serial`, `key_id` or `key` (a public key in OpenSSH form).
+    pub kind: String,
+    pub value: String,
+    pub ca_fp: String,
+    pub reason: String,
+    pub revoked_at: u64,
+}
+
+/// The outcome of [`Store::verify_audit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditCheck {
+    Intact { records: u64 },
+    Broken { seq: u64, why: String },
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn to_i64(v: u64) -> i64 {
+    // Validity bounds use the full u64 range ("forever"); keep the bit pattern.
+    v as i64
+}
+
+fn to_u64(v: i64) -> u64 {
+    v as u64
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let sq = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(sq)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(sq)?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.init().map_err(|e| store.classify(e))?;
+        Ok(store)
+    }
+
+    fn init(&self) -> rusqlite::Result<()> {
+        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        self.conn.execute_batch(SCHEMA)
+    }
+
+    /// Maps SQLite's "not a database" errors to a readable message.
+    fn classify(&self, e: rusqlite::Error) -> StoreError {
+        let text = e.to_string();
+        if text.contains("not a database") || text.contains("malformed") {
+            return StoreError::Corrupt {
+                path: self.path.clone(),
+                detail: text,
+            };
+        }
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source: e,
+        }
+    }
+
+    fn tx(&mut self) -> Result<Transaction<'_>, StoreError> {
+        let path = self.path.clone();
+        self.conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|source| StoreError::Sqlite { path, source })
+    }
+
+    /// Takes a serial (the next one, or `wanted`), lets `sign` build the certificate with it,
+    /// and records the certificate and an audit record, all in one transaction. If `sign`
+    /// fails nothing is recorded and the serial is not used.
+    pub fn issue<E>(
+        &mut self,
+        wanted: Option<u64>,
+        now: u64,
+        sign: impl FnOnce(u64) -> Result<CertRecord, E>,
+    ) -> Result<Result<CertRecord, E>, StoreError> {
+        let path = self.path.clone();
+        let tx = self.tx()?;
+        let sq = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let next: i64 = tx
+            .query_row("SELECT next FROM serial_counter WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .map_err(sq)?;
+        let serial = match wanted {
+            None => to_u64(next),
+            Some(s) if s == 0 || s > i64::MAX as u64 => return Err(StoreError::SerialRange(s)),
+            Some(s) => {
+                let taken: bool = tx
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM certs WHERE serial = ?1)",
+                        [s as i64],
+                        |r| r.get(0),
+                    )
+                    .map_err(sq)?;
+                if taken {
+                    return Err(StoreError::SerialTaken(s));
+                }
+                s
+            }
+        };
+        let record = match sign(serial) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        tx.execute(
+            "UPDATE serial_counter SET next = max(next, ?1 + 1) WHERE id = 1",
+            [serial as i64],
+        )
+        .map_err(sq)?;
+        insert_cert(&tx, &record).map_err(sq)?;
+        append_audit(&tx, now, "issue", &record).map_err(sq)?;
+        tx.commit().map_err(sq)?;
+        Ok(Ok(record))
+    }
+
+    /// Records a refused request in the audit log.
+    pub fn audit_refusal(&mut self, now: u64, detail: &impl Serialize) -> Result<(), StoreError> {
+        self.audit_only(now, "refuse", detail)
+    }
+
+    pub fn audit_only(
+        &mut self,
+        now: u64,
+        kind: &str,
+        detail: &impl Serialize,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sq = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.tx()?;
+        append_audit(&tx, now, kind, detail).map_err(sq)?;
+        tx.commit().map_err(sq)
+    }
+
+    /// Records revocations (ignoring ones already present); returns how many were new.
+    pub fn revoke(&mut self, now: u64, items: &[Revocation]) -> Result<usize, StoreError> {
+        let path = self.path.clone();
+        let sq = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.tx()?;
+        let mut new = 0;
+        for r in items {
+            new += tx
+                .execute(
+                    "INSERT OR IGNORE INTO revocations (kind, value, ca_fp, reason, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![r.kind, r.value, r.ca_fp, r.reason, to_i64(now)],
+                )
+                .map_err(sq)?;
+            append_audit(&tx, now, "revoke", r).map_err(sq)?;
+        }
+        tx.commit().map_err(sq)?;
+        Ok(new)
+    }
+
+    pub fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT kind, value, ca_fp, reason, revoked_at FROM revocations ORDER BY id")
+            .map_err(|e| self.classify(e))?;
+        st.query_map([], |r| {
+            Ok(Revocation {
+                kind: r.get(0)?,
+                value: r.get(1)?,
+                ca_fp: r.get(2)?,
+                reason: r.get(3)?,
+                revoked_at: to_u64(r.get(4)?),
+            })
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.classify(e))
+    }
+
+    /// All issued certificates, oldest first.
+    pub fn certs(&self) -> Result<Vec<CertRecord>, StoreError> {
+        self.certs_where("1 = 1", [])
+    }
+
+    pub fn certs_by_key_id(&self, key_id: &str) -> Result<Vec<CertRecord>, StoreError> {
+        self.certs_where("key_id = ?1", [key_id])
+    }
+
+    pub fn cert_by_serial(&self, serial: u64) -> Result<Option<CertRecord>, StoreError> {
+        Ok(self
+            .certs_where("serial = ?1", [(serial as i64).to_string()])?
+            .into_iter()
+            .next())
+    }
+
+    fn certs_where<P: rusqlite::Params>(
+        &self,
+        cond: &str,
+        p: P,
+    ) -> Result<Vec<CertRecord>, StoreError> {
+        let sql = format!(
+            "SELECT serial, cert_type, key_id, principals, valid_after, valid_before, subject_fp, ca_fp, profile, issued_at, cert FROM certs WHERE {cond} ORDER BY serial"
+        );
+        let mut st = self.conn.prepare(&sql).map_err(|e| self.classify(e))?;
+        st.query_map(p, row_to_cert)
+            .and_then(Iterator::collect)
+            .map_err(|e| self.classify(e))
+    }
+
+    /// Bumps and returns the KRL version.
+    pub fn next_krl_version(&mut self) -> Result<u64, StoreError> {
+        let path = self.path.clone();
+        let sq = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.tx()?;
+        let v: Option<String> = tx
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'krl_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sq)?;
+        let next = v.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + 1;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('krl_version', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [next.to_string()],
+        )
+        .map_err(sq)?;
+        tx.commit().map_err(sq)?;
+        Ok(next)
+    }
+
+    /// Walks the audit chain and checks every hash, the sequence and the recorded head.
+    pub fn verify_audit(&self) -> Result<AuditCheck, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT seq, ts, kind, record, prev_hash, hash FROM audit ORDER BY seq")
+            .map_err(|e| self.classify(e))?;
+        let rows: Vec<(i64, i64, String, String, String, String)> = st
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .and_then(Iterator::collect)
+            .map_err(|e| self.classify(e))?;
+        let mut prev = GENESIS.to_string();
+        for (i, (seq, ts, kind, record, prev_hash, hash)) in rows.iter().enumerate() {
+            let seq = to_u64(*seq);
+            if seq != i as u64 + 1 {
+                return Ok(AuditCheck::Broken {
+                    seq,
+                    why: format!("record {} is missing", i + 1),
+                });
+            }
+            if *prev_hash != prev {
+                return Ok(AuditCheck::Broken {
+                    seq,
+                    why: "its previous-hash does not match the record before it".into(),
+                });
+            }
+            if *hash != chain_hash(&prev, seq, to_u64(*ts), kind, record) {
+                return Ok(AuditCheck::Broken {
+                    seq,
+                    why: "its content does not match its hash (edited)".into(),
+                });
+            }
+            prev = hash.clone();
+        }
+        let head: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'audit_head'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.classify(e))?;
+        let head = head.unwrap_or_else(|| GENESIS.to_string());
+        if head != prev {
+            return Ok(AuditCheck::Broken {
+                seq: rows.len() as u64,
+                why:
+                    "the last records were removed (the recorded head hash is not the chain's end)"
+                        .into(),
+            });
+        }
+        Ok(AuditCheck::Intact {
+            records: rows.len() as u64,
+        })
+    }
+
+    /// The SQLite connection, for modules that add their own tables (ssh-acme).
+    pub fn connection(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+fn row_to_cert(r: &rusqlite::Row<'_>) -> rusqlite::Result<CertRecord> {
+    let principals: String = r.get(3)?;
+    Ok(CertRecord {
+        serial: to_u64(r.get(0)?),
+        cert_type: r.get(1)?,
+        key_id: r.get(2)?,
+        principals: serde_json::from_str(&principals).unwrap_or_default(),
+        valid_after: to_u64(r.get(4)?),
+        valid_before: to_u64(r.get(5)?),
+        subject_fp: r.get(6)?,
+        ca_fp: r.get(7)?,
+        profile: r.get(8)?,
+        issued_at: to_u64(r.get(9)?),
+        cert: r.get(10)?,
+    })
+}
+
+fn insert_cert(tx: &Transaction<'_>, c: &CertRecord) -> rusqlite::Result<usize> {
+    let principals = serde_json::to_string(&c.principals).unwrap_or_else(|_| "[]".into());
+    tx.execute(
+        "INSERT INTO certs (serial, cert_type, key_id, principals, valid_after, valid_before, subject_fp, ca_fp, profile, issued_at, cert)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            c.serial as i64,
+            c.cert_type,
+            c.key_id,
+            principals,
+            to_i64(c.valid_after),
+            to_i64(c.valid_before),
+            c.subject_fp,
+            c.ca_fp,
+            c.profile,
+            to_i64(c.issued_at),
+            c.cert
+        ],
+    )
+}
+
+fn chain_hash(prev: &str, seq: u64, ts: u64, kind: &str, record: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [prev, &seq.to_string(), &ts.to_string(), kind, record] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    hex(&h.finalize())
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn append_audit(
+    tx: &Transaction<'_>,
+    now: u64,
+    kind: &str,
+    detail: &impl Serialize,
+) -> rusqlite::Result<()> {
+    let record = serde_json::to_string(detail).unwrap_or_else(|_| "null".into());
+    let (seq, prev): (i64, String) = tx.query_row(
+        "SELECT coalesce(max(seq), 0), coalesce((SELECT hash FROM audit ORDER BY seq DESC LIMIT 1), ?1) FROM audit",
+        [GENESIS],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let seq = to_u64(seq) + 1;
+    let hash = chain_hash(&prev, seq, now, kind, &record);
+    tx.execute(
+        "INSERT INTO audit (seq, ts, kind, record, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![seq as i64, to_i64(now), kind, record, prev, hash],
+    )?;
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('audit_head', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [hash],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,964 @@
+//! ssh-ca against the real thing: ssh-keygen and a real sshd on a loopback port.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ssh-ca");
+
+/// A scratch directory with a CA and helpers to run ssh-ca and ssh-keygen in it.
+struct Lab {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+/// A policy with room for the edge cases the tests need (long backdating, custom options).
+const TEST_CONFIG: &str = r#"
+profiles:
+  user:
+    cert_type: user
+    principals: ["*"]
+    default_validity: 1h
+    max_validity: 2d
+    backdate: 1d
+    extensions: [permit-X11-forwarding, permit-agent-forwarding, permit-port-forwarding, permit-pty, permit-user-rc, foo@example.com]
+    critical_options: [force-command, source-address, verify-required, foo@example.com]
+  narrow:
+    cert_type: user
+    principals: ["deploy-*"]
+    default_validity: 1h
+    max_validity: 8h
+    extensions: [permit-pty]
+  host:
+    cert_type: host
+    principals: ["*"]
+    default_validity: 1d
+    max_validity: 30d
+    backdate: 1d
+"#;
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("command starts");
+    eprintln!(
+        "$ {cmd:?}\n-> {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+impl Lab {
+    fn new(key_type: &str) -> Lab {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let lab = Lab { _tmp: tmp, dir };
+        let out = lab.ca(&["init", "--key-type", key_type]);
+        assert!(out.status.success(), "init: {}", text(&out));
+        std::fs::write(lab.ca_dir().join("config.yaml"), TEST_CONFIG).expect("config");
+        lab
+    }
+
+    fn ca_dir(&self) -> PathBuf {
+        self.dir.join("ca")
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn ca(&self, args: &[&str]) -> Output {
+        run(Command::new(BIN)
+            .args(args)
+            .env("SSH_CA_DIR", self.ca_dir())
+            .env_remove("SSH_CA_PASSPHRASE")
+            .current_dir(&self.dir))
+    }
+
+    /// A new key pair `name` / `name.pub` made by ssh-keygen.
+    fn keygen(&self, name: &str, kind: &str) -> PathBuf {
+        let p = self.path(name);
+        let mut args = vec!["-q", "-t", kind, "-N", "", "-C", name, "-f"];
+        let ps = p.to_string_lossy().into_owned();
+        args.push(&ps);
+        assert!(run(Command::new("ssh-keygen").args(&args)).status.success());
+        p
+    }
+
+    /// Signs `name.pub` with ssh-ca, asserting success; returns the certificate path.
+    fn sign(&self, name: &str, args: &[&str]) -> PathBuf {
+        let pubkey = format!("{name}.pub");
+        let mut all = vec!["sign"];
+        all.extend_from_slice(args);
+        all.push(&pubkey);
+        let out = self.ca(&all);
+        assert!(out.status.success(), "sign {args:?}: {}", text(&out));
+        self.path(&format!("{name}-cert.pub"))
+    }
+
+    /// The serial ssh-ca recorded for the certificate with `key_id`.
+    fn serial_of(&self, key_id: &str) -> u64 {
+        let out = self.ca(&["--json", "list"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
+            .find(|v| v["key_id"] == key_id)
+            .and_then(|v| v["serial"].as_u64())
+            .expect("a record for the key id")
+    }
+
+    fn export(&self) -> (String, String) {
+        let out = self.ca(&["--json", "export", "--host-pattern", "localhost,127.0.0.1"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("export json");
+        (
+            v["trusted_user_ca_keys"]
+                .as_str()
+                .expect("user")
+                .to_string(),
+            v["known_hosts"].as_str().expect("host").to_string(),
+        )
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A real sshd on a loopback port, killed on drop.
+struct Sshd {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Sshd {
+    fn start(lab: &Lab, host_key: &Path, host_cert: Option<&Path>, extra: &str) -> Sshd {
+        std::fs::create_dir_all("/run/sshd").expect("privsep dir");
+        let (user_ca, _) = lab.export();
+        std::fs::write(lab.path("trusted_user_ca.pub"), format!("{user_ca}\n")).expect("ca file");
+        let krl = lab.path("revoked.krl");
+        if !krl.exists() {
+            assert!(
+                lab.ca(&["krl", "-o", &krl.to_string_lossy()])
+                    .status
+                    .success()
+            );
+        }
+        let port = free_port();
+        let cert_line = host_cert
+            .map(|c| format!("HostCertificate {}\n", c.display()))
+            .unwrap_or_default();
+        let config = format!(
+            "ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\n{cert_line}TrustedUserCAKeys {}\nRevokedKeys {}\n\
+             AuthorizedKeysFile none\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n\
+             PidFile {}\nLogLevel VERBOSE\n{extra}",
+            host_key.display(),
+            lab.path("trusted_user_ca.pub").display(),
+            krl.display(),
+            lab.path(&format!("sshd-{port}.pid")).display(),
+        );
+        let conf = lab.path(&format!("sshd-{port}.conf"));
+        std::fs::write(&conf, config).expect("sshd config");
+        let log = lab.path(&format!("sshd-{port}.log"));
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(&conf)
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("sshd starts");
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "sshd did not listen: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Sshd { child, port, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `ssh` as the current user with a certificate; host checked against `known_hosts`.
+    fn ssh(
+        &self,
+        key: &Path,
+        cert: &Path,
+        known_hosts: &str,
+        lab: &Lab,
+        extra: &[&str],
+        command: &str,
+    ) -> Output {
+        let kh = lab.path(&format!("known_hosts-{}", rand_suffix()));
+        std::fs::write(&kh, format!("{known_hosts}\n")).expect("known_hosts");
+        let user = whoami();
+        let mut cmd = Command::new("ssh");
+        cmd.args([
+            "-F",
+            "/dev/null",
+            "-p",
+            &self.port.to_string(),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "IdentityAgent=none",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            &format!("UserKnownHostsFile={}", kh.display()),
+            "-o",
+            "ConnectTimeout=10",
+        ])
+        .args(["-i"])
+        .arg(key)
+        .args(["-o", &format!("CertificateFile={}", cert.display())])
+        .args(extra)
+        .arg(format!("{user}@127.0.0.1"))
+        .arg(command)
+        .stdin(Stdio::null());
+        run(&mut cmd)
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn whoami() -> String {
+    String::from_utf8(Command::new("id").arg("-un").output().expect("id").stdout)
+        .expect("utf8")
+        .trim()
+        .to_string()
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_nanos() as u64
+}
+
+/// A host key with an ssh-ca host certificate for localhost and 127.0.0.1.
+fn host_setup(lab: &Lab) -> (PathBuf, PathBuf) {
+    let host_key = lab.keygen("ssh_host_ed25519_key", "ed25519");
+    let cert = lab.sign(
+        "ssh_host_ed25519_key",
+        &[
+            "--host",
+            "-I",
+            "host-localhost",
+            "-n",
+            "localhost,127.0.0.1",
+            "-V",
+            "-5m:+1d",
+        ],
+    );
+    (host_key, cert)
+}
+
+#[test]
+fn user_certificates_are_accepted_and_refused_by_a_real_sshd_exactly_as_issued() {
+    let lab = Lab::new("ed25519");
+    let (host_key, host_cert) = host_setup(&lab);
+    let sshd = Sshd::start(&lab, &host_key, Some(&host_cert), "");
+    let (_, known) = lab.export();
+    let me = whoami();
+    let key = lab.keygen("id_user", "ed25519");
+    let login = |cert: &Path, cmd: &str| sshd.ssh(&key, cert, &known, &lab, &[], cmd);
+
+    let good = lab.sign(
+        "id_user",
+        &[
+            "--user",
+            "-I",
+            "alice@example.com",
+            "-n",
+            &me,
+            "-V",
+            "-5m:+1h",
+            "-O",
+            "clear",
+            "-O",
+            "permit-pty",
+        ],
+    );
+    let out = login(&good, "echo logged-in");
+    assert!(
+        out.status.success() && text(&out).contains("logged-in"),
+        "valid certificate logs in"
+    );
+    let serial = lab.serial_of("alice@example.com");
+    assert!(
+        sshd.log()
+            .contains(&format!("ID alice@example.com (serial {serial})")),
+        "sshd logs key id and serial: {}",
+        sshd.log()
+    );
+
+    let cases: &[(&str, Vec<&str>)] = &[
+        // Policy refuses to issue an already expired certificate, so this one expires in 1 s.
+        ("expired", vec!["-I", "old", "-n", &me, "-V", "-1m:+1"]),
+        ("wrong principal", vec!["-I", "other", "-n", "nobody-else"]),
+        (
+            "source-address mismatch",
+            vec![
+                "-I",
+                "elsewhere",
+                "-n",
+                &me,
+                "-O",
+                "source-address=10.0.0.0/8",
+            ],
+        ),
+        (
+            "unknown critical option",
+            vec![
+                "-I",
+                "crit",
+                "-n",
+                &me,
+                "-O",
+                "critical:foo@example.com=bar",
+            ],
+        ),
+    ];
+    for (what, args) in cases {
+        let name = format!("k-{}", what.replace(' ', "-"));
+        let k = lab.keygen(&name, "ed25519");
+        let mut all = vec!["--user"];
+        all.extend(args.iter().copied());
+        let cert = lab.sign(&name, &all);
+        if *what == "expired" {
+            let t0 = Instant::now();
+            while !text(&lab.ca(&["verify", "--principal", &me, &cert.to_string_lossy()]))
+                .contains(": expired (at")
+            {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "certificate never expired"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        let out = sshd.ssh(&k, &cert, &known, &lab, &[], "echo should-not-run");
+        assert!(
+            !out.status.success() && !text(&out).contains("should-not-run"),
+            "{what}: refused by sshd"
+        );
+    }
+
+    let forced = lab.sign(
+        "k-expired",
+        &[
+            "--user",
+            "-I",
+            "forced",
+            "-n",
+            &me,
+            "-O",
+            "force-command=echo forced",
+        ],
+    );
+    let out = sshd.ssh(
+        &lab.path("k-expired"),
+        &forced,
+        &known,
+        &lab,
+        &[],
+        "echo not-forced",
+    );
+    assert!(
+        text(&out).contains("forced") && !text(&out).contains("not-forced"),
+        "force-command is honoured"
+    );
+
+    // An untrusted CA: a second ssh-ca signs the same key.
+    let other = Lab::new("ed25519");
+    std::fs::copy(lab.path("id_user.pub"), other.path("id_user.pub")).expect("copy");
+    let foreign = other.sign("id_user", &["--user", "-I", "foreign", "-n", &me]);
+    assert!(
+        !sshd
+            .ssh(&key, &foreign, &known, &lab, &[], "true")
+            .status
+            .success(),
+        "untrusted CA refused"
+    );
+
+    // Revocation through our KRL, replaced atomically while sshd runs.
+    let out = login(&good, "true");
+    assert!(out.status.success());
+    assert!(
+        lab.ca(&[
+            "revoke",
+            "--serial",
+            &serial.to_string(),
+            "--reason",
+            "laptop lost"
+        ])
+        .status
+        .success()
+    );
+    assert!(
+        lab.ca(&["krl", "-o", &lab.path("revoked.krl").to_string_lossy()])
+            .status
+            .success()
+    );
+    assert!(!login(&good, "true").status.success(), "revoked by our KRL");
+    assert!(sshd.log().contains("revoked by file"), "{}", sshd.log());
+}
+
+#[test]
+fn host_certificates_are_trusted_through_cert_authority_lines_only_for_their_names() {
+    let lab = Lab::new("ed25519");
+    let (host_key, host_cert) = host_setup(&lab);
+    let sshd = Sshd::start(&lab, &host_key, Some(&host_cert), "");
+    let me = whoami();
+    let key = lab.keygen("id_user", "ed25519");
+    let cert = lab.sign("id_user", &["--user", "-I", "u", "-n", &me]);
+    let (_, known) = lab.export();
+    let out = sshd.ssh(&key, &cert, &known, &lab, &[], "true");
+    assert!(
+        out.status.success(),
+        "host certificate accepted with StrictHostKeyChecking=yes"
+    );
+
+    let other = Lab::new("ed25519");
+    let (_, other_known) = other.export();
+    let out = sshd.ssh(&key, &cert, &other_known, &lab, &[], "true");
+    assert!(
+        !out.status.success() && text(&out).contains("Host key verification failed"),
+        "another CA is not trusted"
+    );
+
+    let star = known.replacen("localhost,127.0.0.1", "*", 1);
+    let out = sshd.ssh(
+        &key,
+        &cert,
+        &star,
+        &lab,
+        &["-o", "HostKeyAlias=other.example"],
+        "true",
+    );
+    assert!(
+        !out.status.success(),
+        "a name the host certificate does not list is refused"
+    );
+}
+
+#[test]
+fn authorized_principals_file_maps_certificate_principals_to_accounts() {
+    let lab = Lab::new("ed25519");
+    let (host_key, host_cert) = host_setup(&lab);
+    let me = whoami();
+    std::fs::create_dir_all(lab.path("principals")).expect("dir");
+    std::fs::write(lab.path(&format!("principals/{me}")), "zone-web\n").expect("principals");
+    let extra = format!(
+        "AuthorizedPrincipalsFile {}/principals/%u\n",
+        lab.dir.display()
+    );
+    let sshd = Sshd::start(&lab, &host_key, Some(&host_cert), &extra);
+    let (_, known) = lab.export();
+    let key = lab.keygen("id_user", "ed25519");
+    let zone = lab.sign("id_user", &["--user", "-I", "z", "-n", "zone-web"]);
+    assert!(
+        sshd.ssh(&key, &zone, &known, &lab, &[], "true")
+            .status
+            .success(),
+        "listed principal logs in"
+    );
+    let key2 = lab.keygen("id_two", "ed25519");
+    let named = lab.sign("id_two", &["--user", "-I", "n", "-n", &me]);
+    assert!(
+        !sshd
+            .ssh(&key2, &named, &known, &lab, &[], "true")
+            .status
+            .success(),
+        "the user name alone no longer suffices"
+    );
+}
+
+/// The `ssh-keygen -L` text minus the header line (the file name).
+fn keygen_l(cert: &Path) -> Vec<String> {
+    let out = run(Command::new("ssh-keygen").args(["-L", "-f"]).arg(cert));
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| l.trim_end().to_string())
+        .collect()
+}
+
+#[test]
+fn inspect_agrees_with_ssh_keygen_for_every_key_type() {
+    for ca_type in ["ed25519", "ecdsa", "rsa"] {
+        let lab = Lab::new(ca_type);
+        for subject in ["ed25519", "ecdsa", "rsa"] {
+            let name = format!("id_{subject}");
+            lab.keygen(&name, subject);
+            let cert = lab.sign(
+                &name,
+                &[
+                    "--user",
+                    "-I",
+                    "alice",
+                    "-n",
+                    "alice,bob",
+                    "-V",
+                    "-1h:+2h",
+                    "-O",
+                    "source-address=127.0.0.1/32",
+                    "-O",
+                    "extension:foo@example.com=bar",
+                    "-O",
+                    "critical:foo@example.com",
+                ],
+            );
+            let ours = lab.ca(&["inspect", &cert.to_string_lossy()]);
+            assert!(ours.status.success());
+            let ours: Vec<String> = String::from_utf8_lossy(&ours.stdout)
+                .lines()
+                .skip(1)
+                .map(|l| l.trim_end().to_string())
+                .collect();
+            let theirs = keygen_l(&cert);
+            assert_eq!(
+                ours[..theirs.len()],
+                theirs[..],
+                "CA {ca_type}, subject {subject}: ssh-ca inspect vs ssh-keygen -L"
+            );
+            assert!(ours.iter().any(|l| l.contains("Issued by this CA: yes")));
+        }
+    }
+}
+
+/// The certificate's wire bytes without nonce and signature. The nonce is the second string;
+/// the signature is the last string, so walk the strings from the end of the signature key
+/// backwards is not possible: instead strip the known-length tail (signature) by re-reading the
+/// blob as a sequence where only the last field matters.
+fn body_without_nonce_and_signature(cert: &Path) -> Vec<u8> {
+    let line = std::fs::read_to_string(cert).expect("cert");
+    let bytes = base64_decode(line.split_whitespace().nth(1).expect("base64 field"));
+    let parsed = ssh_key::Certificate::from_openssh(line.trim()).expect("certificate");
+    let str_end = |at: usize| {
+        at + 4 + u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize
+    };
+    let after_type = str_end(0);
+    let after_nonce = str_end(after_type);
+    let sig_len = {
+        use ssh_key::encoding::Encode;
+        parsed.signature().encoded_len().expect("signature length") + 4
+    };
+    let mut body = bytes[..after_type].to_vec();
+    body.extend_from_slice(&bytes[after_nonce..bytes.len() - sig_len]);
+    body
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut buf, mut bits) = (0u32, 0);
+    for c in s.bytes().filter(|c| *c != b'=') {
+        let v = T.iter().position(|t| *t == c).expect("base64") as u32;
+        buf = (buf << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn ssh_ca_and_ssh_keygen_certificates_differ_only_in_nonce_and_signature() {
+    let lab = Lab::new("ed25519");
+    lab.keygen("id_a", "ed25519");
+    std::fs::copy(lab.path("id_a.pub"), lab.path("id_b.pub")).expect("copy");
+    let ours = lab.sign(
+        "id_a",
+        &[
+            "--user",
+            "-I",
+            "same",
+            "-n",
+            "alice,bob",
+            "-V",
+            "-5m:+1h",
+            "-z",
+            "42",
+            "-O",
+            "clear",
+            "-O",
+            "permit-pty",
+            "-O",
+            "force-command=uptime",
+        ],
+    );
+    // Same inputs to ssh-keygen, with the exact validity ssh-ca recorded.
+    let rec = lab.ca(&["--json", "list"]);
+    let rec: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&rec.stdout)
+            .lines()
+            .last()
+            .expect("record"),
+    )
+    .expect("json");
+    let validity = format!(
+        "0x{:x}:0x{:x}",
+        rec["valid_after"].as_u64().expect("after"),
+        rec["valid_before"].as_u64().expect("before")
+    );
+    let out = run(Command::new("ssh-keygen")
+        .current_dir(&lab.dir)
+        .args(["-q", "-s"])
+        .arg(lab.ca_dir().join("user_ca"))
+        .args([
+            "-I",
+            "same",
+            "-n",
+            "alice,bob",
+            "-V",
+            &validity,
+            "-z",
+            "42",
+            "-O",
+            "clear",
+            "-O",
+            "permit-pty",
+            "-O",
+            "force-command=uptime",
+            "id_b.pub",
+        ]));
+    assert!(out.status.success());
+    assert_eq!(
+        body_without_nonce_and_signature(&ours),
+        body_without_nonce_and_signature(&lab.path("id_b-cert.pub")),
+        "every field but nonce and signature is byte-identical"
+    );
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let lab = Lab::new("ed25519");
+    lab.keygen("id_user", "ed25519");
+    let before = std::fs::read(lab.ca_dir().join("ca.db")).expect("db");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["sign", "--user", "-I", "x", "-n", "a", "id_user"],
+            "private key",
+        ),
+        (
+            &[
+                "sign",
+                "--user",
+                "-I",
+                "x",
+                "-n",
+                "a",
+                "-V",
+                "+1q",
+                "id_user.pub",
+            ],
+            "\"1q\"",
+        ),
+        (
+            &[
+                "sign",
+                "--user",
+                "-I",
+                "x",
+                "-n",
+                "a",
+                "-O",
+                "permit-teleport",
+                "id_user.pub",
+            ],
+            "permit-teleport",
+        ),
+        (
+            &["sign", "--user", "-I", "x", "-n", "a", "missing.pub"],
+            "missing.pub",
+        ),
+    ];
+    for (args, names) in cases {
+        let out = lab.ca(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            text(&out).contains(names),
+            "{args:?}: the error names {names}: {}",
+            text(&out)
+        );
+    }
+    assert!(
+        !lab.path("id_user-cert.pub").exists(),
+        "no certificate written"
+    );
+    assert_eq!(
+        std::fs::read(lab.ca_dir().join("ca.db")).expect("db"),
+        before,
+        "store untouched"
+    );
+
+    let out = lab.ca(&[
+        "sign",
+        "--profile",
+        "narrow",
+        "--user",
+        "-I",
+        "x",
+        "-n",
+        "root",
+        "id_user.pub",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out).contains("\"narrow\"")
+            && text(&out).contains("principal \"root\" is not allowed"),
+        "{}",
+        text(&out)
+    );
+
+    std::fs::write(
+        lab.ca_dir().join("ca.db"),
+        b"this is not sqlite, it is a disk error",
+    )
+    .expect("corrupt");
+    let _ = std::fs::remove_file(lab.ca_dir().join("ca.db-wal"));
+    let _ = std::fs::remove_file(lab.ca_dir().join("ca.db-shm"));
+    let out = lab.ca(&["list"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        text(&out).contains("ca.db") && text(&out).contains("damaged"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_ca_directory_or_key_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = Lab::new("ed25519");
+    let key = lab.ca_dir().join("user_ca");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = lab.ca(&["list"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        text(&out).contains("user_ca") && text(&out).contains("644"),
+        "{}",
+        text(&out)
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::set_permissions(lab.ca_dir(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = lab.ca(&["list"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(text(&out).contains("755"), "{}", text(&out));
+}
+
+#[test]
+fn serials_are_unique_and_never_zero_when_processes_sign_at_once() {
+    let lab = Lab::new("ed25519");
+    let names: Vec<String> = (0..24).map(|i| format!("k{i}")).collect();
+    for n in &names {
+        lab.keygen(n, "ed25519");
+    }
+    let children: Vec<Child> = names
+        .chunks(6)
+        .map(|chunk| {
+            let mut args = vec![
+                "sign".to_string(),
+                "--user".into(),
+                "-I".into(),
+                "batch".into(),
+                "-n".into(),
+                "a".into(),
+            ];
+            args.extend(chunk.iter().map(|n| format!("{n}.pub")));
+            Command::new(BIN)
+                .args(&args)
+                .env("SSH_CA_DIR", lab.ca_dir())
+                .current_dir(&lab.dir)
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().expect("wait").success());
+    }
+    let mut serials: Vec<u64> = names
+        .iter()
+        .map(|n| {
+            let out = run(Command::new("ssh-keygen")
+                .args(["-L", "-f"])
+                .arg(lab.path(&format!("{n}-cert.pub"))));
+            let t = String::from_utf8_lossy(&out.stdout).into_owned();
+            t.lines()
+                .find_map(|l| l.trim().strip_prefix("Serial: "))
+                .expect("serial")
+                .parse()
+                .expect("number")
+        })
+        .collect();
+    serials.sort_unstable();
+    assert_eq!(
+        serials,
+        (1..=24).collect::<Vec<u64>>(),
+        "24 distinct serials from 1, none reused, none 0"
+    );
+}
+
+#[test]
+fn the_audit_chain_detects_an_edited_or_deleted_record() {
+    let lab = Lab::new("ed25519");
+    for n in ["a", "b", "c"] {
+        lab.keygen(n, "ed25519");
+        lab.sign(n, &["--user", "-I", n, "-n", "x"]);
+    }
+    let out = lab.ca(&["audit", "verify"]);
+    assert!(
+        out.status.success() && text(&out).contains("intact: 3 records"),
+        "{}",
+        text(&out)
+    );
+    let db = lab.ca_dir().join("ca.db");
+    let conn = rusqlite::Connection::open(&db).expect("db");
+    conn.execute(
+        "UPDATE audit SET record = replace(record, '\"b\"', '\"mallory\"') WHERE seq = 2",
+        [],
+    )
+    .expect("edit");
+    drop(conn);
+    let out = lab.ca(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("record 2") && text(&out).contains("edited"),
+        "{}",
+        text(&out)
+    );
+
+    let lab = Lab::new("ed25519");
+    for n in ["a", "b"] {
+        lab.keygen(n, "ed25519");
+        lab.sign(n, &["--user", "-I", n, "-n", "x"]);
+    }
+    let conn = rusqlite::Connection::open(lab.ca_dir().join("ca.db")).expect("db");
+    conn.execute("DELETE FROM audit WHERE seq = 2", [])
+        .expect("delete");
+    drop(conn);
+    let out = lab.ca(&["audit", "verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a removed last record is detected: {}",
+        text(&out)
+    );
+}
+
+#[test]
+fn an_encrypted_ca_key_needs_its_passphrase() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("ca");
+    let pw = tmp.path().join("pw");
+    std::fs::write(&pw, "correct horse\n").expect("pw");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let ca = |args: &[&str], env: Option<&str>| {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env("SSH_CA_DIR", &dir)
+            .current_dir(tmp.path())
+            .stdin(Stdio::null())
+            .env_remove("SSH_CA_PASSPHRASE");
+        if let Some(p) = env {
+            c.env("SSH_CA_PASSPHRASE", p);
+        }
+        run(&mut c)
+    };
+    assert!(
+        ca(&["init", "--passphrase-file", &pw.to_string_lossy()], None)
+            .status
+            .success()
+    );
+    let key = std::fs::read_to_string(dir.join("user_ca")).expect("key");
+    assert!(
+        run(Command::new("ssh-keygen")
+            .args(["-y", "-P", "", "-f"])
+            .arg(dir.join("user_ca")))
+        .status
+        .code()
+            != Some(0),
+        "encrypted on disk: {}",
+        key.len()
+    );
+    assert!(
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(tmp.path().join("id")))
+        .status
+        .success()
+    );
+    let out = ca(
+        &["sign", "--user", "-I", "x", "-n", "a", "id.pub"],
+        Some("wrong"),
+    );
+    assert!(
+        !out.status.success() && text(&out).contains("wrong passphrase"),
+        "{}",
+        text(&out)
+    );
+    let out = ca(&["sign", "--user", "-I", "x", "-n", "a", "id.pub"], None);
+    assert!(
+        !out.status.success() && text(&out).contains("passphrase"),
+        "no terminal, no passphrase: {}",
+        text(&out)
+    );
+    assert!(
+        ca(
+            &["sign", "--user", "-I", "x", "-n", "a", "id.pub"],
+            Some("correct horse")
+        )
+        .status
+        .success()
+    );
+    assert!(
+        ca(
+            &[
+                "sign",
+                "--user",
+                "-I",
+                "y",
+                "-n",
+                "a",
+                "--passphrase-file",
+                &pw.to_string_lossy(),
+                "id.pub"
+            ],
+            None
+        )
+        .status
+        .success()
+    );
+}
