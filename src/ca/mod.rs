@@ -9,6 +9,7 @@
 //! nothing here logs or prints key material (fingerprints only); files are replaced by
 //! write-temp-then-rename.
 
+pub mod agent;
 pub mod inspect;
 pub mod keys;
 pub mod krl;
@@ -123,9 +124,10 @@ pub struct SignRequest {
     pub subject: PublicKey,
 }
 
-/// What signs: a private key loaded from the CA directory.
+/// What signs: a private key loaded from the CA directory, or one held in ssh-agent.
 pub enum CaSigner {
     Key(Box<PrivateKey>),
+    Agent(agent::AgentSigner),
 }
 
 impl fmt::Debug for CaSigner {
@@ -227,6 +229,16 @@ impl Ca {
         [CertType::User, CertType::Host]
             .into_iter()
             .find(|t| fingerprint(self.ca_key(*t)) == fp)
+    }
+
+    /// A signer for `kind` certificates through the ssh-agent at `socket`.
+    pub fn agent_signer(&self, kind: CertType, socket: &Path) -> Result<CaSigner, CaError> {
+        let signer = agent::AgentSigner::new(socket, self.ca_key(kind).clone());
+        signer.check().map_err(|e| CaError::Key {
+            path: socket.to_path_buf(),
+            why: e.to_string(),
+        })?;
+        Ok(CaSigner::Agent(signer))
     }
 
     /// Loads the private key that signs `kind` certificates.
@@ -426,5 +438,9 @@ fn build(
     b.comment(req.subject.comment().to_string()).map_err(e)?;
     match signer {
         CaSigner::Key(k) => b.sign(k.as_ref()).map_err(e),
+        CaSigner::Agent(a) => b.sign(a).map_err(|x| match std::error::Error::source(&x) {
+            Some(inner) => CaError::Sign(format!("{x}: {inner}")),
+            None => CaError::Sign(x.to_string()),
+        }),
     }
 }

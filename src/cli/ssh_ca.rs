@@ -126,6 +126,9 @@ struct SignArgs {
     /// Serial to use instead of the next one
     #[arg(short = 'z', long)]
     serial: Option<u64>,
+    /// Sign with the CA key held in ssh-agent ($SSH_AUTH_SOCK), like ssh-keygen -U
+    #[arg(short = 'U', long)]
+    agent: bool,
     #[command(flatten)]
     pass: PassArgs,
     /// Public keys to sign (- for stdin, the certificate goes to stdout)
@@ -166,13 +169,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             | CaError::AlreadyInitialised(_)
             | CaError::Permissions { .. }
             | CaError::Store(_)
-            | CaError::Config { .. },
+            | CaError::Config { .. }
+            | CaError::Key { .. },
         ) => 4,
-        Some(CaError::Key { path, .. })
-            if path.parent().is_some_and(|p| p.join("ca.db").exists()) =>
-        {
-            4
-        }
         _ => 2,
     }
 }
@@ -366,7 +365,14 @@ fn sign(ca: &mut Ca, a: SignArgs, json: bool, out: &mut dyn Write) -> Result<Exi
         .map(|p| read_pubkey(p).map(|k| (p, k)))
         .collect::<Result<Vec<_>, _>>()?;
     let pass_file = a.pass.passphrase_file.clone();
-    let signer = ca.signer(kind, &|_| passphrase(pass_file.as_deref()))?;
+    let signer = if a.agent {
+        let sock = std::env::var_os("SSH_AUTH_SOCK").ok_or_else(|| {
+            anyhow!("--agent: SSH_AUTH_SOCK is not set (start ssh-agent and ssh-add the CA key)")
+        })?;
+        ca.agent_signer(kind, Path::new(&sock))?
+    } else {
+        ca.signer(kind, &|_| passphrase(pass_file.as_deref()))?
+    };
     let mut serial = a.serial;
     for (path, subject) in subjects {
         let req = SignRequest {

@@ -962,3 +962,154 @@ fn an_encrypted_ca_key_needs_its_passphrase() {
         .success()
     );
 }
+
+#[test]
+fn a_ca_key_held_in_ssh_agent_signs_without_touching_the_key_file() {
+    for ca_type in ["ed25519", "rsa"] {
+        let lab = Lab::new(ca_type);
+        let sock = lab.path("agent.sock");
+        let _agent = KillOnDrop(
+            Command::new("ssh-agent")
+                .args(["-D", "-a"])
+                .arg(&sock)
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("ssh-agent"),
+        );
+        let t0 = Instant::now();
+        while !sock.exists() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "agent socket");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        lab.keygen("id_user", "ed25519");
+        let sign = |lab: &Lab| {
+            run(Command::new(BIN)
+                .args([
+                    "sign",
+                    "-U",
+                    "--user",
+                    "-I",
+                    "via-agent",
+                    "-n",
+                    "alice",
+                    "id_user.pub",
+                ])
+                .env("SSH_CA_DIR", lab.ca_dir())
+                .env("SSH_AUTH_SOCK", &sock)
+                .current_dir(&lab.dir))
+        };
+        let out = sign(&lab);
+        assert_eq!(out.status.code(), Some(4), "key not in the agent yet");
+        assert!(
+            text(&out).contains("ssh-add") && !lab.path("id_user-cert.pub").exists(),
+            "{}",
+            text(&out)
+        );
+        assert!(
+            run(Command::new("ssh-add")
+                .arg("-q")
+                .arg(lab.ca_dir().join("user_ca"))
+                .env("SSH_AUTH_SOCK", &sock))
+            .status
+            .success()
+        );
+        // Make the key file unreadable to show the agent, not the file, signs.
+        std::fs::rename(lab.ca_dir().join("user_ca"), lab.path("user_ca.away")).expect("move key");
+        std::fs::write(lab.ca_dir().join("user_ca"), "").expect("placeholder");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            lab.ca_dir().join("user_ca"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .expect("chmod");
+        assert!(
+            sign(&lab).status.success(),
+            "{ca_type} CA key in ssh-agent signs"
+        );
+        let cert = lab.path("id_user-cert.pub");
+        let out = lab.ca(&["verify", "--principal", "alice", &cert.to_string_lossy()]);
+        assert!(
+            out.status.success(),
+            "the agent's signature verifies: {}",
+            text(&out)
+        );
+        let listing = String::from_utf8_lossy(
+            &run(Command::new("ssh-keygen").args(["-L", "-f"]).arg(&cert)).stdout,
+        )
+        .into_owned();
+        if ca_type == "rsa" {
+            assert!(
+                listing.contains("using rsa-sha2-512"),
+                "RSA CA signs with SHA-512: {listing}"
+            );
+        }
+    }
+}
+
+/// A child process killed when the test ends, pass or fail.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn revocations_by_key_id_and_by_key_are_in_the_krl_ssh_keygen_reads() {
+    let lab = Lab::new("ed25519");
+    for n in ["a", "b", "c", "d"] {
+        lab.keygen(n, "ed25519");
+    }
+    let ca = lab.sign("a", &["--user", "-I", "team-x", "-n", "u"]);
+    let cb = lab.sign("b", &["--user", "-I", "team-x", "-n", "u"]);
+    let cc = lab.sign("c", &["--user", "-I", "other", "-n", "u"]);
+    let cd = lab.sign("d", &["--user", "-I", "keep", "-n", "u"]);
+    assert!(
+        lab.ca(&["revoke", "--key-id", "team-x", "--reason", "team disbanded"])
+            .status
+            .success()
+    );
+    assert!(lab.ca(&["revoke", "--key", "c.pub"]).status.success());
+    let krl = lab.path("r.krl");
+    assert!(
+        lab.ca(&["krl", "-o", &krl.to_string_lossy()])
+            .status
+            .success()
+    );
+    for (cert, revoked) in [(&ca, true), (&cb, true), (&cc, true), (&cd, false)] {
+        let out = run(Command::new("ssh-keygen")
+            .args(["-Q", "-f"])
+            .arg(&krl)
+            .arg(cert));
+        assert_eq!(
+            out.status.success(),
+            !revoked,
+            "{}: ssh-keygen -Q",
+            cert.display()
+        );
+    }
+    assert_eq!(
+        lab.ca(&["revoke", "--serial", "999"]).status.code(),
+        Some(2),
+        "an unknown serial is refused"
+    );
+    let log = std::fs::read_to_string(lab.ca_dir().join("ssh-ca.log")).expect("json log");
+    let lines = crate::harness::json_lines(&log);
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l["msg"] == "certificate issued")
+            .count()
+            == 4
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["msg"] == "revoked" && l["value"] == "team-x")
+    );
+    let user_ca = std::fs::read_to_string(lab.ca_dir().join("user_ca")).expect("key");
+    let secret_line = user_ca.lines().nth(1).expect("key body");
+    assert!(!log.contains(secret_line), "no key material in the log");
+}
