@@ -171,3 +171,55 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), CaError> 
         CaError::io(path, e)
     })
 }
+
+/// Writes issued certificates: every temporary file is written and synced (one `fsync` for a
+/// single file, one `syncfs` for a batch), then renamed into place. Readers see old or new
+/// content, never a mix. The renames are not synced: the store already holds every
+/// certificate durably, so after a power cut a file is at worst the previous version.
+pub fn write_all_atomic(files: &[(PathBuf, Vec<u8>)], mode: u32) -> Result<(), CaError> {
+    let mut temps = Vec::with_capacity(files.len());
+    let cleanup = |temps: &[PathBuf]| temps.iter().for_each(|t| drop(fs::remove_file(t)));
+    for (path, data) in files {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let written = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(data));
+        if let Err(e) = written {
+            cleanup(&temps);
+            return Err(CaError::io(path, e));
+        }
+        temps.push(tmp);
+    }
+    if let Some(first) = temps.first() {
+        let f = fs::File::open(first).map_err(|e| CaError::io(first, e))?;
+        let synced = if temps.len() == 1 {
+            f.sync_all()
+        } else {
+            use std::os::fd::AsRawFd;
+            // SAFETY: syncfs only flushes the filesystem holding this open file.
+            match unsafe { libc::syncfs(f.as_raw_fd()) } {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        };
+        if let Err(e) = synced {
+            cleanup(&temps);
+            return Err(CaError::io(first, e));
+        }
+    }
+    for ((path, _), tmp) in files.iter().zip(&temps) {
+        fs::rename(tmp, path).map_err(|e| CaError::io(path, e))?;
+    }
+    Ok(())
+}

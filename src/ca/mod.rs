@@ -254,9 +254,71 @@ impl Ca {
         signer: &CaSigner,
         now: u64,
     ) -> Result<(Certificate, CertRecord), CaError> {
-        let checked = self.check(req, now);
-        let (profile, validity, opts) = match checked {
-            Ok(c) => c,
+        let mut out = self.sign_batch(std::slice::from_ref(req), signer, now)?;
+        out.pop()
+            .ok_or_else(|| CaError::Sign("no certificate issued".into()))
+    }
+
+    /// Checks every request against policy first (one refusal refuses the batch, and is
+    /// audited), then issues all of them in one store transaction with consecutive serials
+    /// (from the first request's `serial`, if given).
+    pub fn sign_batch(
+        &mut self,
+        reqs: &[SignRequest],
+        signer: &CaSigner,
+        now: u64,
+    ) -> Result<Vec<(Certificate, CertRecord)>, CaError> {
+        let checked = reqs
+            .iter()
+            .map(|r| self.check_or_audit(r, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut certs = Vec::with_capacity(reqs.len());
+        let wanted = reqs.first().and_then(|r| r.serial);
+        let (user_fp, host_fp) = (fingerprint(&self.user_ca), fingerprint(&self.host_ca));
+        let records = self
+            .store
+            .issue_batch(wanted, reqs.len(), now, |i, serial| {
+                let (req, (profile, validity, opts)) = (&reqs[i], &checked[i]);
+                let c = build(req, opts, *validity, serial, signer)?;
+                let record = CertRecord {
+                    serial,
+                    cert_type: req.cert_type.to_string(),
+                    key_id: req.key_id.clone(),
+                    principals: req.principals.clone(),
+                    valid_after: validity.after,
+                    valid_before: validity.before,
+                    subject_fp: fingerprint(&req.subject),
+                    ca_fp: match req.cert_type {
+                        CertType::User => user_fp.clone(),
+                        CertType::Host => host_fp.clone(),
+                    },
+                    profile: profile.clone(),
+                    issued_at: now,
+                    cert: c.to_openssh().map_err(|e| CaError::Sign(e.to_string()))?,
+                };
+                certs.push(c);
+                Ok::<_, CaError>(record)
+            })??;
+        for r in &records {
+            crate::info!(
+                "certificate issued",
+                serial = r.serial,
+                key_id = r.key_id,
+                cert_type = r.cert_type,
+                subject = r.subject_fp,
+                profile = r.profile
+            );
+        }
+        Ok(certs.into_iter().zip(records).collect())
+    }
+
+    /// Policy check; a policy refusal is written to the audit trail and the log.
+    fn check_or_audit(
+        &mut self,
+        req: &SignRequest,
+        now: u64,
+    ) -> Result<(String, validity::Validity, CertOptions), CaError> {
+        match self.check(req, now) {
             Err(e @ CaError::Policy(_)) => {
                 self.store.audit_refusal(
                     now,
@@ -274,40 +336,10 @@ impl Ca {
                     subject = fingerprint(&req.subject),
                     reason = crate::logging::Disp(&e)
                 );
-                return Err(e);
+                Err(e)
             }
-            Err(e) => return Err(e),
-        };
-        let ca_fp = fingerprint(self.ca_key(req.cert_type));
-        let mut cert = None;
-        let record = self.store.issue(req.serial, now, |serial| {
-            let c = build(req, &opts, validity, serial, signer)?;
-            let record = CertRecord {
-                serial,
-                cert_type: req.cert_type.to_string(),
-                key_id: req.key_id.clone(),
-                principals: req.principals.clone(),
-                valid_after: validity.after,
-                valid_before: validity.before,
-                subject_fp: fingerprint(&req.subject),
-                ca_fp: ca_fp.clone(),
-                profile: profile.clone(),
-                issued_at: now,
-                cert: c.to_openssh().map_err(|e| CaError::Sign(e.to_string()))?,
-            };
-            cert = Some(c);
-            Ok::<_, CaError>(record)
-        })??;
-        crate::info!(
-            "certificate issued",
-            serial = record.serial,
-            key_id = record.key_id,
-            cert_type = record.cert_type,
-            subject = record.subject_fp,
-            profile = record.profile
-        );
-        let cert = cert.ok_or_else(|| CaError::Sign("certificate missing after issue".into()))?;
-        Ok((cert, record))
+            other => other,
+        }
     }
 
     fn check(

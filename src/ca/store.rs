@@ -164,15 +164,16 @@ impl Store {
             .map_err(|source| StoreError::Sqlite { path, source })
     }
 
-    /// Takes a serial (the next one, or `wanted`), lets `sign` build the certificate with it,
-    /// and records the certificate and an audit record, all in one transaction. If `sign`
-    /// fails nothing is recorded and the serial is not used.
-    pub fn issue<E>(
+    /// Takes `count` serials (the next ones, or `wanted`, `wanted + 1`, …), lets `sign` build
+    /// each certificate with its serial, and records the certificates and their audit records,
+    /// all in one transaction. If `sign` fails for any, nothing is recorded and no serial is used.
+    pub fn issue_batch<E>(
         &mut self,
         wanted: Option<u64>,
+        count: usize,
         now: u64,
-        sign: impl FnOnce(u64) -> Result<CertRecord, E>,
-    ) -> Result<Result<CertRecord, E>, StoreError> {
+        mut sign: impl FnMut(usize, u64) -> Result<CertRecord, E>,
+    ) -> Result<Result<Vec<CertRecord>, E>, StoreError> {
         let path = self.path.clone();
         let tx = self.tx()?;
         let sq = |source| StoreError::Sqlite {
@@ -184,36 +185,33 @@ impl Store {
                 r.get(0)
             })
             .map_err(sq)?;
-        let serial = match wanted {
-            None => to_u64(next),
-            Some(s) if s == 0 || s > i64::MAX as u64 => return Err(StoreError::SerialRange(s)),
-            Some(s) => {
-                let taken: bool = tx
-                    .query_row(
-                        "SELECT EXISTS (SELECT 1 FROM certs WHERE serial = ?1)",
-                        [s as i64],
-                        |r| r.get(0),
-                    )
-                    .map_err(sq)?;
-                if taken {
-                    return Err(StoreError::SerialTaken(s));
-                }
-                s
+        let first = wanted.unwrap_or(to_u64(next));
+        let mut records = Vec::with_capacity(count);
+        for i in 0..count {
+            let serial = first.saturating_add(i as u64);
+            if serial == 0 || serial > i64::MAX as u64 {
+                return Err(StoreError::SerialRange(serial));
             }
-        };
-        let record = match sign(serial) {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(e)),
-        };
-        tx.execute(
-            "UPDATE serial_counter SET next = max(next, ?1 + 1) WHERE id = 1",
-            [serial as i64],
-        )
-        .map_err(sq)?;
-        insert_cert(&tx, &record).map_err(sq)?;
-        append_audit(&tx, now, "issue", &record).map_err(sq)?;
+            if wanted.is_some() && serial_taken(&tx, serial).map_err(sq)? {
+                return Err(StoreError::SerialTaken(serial));
+            }
+            let record = match sign(i, serial) {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(e)),
+            };
+            insert_cert(&tx, &record).map_err(sq)?;
+            append_audit(&tx, now, "issue", &record).map_err(sq)?;
+            records.push(record);
+        }
+        if let Some(last) = records.last() {
+            tx.execute(
+                "UPDATE serial_counter SET next = max(next, ?1 + 1) WHERE id = 1",
+                [last.serial as i64],
+            )
+            .map_err(sq)?;
+        }
         tx.commit().map_err(sq)?;
-        Ok(Ok(record))
+        Ok(Ok(records))
     }
 
     /// Records a refused request in the audit log.
@@ -400,6 +398,14 @@ impl Store {
     pub fn connection(&mut self) -> &mut Connection {
         &mut self.conn
     }
+}
+
+fn serial_taken(tx: &Transaction<'_>, serial: u64) -> rusqlite::Result<bool> {
+    tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM certs WHERE serial = ?1)",
+        [serial as i64],
+        |r| r.get(0),
+    )
 }
 
 fn row_to_cert(r: &rusqlite::Row<'_>) -> rusqlite::Result<CertRecord> {

@@ -373,48 +373,56 @@ fn sign(ca: &mut Ca, a: SignArgs, json: bool, out: &mut dyn Write) -> Result<Exi
     } else {
         ca.signer(kind, &|_| passphrase(pass_file.as_deref()))?
     };
-    let mut serial = a.serial;
-    for (path, subject) in subjects {
-        let req = SignRequest {
+    let reqs: Vec<SignRequest> = subjects
+        .iter()
+        .enumerate()
+        .map(|(i, (_, subject))| SignRequest {
             cert_type: kind,
             key_id: a.key_id.clone(),
             principals: a.principals.clone(),
             validity: a.validity.clone(),
             options: a.options.clone(),
             profile: a.profile.clone(),
-            serial,
-            subject,
-        };
-        let (cert, rec) = ca.sign(&req, &signer, now())?;
-        serial = serial.map(|s| s + 1);
+            serial: a.serial.map(|s| s + i as u64),
+            subject: subject.clone(),
+        })
+        .collect();
+    let issued = ca.sign_batch(&reqs, &signer, now())?;
+    let mut files = Vec::new();
+    for ((path, _), (_, rec)) in subjects.iter().zip(&issued) {
         let text = format!("{}\n", rec.cert);
-        let target = if path == Path::new("-") {
+        if *path == Path::new("-") {
             out.write_all(text.as_bytes())?;
-            None
         } else {
-            let target = cert_path(path);
-            keys::write_atomic(&target, text.as_bytes(), 0o644)?;
-            Some(target)
-        };
+            files.push((cert_path(path), text.into_bytes()));
+        }
+    }
+    keys::write_all_atomic(&files, 0o644)?;
+    let mut written = files.iter().map(|(p, _)| p);
+    // One write for all the human lines: a batch of thousands stays cheap.
+    let mut notes = String::new();
+    for ((path, _), (cert, rec)) in subjects.iter().zip(&issued) {
+        let target = (*path != Path::new("-")).then(|| written.next()).flatten();
         if json {
-            let mut v = serde_json::to_value(&rec)?;
+            let mut v = serde_json::to_value(rec)?;
             v["file"] = serde_json::json!(target);
             writeln!(out, "{v}")?;
-        } else if let Some(t) = &target {
-            eprintln!(
-                "Signed {kind} key {}: id \"{}\" serial {} for {} valid {}",
+        } else if let Some(t) = target {
+            let principals = if rec.principals.is_empty() {
+                "(any principal)".to_string()
+            } else {
+                rec.principals.join(",")
+            };
+            notes.push_str(&format!(
+                "Signed {kind} key {}: id \"{}\" serial {} for {principals} valid {}\n",
                 t.display(),
                 cert.key_id(),
                 rec.serial,
-                if rec.principals.is_empty() {
-                    "(any principal)".to_string()
-                } else {
-                    rec.principals.join(",")
-                },
                 validity_text(rec.valid_after, rec.valid_before)
-            );
+            ));
         }
     }
+    std::io::stderr().lock().write_all(notes.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -139,7 +139,7 @@ impl Worker {
             opts,
             rings: Vec::new(),
             seen_gen: u64::MAX,
-            cal: Calibration::measure(Duration::from_millis(2)),
+            cal: Calibration::measure(Duration::from_micros(200)),
             calibrated_at: Instant::now(),
             last_ns: 0,
             written: 0,

@@ -1,0 +1,123 @@
+//! ssh-ca issuance benchmark: N user certificates issued by one `ssh-ca sign` process each, by
+//! one `ssh-keygen -s` process each, and by one `ssh-ca sign` run with N keys (batch), in the
+//! same run with the same key types (Ed25519 CA and subject).
+//!
+//! Run: `cargo bench --bench cabench` (`BENCH_N=1000` for a quicker run; default 10000).
+
+mod common;
+
+use common::{Row, env_n, loadavg, print_table};
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+const SSH_CA: &str = env!("CARGO_BIN_EXE_ssh-ca");
+
+fn ok(cmd: &mut Command) {
+    let out = cmd.output().expect("command starts");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn ssh_ca(dir: &Path) -> Command {
+    let mut c = Command::new(SSH_CA);
+    c.env("SSH_CA_DIR", dir.join("ca")).current_dir(dir);
+    c
+}
+
+/// Microseconds per certificate for `n` runs of `make`.
+fn per_cert(n: u64, mut make: impl FnMut(u64) -> Command) -> f64 {
+    let t0 = Instant::now();
+    for i in 0..n {
+        ok(&mut make(i));
+    }
+    t0.elapsed().as_secs_f64() * 1e6 / n as f64
+}
+
+fn main() {
+    let n = env_n("BENCH_N", 10_000);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    println!(
+        "# cabench: {n} Ed25519 user certificates per method; loadavg at start {}",
+        loadavg()
+    );
+    ok(ssh_ca(dir).args(["init"]));
+    ok(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(dir.join("id")));
+    let v = "-5m:+1h";
+
+    let single = per_cert(n, |i| {
+        let mut c = ssh_ca(dir);
+        c.args([
+            "sign",
+            "--user",
+            "-I",
+            &format!("single-{i}"),
+            "-n",
+            "alice",
+            "-V",
+            v,
+            "id.pub",
+        ]);
+        c
+    });
+    let ca_key = dir.join("ca/user_ca");
+    let keygen = per_cert(n, |i| {
+        let mut c = Command::new("ssh-keygen");
+        c.current_dir(dir).args(["-q", "-s"]).arg(&ca_key);
+        c.args([
+            "-I",
+            &format!("kg-{i}"),
+            "-n",
+            "alice",
+            "-V",
+            v,
+            "-z",
+            &(1_000_000 + i).to_string(),
+            "id.pub",
+        ]);
+        c
+    });
+    let keys = dir.join("batch");
+    std::fs::create_dir_all(&keys).expect("dir");
+    let public = std::fs::read(dir.join("id.pub")).expect("pub");
+    let names: Vec<String> = (0..n).map(|i| format!("batch/k{i}.pub")).collect();
+    for name in &names {
+        std::fs::write(dir.join(name), &public).expect("copy");
+    }
+    let t0 = Instant::now();
+    ok(ssh_ca(dir)
+        .args(["sign", "--user", "-I", "batch", "-n", "alice", "-V", v])
+        .args(&names));
+    let batch = t0.elapsed().as_secs_f64() * 1e6 / n as f64;
+
+    print_table(
+        &format!("µs per certificate (loadavg {})", loadavg()),
+        &["method", "µs/cert", "vs ssh-keygen -s"],
+        &[
+            Row {
+                name: "ssh-keygen -s, one process per cert".into(),
+                cols: vec![format!("{keygen:.0}"), "1.00".into()],
+            },
+            Row {
+                name: "ssh-ca sign, one process per cert".into(),
+                cols: vec![format!("{single:.0}"), format!("{:.2}", single / keygen)],
+            },
+            Row {
+                name: "ssh-ca sign, one run for all".into(),
+                cols: vec![format!("{batch:.0}"), format!("{:.3}", batch / keygen)],
+            },
+        ],
+    );
+    println!(
+        "\nRESULT keygen_us={keygen:.0} ssh_ca_single_us={single:.0} ssh_ca_batch_us={batch:.0} single_vs_keygen={:.2} batch_speedup={:.1} loadavg={}",
+        single / keygen,
+        keygen / batch,
+        loadavg()
+    );
+}
