@@ -96,6 +96,17 @@ fn main() {
         .args(&names));
     let batch = t0.elapsed().as_secs_f64() * 1e6 / n as f64;
 
+    // The floor of any batch on this filesystem: creating the N certificate files alone
+    // (temporary file, one syncfs, rename), with no signing and no store.
+    let floor_dir = dir.join("floor");
+    std::fs::create_dir_all(&floor_dir).expect("dir");
+    let files: Vec<(std::path::PathBuf, Vec<u8>)> = (0..n)
+        .map(|i| (floor_dir.join(format!("k{i}-cert.pub")), vec![b'x'; 600]))
+        .collect();
+    let t0 = Instant::now();
+    bitrot::ca::keys::write_all_atomic(&files, 0o644).expect("floor files");
+    let floor = t0.elapsed().as_secs_f64() * 1e6 / n as f64;
+
     print_table(
         &format!("µs per certificate (loadavg {})", loadavg()),
         &["method", "µs/cert", "vs ssh-keygen -s"],
@@ -112,10 +123,14 @@ fn main() {
                 name: "ssh-ca sign, one run for all".into(),
                 cols: vec![format!("{batch:.0}"), format!("{:.3}", batch / keygen)],
             },
+            Row {
+                name: "(floor: writing N cert-sized files, nothing else)".into(),
+                cols: vec![format!("{floor:.0}"), format!("{:.3}", floor / keygen)],
+            },
         ],
     );
     println!(
-        "\nRESULT keygen_us={keygen:.0} ssh_ca_single_us={single:.0} ssh_ca_batch_us={batch:.0} single_vs_keygen={:.2} batch_speedup={:.1} loadavg={}",
+        "\nRESULT keygen_us={keygen:.0} ssh_ca_single_us={single:.0} ssh_ca_batch_us={batch:.0} file_floor_us={floor:.0} single_vs_keygen={:.2} batch_speedup={:.1} loadavg={}",
         single / keygen,
         keygen / batch,
         loadavg()

@@ -427,10 +427,11 @@ fn row_to_cert(r: &rusqlite::Row<'_>) -> rusqlite::Result<CertRecord> {
 
 fn insert_cert(tx: &Transaction<'_>, c: &CertRecord) -> rusqlite::Result<usize> {
     let principals = serde_json::to_string(&c.principals).unwrap_or_else(|_| "[]".into());
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO certs (serial, cert_type, key_id, principals, valid_after, valid_before, subject_fp, ca_fp, profile, issued_at, cert)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        params![
+    )?
+    .execute(params![
             c.serial as i64,
             c.cert_type,
             c.key_id,
@@ -442,8 +443,7 @@ fn insert_cert(tx: &Transaction<'_>, c: &CertRecord) -> rusqlite::Result<usize> 
             c.profile,
             to_i64(c.issued_at),
             c.cert
-        ],
-    )
+        ])
 }
 
 fn chain_hash(prev: &str, seq: u64, ts: u64, kind: &str, record: &str) -> String {
@@ -466,20 +466,20 @@ fn append_audit(
     detail: &impl Serialize,
 ) -> rusqlite::Result<()> {
     let record = serde_json::to_string(detail).unwrap_or_else(|_| "null".into());
-    let (seq, prev): (i64, String) = tx.query_row(
-        "SELECT coalesce(max(seq), 0), coalesce((SELECT hash FROM audit ORDER BY seq DESC LIMIT 1), ?1) FROM audit",
-        [GENESIS],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let (seq, prev): (i64, String) = tx
+        .prepare_cached(
+            "SELECT coalesce(max(seq), 0), coalesce((SELECT hash FROM audit ORDER BY seq DESC LIMIT 1), ?1) FROM audit",
+        )?
+        .query_row([GENESIS], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let seq = to_u64(seq) + 1;
     let hash = chain_hash(&prev, seq, now, kind, &record);
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO audit (seq, ts, kind, record, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![seq as i64, to_i64(now), kind, record, prev, hash],
-    )?;
-    tx.execute(
+    )?
+    .execute(params![seq as i64, to_i64(now), kind, record, prev, hash])?;
+    tx.prepare_cached(
         "INSERT INTO meta (key, value) VALUES ('audit_head', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        [hash],
-    )?;
+    )?
+    .execute([hash])?;
     Ok(())
 }
