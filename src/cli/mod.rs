@@ -48,3 +48,24 @@ pub fn report_error(tool: &str, e: &anyhow::Error, code: u8) -> std::process::Ex
     eprintln!("{tool}: error: {e:#}");
     std::process::ExitCode::from(code)
 }
+
+/// What `--generate` prints: the man page or the bash completion script of a tool, used by the
+/// release script and the installer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Generate {
+    Man,
+    BashCompletion,
+}
+
+/// Writes the man page or completion script for the clap command `C` to `out`.
+pub fn generate<C: clap::CommandFactory>(what: Generate, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    let mut cmd = C::command();
+    match what {
+        Generate::Man => clap_mangen::Man::new(cmd).render(out)?,
+        Generate::BashCompletion => {
+            let name = cmd.get_name().to_string();
+            clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, name, out);
+        }
+    }
+    Ok(())
+}

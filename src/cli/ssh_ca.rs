@@ -29,8 +29,11 @@ pub struct Cli {
     /// Machine-readable JSON on stdout
     #[arg(long, global = true)]
     json: bool,
+    /// Print the man page or the bash completion script and exit (for packagers)
+    #[arg(long, hide = true, value_enum, exclusive = true)]
+    generate: Option<super::Generate>,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -190,7 +193,16 @@ fn now() -> u64 {
 
 /// Runs a parsed command, writing results to `out`.
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
-    let dir = match cli.dir.clone() {
+    if let Some(what) = cli.generate {
+        super::generate::<Cli>(what, out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(command) = cli.command else {
+        use clap::CommandFactory;
+        Cli::command().print_help()?;
+        return Ok(ExitCode::from(2));
+    };
+    let dir = match cli.dir {
         Some(d) => d,
         None => default_dir()?,
     };
@@ -198,14 +210,14 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
         key_type,
         pass,
         encrypt,
-    } = &cli.command
+    } = &command
     {
         return init(&dir, key_type, pass, *encrypt, cli.json, out);
     }
     let log_path = dir.join("ssh-ca.log");
     let _log = super::init_logging(Some(log_path.as_path()).filter(|_| dir.is_dir()))?;
     let mut ca = Ca::open(&dir)?;
-    match cli.command {
+    match command {
         Command::Init { .. } => unreachable!("handled above"),
         Command::Sign(args) => sign(&mut ca, args, cli.json, out),
         Command::List {
