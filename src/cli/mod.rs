@@ -58,7 +58,10 @@ pub enum Generate {
 }
 
 /// Writes the man page or completion script for the clap command `C` to `out`.
-pub fn generate<C: clap::CommandFactory>(what: Generate, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+pub fn generate<C: clap::CommandFactory>(
+    what: Generate,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
     let mut cmd = C::command();
     match what {
         Generate::Man => clap_mangen::Man::new(cmd).render(out)?,
