@@ -97,7 +97,7 @@ fn main() {
     let batch = t0.elapsed().as_secs_f64() * 1e6 / n as f64;
 
     // The floor of any batch on this filesystem: creating the N certificate files alone
-    // (temporary file, one syncfs, rename), with no signing and no store.
+    // (temporary file and rename), with no signing and no store.
     let floor_dir = dir.join("floor");
     std::fs::create_dir_all(&floor_dir).expect("dir");
     let files: Vec<(std::path::PathBuf, Vec<u8>)> = (0..n)

@@ -172,12 +172,13 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), CaError> 
     })
 }
 
-/// Writes issued certificates: every temporary file is written and synced (one `fsync` for a
-/// single file, one `syncfs` for a batch), then renamed into place. Readers see old or new
-/// content, never a mix. The renames are not synced: the store already holds every
-/// certificate durably, so after a power cut a file is at worst the previous version.
+/// Writes issued certificate files: each through a temporary file and a rename, so readers
+/// see the old or the new file, never a mix. They are not fsynced: the store has already
+/// committed every certificate durably (`ssh-ca list --json` holds its text), so a power cut can
+/// cost a copy of a file but never a record or a serial, and a `syncfs` or one `fsync` per file
+/// would make issuance wait for unrelated disk traffic.
 pub fn write_all_atomic(files: &[(PathBuf, Vec<u8>)], mode: u32) -> Result<(), CaError> {
-    let mut temps = Vec::with_capacity(files.len());
+    let mut temps: Vec<PathBuf> = Vec::with_capacity(files.len());
     let cleanup = |temps: &[PathBuf]| temps.iter().for_each(|t| drop(fs::remove_file(t)));
     for (path, data) in files {
         let dir = path
@@ -200,23 +201,6 @@ pub fn write_all_atomic(files: &[(PathBuf, Vec<u8>)], mode: u32) -> Result<(), C
             return Err(CaError::io(path, e));
         }
         temps.push(tmp);
-    }
-    if let Some(first) = temps.first() {
-        let f = fs::File::open(first).map_err(|e| CaError::io(first, e))?;
-        let synced = if temps.len() == 1 {
-            f.sync_all()
-        } else {
-            use std::os::fd::AsRawFd;
-            // SAFETY: syncfs only flushes the filesystem holding this open file.
-            match unsafe { libc::syncfs(f.as_raw_fd()) } {
-                0 => Ok(()),
-                _ => Err(std::io::Error::last_os_error()),
-            }
-        };
-        if let Err(e) = synced {
-            cleanup(&temps);
-            return Err(CaError::io(first, e));
-        }
     }
     for ((path, _), tmp) in files.iter().zip(&temps) {
         fs::rename(tmp, path).map_err(|e| CaError::io(path, e))?;
