@@ -1113,3 +1113,76 @@ fn revocations_by_key_id_and_by_key_are_in_the_krl_ssh_keygen_reads() {
     let secret_line = user_ca.lines().nth(1).expect("key body");
     assert!(!log.contains(secret_line), "no key material in the log");
 }
+
+#[test]
+fn stdin_to_stdout_signing_and_list_filters_for_scripts() {
+    let lab = Lab::new("ed25519");
+    lab.keygen("id_a", "ed25519");
+    lab.keygen("id_b", "ed25519");
+    let mut child = Command::new(BIN)
+        .args(["sign", "--user", "-I", "piped", "-n", "deploy", "-"])
+        .env("SSH_CA_DIR", lab.ca_dir())
+        .current_dir(&lab.dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&std::fs::read(lab.path("id_a.pub")).expect("pub"))
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    let cert = String::from_utf8(out.stdout).expect("utf8");
+    assert!(
+        cert.starts_with("ssh-ed25519-cert-v01@openssh.com "),
+        "{cert}"
+    );
+    assert!(!lab.path("id_a-cert.pub").exists() && !lab.path("--cert.pub").exists());
+
+    lab.sign(
+        "id_b",
+        &["--user", "-I", "short", "-n", "alice,ops", "-V", "-1m:+2h"],
+    );
+    let ids = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["--json", "list"];
+        all.extend_from_slice(args);
+        let out = lab.ca(&all);
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).expect("json")["key_id"]
+                    .as_str()
+                    .expect("id")
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(ids(&[]), ["piped", "short"]);
+    assert_eq!(ids(&["--principal", "ops"]), ["short"]);
+    assert_eq!(
+        ids(&["--expiring-within", "90m"]),
+        ["piped"],
+        "the 2h certificate expires later than the 1h default one"
+    );
+    let v = lab.ca(&[
+        "--json",
+        "verify",
+        "--principal",
+        "nobody",
+        &lab.path("id_b-cert.pub").to_string_lossy(),
+    ]);
+    assert_eq!(v.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&v.stdout).expect("json");
+    assert_eq!(v["valid"], false);
+    assert!(
+        v["problems"][0]
+            .as_str()
+            .expect("problem")
+            .contains("not a listed principal")
+    );
+}
