@@ -25,6 +25,17 @@ struct Run {
     wall: Duration,
 }
 
+/// The benchmark's record: a message and four fields (u64, &str, f64, bool).
+fn emit_record(i: u64) {
+    bitrot::info!(
+        "request done",
+        req_id = i,
+        user = "alice",
+        latency_ms = 12.5f64,
+        ok = true
+    );
+}
+
 fn timed(n: u64, pace_ns: u64, mut f: impl FnMut(u64)) -> (Histogram<u64>, Duration) {
     let mut h = hist();
     for i in 0..1000 {
@@ -60,15 +71,7 @@ fn bitrot_run(path: &Path, n: u64, pace_ns: u64, overflow: Overflow) -> Run {
         ..Config::default()
     })
     .expect("logger starts");
-    let (hist, wall) = timed(n, pace_ns, |i| {
-        bitrot::info!(
-            "request done",
-            req_id = i,
-            user = "alice",
-            latency_ms = 12.5f64,
-            ok = true
-        );
-    });
+    let (hist, wall) = timed(n, pace_ns, emit_record);
     guard.flush(Duration::from_secs(120)).expect("flush");
     let s = guard.stats();
     drop(guard);
@@ -160,15 +163,7 @@ fn drain_rate(dir: &Path, n: u64) -> f64 {
     })
     .expect("logger starts");
     std::thread::sleep(Duration::from_millis(50)); // the worker's first pass finds nothing
-    for i in 0..n {
-        bitrot::info!(
-            "request done",
-            req_id = i,
-            user = "alice",
-            latency_ms = 12.5f64,
-            ok = true
-        );
-    }
+    (0..n).for_each(emit_record);
     let t0 = Instant::now();
     guard.flush(Duration::from_secs(300)).expect("flush");
     let secs = t0.elapsed().as_secs_f64();

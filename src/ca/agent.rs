@@ -39,10 +39,7 @@ pub enum AgentError {
     Protocol { socket: PathBuf, why: String },
 }
 
-fn put_string(out: &mut Vec<u8>, s: &[u8]) {
-    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
-    out.extend_from_slice(s);
-}
+use super::wire::put_string;
 
 impl AgentSigner {
     pub fn new(socket: &Path, key: PublicKey) -> AgentSigner {

@@ -138,8 +138,8 @@ fn raw(v: &str) -> Vec<u8> {
     if v.is_empty() {
         return Vec::new();
     }
-    let mut b = (v.len() as u32).to_be_bytes().to_vec();
-    b.extend_from_slice(v.as_bytes());
+    let mut b = Vec::new();
+    super::wire::put_string(&mut b, v.as_bytes());
     b
 }
 

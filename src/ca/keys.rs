@@ -112,15 +112,7 @@ pub fn load_private(
 /// Refuses a file that group or others can read or write.
 pub fn check_private_file(path: &Path) -> Result<(), CaError> {
     let meta = fs::metadata(path).map_err(|e| CaError::io(path, e))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(CaError::Permissions {
-            path: path.to_path_buf(),
-            mode,
-            want: 0o600,
-        });
-    }
-    Ok(())
+    check_mode(path, &meta, 0o600)
 }
 
 /// Refuses a CA directory that group or others can enter or read.
@@ -129,47 +121,63 @@ pub fn check_dir(dir: &Path) -> Result<(), CaError> {
     if !meta.is_dir() {
         return Err(CaError::NotInitialised(dir.to_path_buf()));
     }
+    check_mode(dir, &meta, 0o700)
+}
+
+fn check_mode(path: &Path, meta: &fs::Metadata, want: u32) -> Result<(), CaError> {
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(CaError::Permissions {
-            path: dir.to_path_buf(),
+            path: path.to_path_buf(),
             mode,
-            want: 0o700,
+            want,
         });
     }
     Ok(())
 }
 
-/// Writes `data` to a temporary file beside `path`, syncs it, and renames it over `path`, so
-/// readers see either the old or the new content, never a mix.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), CaError> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+/// Writes `data` to a new temporary file beside `path` (mode `mode`) and returns its path and
+/// the open file; on failure nothing is left behind.
+fn write_temp(path: &Path, data: &[u8], mode: u32) -> Result<(PathBuf, fs::File), CaError> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
+    let tmp = parent_dir(path).join(format!(".{name}.tmp-{}", std::process::id()));
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(data).map(|()| f));
+    match file {
+        Ok(f) => Ok((tmp, f)),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(CaError::io(path, e))
         }
-        Ok(())
-    })();
-    result.map_err(|e| {
+    }
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Writes `data` to a temporary file beside `path`, syncs it, and renames it over `path`, so
+/// readers see either the old or the new content, never a mix.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), CaError> {
+    let (tmp, file) = write_temp(path, data, mode)?;
+    let result = file.sync_all().and_then(|()| fs::rename(&tmp, path));
+    if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
-        CaError::io(path, e)
-    })
+        return Err(CaError::io(path, e));
+    }
+    if let Ok(d) = fs::File::open(parent_dir(path)) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// Writes issued certificate files: each through a temporary file and a rename, so readers
@@ -179,28 +187,14 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), CaError> 
 /// would make issuance wait for unrelated disk traffic.
 pub fn write_all_atomic(files: &[(PathBuf, Vec<u8>)], mode: u32) -> Result<(), CaError> {
     let mut temps: Vec<PathBuf> = Vec::with_capacity(files.len());
-    let cleanup = |temps: &[PathBuf]| temps.iter().for_each(|t| drop(fs::remove_file(t)));
     for (path, data) in files {
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        let written = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(data));
-        if let Err(e) = written {
-            cleanup(&temps);
-            return Err(CaError::io(path, e));
+        match write_temp(path, data, mode) {
+            Ok((tmp, _)) => temps.push(tmp),
+            Err(e) => {
+                temps.iter().for_each(|t| drop(fs::remove_file(t)));
+                return Err(e);
+            }
         }
-        temps.push(tmp);
     }
     for ((path, _), tmp) in files.iter().zip(&temps) {
         fs::rename(tmp, path).map_err(|e| CaError::io(path, e))?;

@@ -33,21 +33,7 @@ pub struct Krl {
     pub keys: Vec<Vec<u8>>,
 }
 
-fn put_u32(out: &mut Vec<u8>, v: u32) {
-    out.extend_from_slice(&v.to_be_bytes());
-}
-
-fn put_u64(out: &mut Vec<u8>, v: u64) {
-    out.extend_from_slice(&v.to_be_bytes());
-}
-
-fn put_string(out: &mut Vec<u8>, s: &[u8]) {
-    put_u32(
-        out,
-        u32::try_from(s.len()).expect("KRL fields are far below 4 GiB"),
-    );
-    out.extend_from_slice(s);
-}
+use super::wire::{put_string, put_u32, put_u64};
 
 impl Krl {
     /// The binary KRL.

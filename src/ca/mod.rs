@@ -17,6 +17,7 @@ pub mod options;
 pub mod policy;
 pub mod store;
 pub mod validity;
+pub mod wire;
 
 use options::CertOptions;
 use policy::{Config, PolicyError, Request};

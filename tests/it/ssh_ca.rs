@@ -598,26 +598,24 @@ fn ssh_ca_and_ssh_keygen_certificates_differ_only_in_nonce_and_signature() {
     let lab = Lab::new("ed25519");
     lab.keygen("id_a", "ed25519");
     std::fs::copy(lab.path("id_a.pub"), lab.path("id_b.pub")).expect("copy");
-    let ours = lab.sign(
-        "id_a",
-        &[
-            "--user",
-            "-I",
-            "same",
-            "-n",
-            "alice,bob",
-            "-V",
-            "-5m:+1h",
-            "-z",
-            "42",
-            "-O",
-            "clear",
-            "-O",
-            "permit-pty",
-            "-O",
-            "force-command=uptime",
-        ],
-    );
+    // The same flags for both, but for the validity (ssh-keygen gets the exact one ssh-ca used).
+    let same = [
+        "-I",
+        "same",
+        "-n",
+        "alice,bob",
+        "-z",
+        "42",
+        "-O",
+        "clear",
+        "-O",
+        "permit-pty",
+        "-O",
+        "force-command=uptime",
+    ];
+    let mut ca_args = vec!["--user", "-V", "-5m:+1h"];
+    ca_args.extend(same);
+    let ours = lab.sign("id_a", &ca_args);
     // Same inputs to ssh-keygen, with the exact validity ssh-ca recorded.
     let rec = lab.ca(&["--json", "list"]);
     let rec: serde_json::Value = serde_json::from_str(
@@ -636,23 +634,8 @@ fn ssh_ca_and_ssh_keygen_certificates_differ_only_in_nonce_and_signature() {
         .current_dir(&lab.dir)
         .args(["-q", "-s"])
         .arg(lab.ca_dir().join("user_ca"))
-        .args([
-            "-I",
-            "same",
-            "-n",
-            "alice,bob",
-            "-V",
-            &validity,
-            "-z",
-            "42",
-            "-O",
-            "clear",
-            "-O",
-            "permit-pty",
-            "-O",
-            "force-command=uptime",
-            "id_b.pub",
-        ]));
+        .args(same)
+        .args(["-V", &validity, "id_b.pub"]));
     assert!(out.status.success());
     assert_eq!(
         body_without_nonce_and_signature(&ours),
