@@ -8,6 +8,7 @@
 pub mod logging;
 pub mod sched;
 
+pub mod acme;
 pub mod ca;
 
 pub mod cli;

@@ -1,6 +1,7 @@
 //! bitrot's one integration-test binary: every module below is compiled into it, so the
 //! crate and its dependencies link once for the whole suite.
 
+mod acme;
 mod harness;
 mod logging;
 mod sched;

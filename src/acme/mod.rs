@@ -1,0 +1,15 @@
+//! ssh-acme's protocol layer: ACME (RFC 8555) resources and state machines with SSH keys and
+//! certificates in place of JWS and X.509. The protocol is written down in
+//! `docs/acme-protocol.md`; this module is its executable form.
+//!
+//! Built so far: problem documents ([`problem`]), the SSHSIG request envelope that replaces
+//! flattened JWS ([`envelope`]), and the order / authorization / challenge state machines
+//! ([`order`]). The server, the challenge validators and the client are not built yet.
+//!
+//! Invariants: everything here is pure (no I/O, time is an argument); a request is accepted
+//! only after its URL, nonce and signature check out; state machines only move along the edges
+//! RFC 8555 §7.1.6 allows.
+
+pub mod envelope;
+pub mod order;
+pub mod problem;

@@ -1,0 +1,83 @@
+//! RFC 7807 problem documents with ACME's error types (RFC 8555 §6.7).
+
+use serde::Serialize;
+
+/// The ACME error types ssh-acme uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemType {
+    BadNonce,
+    Malformed,
+    Unauthorized,
+    BadSignatureAlgorithm,
+    AccountDoesNotExist,
+    OrderNotReady,
+    RejectedIdentifier,
+    RateLimited,
+    ServerInternal,
+}
+
+impl ProblemType {
+    /// The `urn:ietf:params:acme:error:` name.
+    pub fn urn(self) -> &'static str {
+        match self {
+            ProblemType::BadNonce => "urn:ietf:params:acme:error:badNonce",
+            ProblemType::Malformed => "urn:ietf:params:acme:error:malformed",
+            ProblemType::Unauthorized => "urn:ietf:params:acme:error:unauthorized",
+            ProblemType::BadSignatureAlgorithm => {
+                "urn:ietf:params:acme:error:badSignatureAlgorithm"
+            }
+            ProblemType::AccountDoesNotExist => "urn:ietf:params:acme:error:accountDoesNotExist",
+            ProblemType::OrderNotReady => "urn:ietf:params:acme:error:orderNotReady",
+            ProblemType::RejectedIdentifier => "urn:ietf:params:acme:error:rejectedIdentifier",
+            ProblemType::RateLimited => "urn:ietf:params:acme:error:rateLimited",
+            ProblemType::ServerInternal => "urn:ietf:params:acme:error:serverInternal",
+        }
+    }
+
+    /// The HTTP status a problem of this type is served with.
+    pub fn status(self) -> u16 {
+        match self {
+            ProblemType::Unauthorized => 403,
+            ProblemType::AccountDoesNotExist => 400,
+            ProblemType::OrderNotReady => 403,
+            ProblemType::RateLimited => 429,
+            ProblemType::ServerInternal => 500,
+            _ => 400,
+        }
+    }
+}
+
+/// A problem document: what went wrong, for the client to act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} ({}): {detail}", kind.urn(), kind.status())]
+pub struct Problem {
+    pub kind: ProblemType,
+    pub detail: String,
+}
+
+#[derive(Serialize)]
+struct Wire<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    detail: &'a str,
+    status: u16,
+}
+
+impl Problem {
+    pub fn new(kind: ProblemType, detail: impl Into<String>) -> Problem {
+        Problem {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// The `application/problem+json` body.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&Wire {
+            kind: self.kind.urn(),
+            detail: &self.detail,
+            status: self.kind.status(),
+        })
+        .unwrap_or_else(|_| "{}".into())
+    }
+}

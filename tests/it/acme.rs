@@ -1,0 +1,351 @@
+//! ssh-acme's protocol layer: the SSHSIG request envelope (also against ssh-keygen -Y) and the
+//! RFC 8555 state machines.
+
+use bitrot::acme::envelope::{self, Envelope, Protected, Signer};
+use bitrot::acme::order::{
+    Authorization, AuthzStatus, ChallengeStatus, Order, OrderStatus, cert_id, renewal_window,
+};
+use bitrot::acme::problem::{Problem, ProblemType};
+use proptest::prelude::*;
+use ssh_key::rand_core::UnwrapErr;
+use ssh_key::{Algorithm, PrivateKey, PublicKey, getrandom::SysRng};
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::process::Command;
+
+const URL: &str = "http://127.0.0.1:14000/new-order";
+const KID: &str = "http://127.0.0.1:14000/account/1";
+
+fn key() -> PrivateKey {
+    PrivateKey::random(&mut UnwrapErr(SysRng), Algorithm::Ed25519).expect("key")
+}
+
+fn protected(nonce: &str) -> Protected {
+    Protected {
+        alg: "sshsig".into(),
+        nonce: nonce.into(),
+        url: URL.into(),
+        kid: Some(KID.into()),
+        key: None,
+    }
+}
+
+/// A server's view: issued nonces, each good once; one account.
+struct Server {
+    nonces: RefCell<HashSet<String>>,
+    taken: RefCell<usize>,
+    account: PublicKey,
+}
+
+impl Server {
+    fn new(account: PublicKey) -> Server {
+        let nonces = ["n1", "n2", "n3"].iter().map(|s| s.to_string()).collect();
+        Server {
+            nonces: RefCell::new(nonces),
+            taken: RefCell::new(0),
+            account,
+        }
+    }
+
+    fn check(&self, body: &[u8], url: &str) -> Result<envelope::Verified, Problem> {
+        envelope::verify(
+            body,
+            url,
+            |n| {
+                *self.taken.borrow_mut() += 1;
+                self.nonces.borrow_mut().remove(n)
+            },
+            |kid| (kid == KID).then(|| self.account.clone()),
+        )
+    }
+}
+
+fn body(e: &Envelope) -> Vec<u8> {
+    serde_json::to_vec(e).expect("json")
+}
+
+#[test]
+fn a_signed_request_verifies_once_and_every_tampering_is_refused_with_its_problem() {
+    let k = key();
+    let server = Server::new(k.public_key().clone());
+    let env = envelope::sign(&k, &protected("n1"), br#"{"identifiers":[]}"#).expect("sign");
+    let ok = server.check(&body(&env), URL).expect("valid request");
+    assert_eq!(ok.payload, br#"{"identifiers":[]}"#);
+    assert_eq!(ok.signer, Signer::Account(KID.into()));
+    let again = server.check(&body(&env), URL).expect_err("replayed");
+    assert_eq!(again.kind, ProblemType::BadNonce);
+
+    let kind = |b: &[u8], url: &str| server.check(b, url).expect_err("refused").kind;
+    let fresh = envelope::sign(&k, &protected("n2"), b"{}").expect("sign");
+    assert_eq!(
+        kind(&body(&fresh), "http://127.0.0.1:14000/other"),
+        ProblemType::Unauthorized,
+        "url mismatch"
+    );
+    let mut tampered = fresh.clone();
+    tampered.payload = "e30x".into();
+    assert_eq!(
+        kind(&body(&tampered), URL),
+        ProblemType::Unauthorized,
+        "tampered payload"
+    );
+    let other = envelope::sign(&key(), &protected("n2"), b"{}").expect("sign");
+    assert_eq!(
+        kind(&body(&other), URL),
+        ProblemType::Unauthorized,
+        "signed by another key"
+    );
+    let taken_before = *server.taken.borrow();
+    assert_eq!(taken_before, 2, "forged requests consumed no nonce");
+    assert!(
+        server.check(&body(&fresh), URL).is_ok(),
+        "n2 is still good after the forgeries"
+    );
+
+    let mut both = protected("n3");
+    both.key = Some(k.public_key().to_openssh().expect("openssh"));
+    assert_eq!(
+        kind(&body(&envelope::sign(&k, &both, b"").expect("sign")), URL),
+        ProblemType::Malformed
+    );
+    let mut alg = protected("n3");
+    alg.alg = "ES256".into();
+    assert_eq!(
+        kind(&body(&envelope::sign(&k, &alg, b"").expect("sign")), URL),
+        ProblemType::BadSignatureAlgorithm
+    );
+    let mut nobody = protected("n3");
+    nobody.kid = Some("http://127.0.0.1:14000/account/999".into());
+    assert_eq!(
+        kind(&body(&envelope::sign(&k, &nobody, b"").expect("sign")), URL),
+        ProblemType::AccountDoesNotExist
+    );
+    assert_eq!(kind(b"{not json", URL), ProblemType::Malformed);
+    let mut bad64 = envelope::sign(&k, &protected("n3"), b"").expect("sign");
+    bad64.signature = "***".into();
+    assert_eq!(kind(&body(&bad64), URL), ProblemType::Malformed);
+    let problem = server.check(b"[]", URL).expect_err("refused");
+    let json: serde_json::Value = serde_json::from_str(&problem.to_json()).expect("problem json");
+    assert_eq!(json["type"], "urn:ietf:params:acme:error:malformed");
+    assert_eq!(json["status"], 400);
+}
+
+fn b64url(b: &[u8]) -> String {
+    use base64ct::{Base64UrlUnpadded, Encoding};
+    Base64UrlUnpadded::encode_string(b)
+}
+
+fn run(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().expect("command starts");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn a_client_made_of_ssh_keygen_y_sign_is_accepted_and_our_signatures_verify_with_ssh_keygen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keyfile = dir.path().join("acct");
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&keyfile));
+    let public = PublicKey::read_openssh_file(dir.path().join("acct.pub")).expect("pub");
+    let server = Server::new(public.clone());
+
+    // What a shell client does: base64url the header and payload, sign "protected.payload".
+    let prot = b64url(&serde_json::to_vec(&protected("n1")).expect("json"));
+    let payload = b64url(br#"{"certType":"user"}"#);
+    let input = dir.path().join("input");
+    std::fs::write(&input, format!("{prot}.{payload}")).expect("input");
+    run(Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-q", "-n", "ssh-acme-v1", "-f"])
+        .arg(&keyfile)
+        .arg(&input));
+    let armoured = std::fs::read_to_string(dir.path().join("input.sig")).expect("sig");
+    let inner: String = armoured
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    use base64ct::{Base64, Encoding};
+    let blob = Base64::decode_vec(&inner).expect("armour body");
+    let env = Envelope {
+        protected: prot,
+        payload,
+        signature: b64url(&blob),
+    };
+    let ok = server
+        .check(&body(&env), URL)
+        .expect("ssh-keygen's signature is accepted");
+    assert_eq!(ok.payload, br#"{"certType":"user"}"#);
+
+    // And the other way: our envelope's signature checks with ssh-keygen -Y verify.
+    let private = PrivateKey::read_openssh_file(&keyfile).expect("key");
+    let ours = envelope::sign(&private, &protected("n2"), b"{}").expect("sign");
+    let sig = Base64::encode_string(
+        &base64ct::Base64UrlUnpadded::decode_vec(&ours.signature).expect("b64"),
+    );
+    let wrapped: Vec<String> = sig
+        .as_bytes()
+        .chunks(70)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    std::fs::write(
+        dir.path().join("ours.sig"),
+        format!(
+            "-----BEGIN SSH SIGNATURE-----\n{}\n-----END SSH SIGNATURE-----\n",
+            wrapped.join("\n")
+        ),
+    )
+    .expect("sig file");
+    std::fs::write(
+        dir.path().join("allowed"),
+        format!("acct {}\n", public.to_openssh().expect("pub")),
+    )
+    .expect("allowed");
+    let out = Command::new("ssh-keygen")
+        .args(["-Y", "verify", "-n", "ssh-acme-v1", "-I", "acct", "-f"])
+        .arg(dir.path().join("allowed"))
+        .arg("-s")
+        .arg(dir.path().join("ours.sig"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .expect("stdin")
+                .write_all(format!("{}.{}", ours.protected, ours.payload).as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("ssh-keygen -Y verify");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[derive(Debug, Clone)]
+enum Event {
+    Start(usize),
+    Finish(usize, bool),
+    Deactivate,
+    Revoke,
+    Tick(u64),
+    Finalize,
+    Issued(bool),
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        (0usize..2).prop_map(Event::Start),
+        (0usize..2, any::<bool>()).prop_map(|(i, ok)| Event::Finish(i, ok)),
+        Just(Event::Deactivate),
+        Just(Event::Revoke),
+        (0u64..50).prop_map(Event::Tick),
+        Just(Event::Finalize),
+        any::<bool>().prop_map(Event::Issued),
+    ]
+}
+
+fn allowed_order(from: OrderStatus, to: OrderStatus) -> bool {
+    use OrderStatus::*;
+    from == to
+        || matches!(
+            (from, to),
+            (Pending, Ready)
+                | (Ready, Processing)
+                | (Processing, Valid)
+                | (Pending | Ready | Processing, Invalid)
+        )
+}
+
+fn allowed_authz(from: AuthzStatus, to: AuthzStatus) -> bool {
+    use AuthzStatus::*;
+    from == to
+        || matches!(
+            (from, to),
+            (Pending, Valid | Invalid | Expired | Deactivated)
+                | (Valid, Expired | Deactivated | Revoked)
+        )
+}
+
+proptest! {
+    /// Whatever happens in whatever order, statuses only move along RFC 8555's edges, finished
+    /// orders stay finished, and an order is ready only with its authorization valid.
+    #[test]
+    fn state_machines_only_move_along_rfc_8555_edges(events in prop::collection::vec(event(), 1..40)) {
+        let mut now = 0u64;
+        let mut authz = Authorization::new(100, 2);
+        let mut order = Order::new(120);
+        for e in events {
+            let (a0, o0) = (authz.status, order.status);
+            let challenges0: Vec<ChallengeStatus> = authz.challenges.iter().map(|c| c.status).collect();
+            match e {
+                Event::Start(i) => { let _ = authz.challenges[i].start(); }
+                Event::Finish(i, ok) => {
+                    let r = if ok { Ok(()) } else { Err(Problem::new(ProblemType::Unauthorized, "key mismatch")) };
+                    let _ = authz.challenges[i].finish(r, now);
+                }
+                Event::Deactivate => { let _ = authz.deactivate(); }
+                Event::Revoke => { let _ = authz.revoke(); }
+                Event::Tick(d) => now += d,
+                Event::Finalize => { let _ = order.finalize(); }
+                Event::Issued(ok) => {
+                    let r = if ok { Ok(()) } else { Err(Problem::new(ProblemType::ServerInternal, "signing failed")) };
+                    let _ = order.issued(r);
+                }
+            }
+            let a1 = authz.refresh(now);
+            let o1 = order.refresh(&[a1], now);
+            prop_assert!(allowed_authz(a0, a1), "authorization {:?} -> {:?}", a0, a1);
+            prop_assert!(allowed_order(o0, o1), "order {:?} -> {:?}", o0, o1);
+            for (c0, c1) in challenges0.iter().zip(authz.challenges.iter().map(|c| c.status)) {
+                use ChallengeStatus::*;
+                prop_assert!(*c0 == c1 || matches!((c0, c1), (Pending, Processing) | (Processing, Valid | Invalid)));
+            }
+            if o1 == OrderStatus::Ready {
+                prop_assert_eq!(a1, AuthzStatus::Valid);
+            }
+        }
+    }
+}
+
+#[test]
+fn finalizing_an_order_that_is_not_ready_is_order_not_ready() {
+    let mut order = Order::new(100);
+    assert_eq!(
+        order.finalize().expect_err("pending").kind,
+        ProblemType::OrderNotReady
+    );
+    let mut authz = Authorization::new(100, 1);
+    authz.challenges[0].start().expect("start");
+    authz.challenges[0].finish(Ok(()), 5).expect("finish");
+    assert_eq!(order.refresh(&[authz.refresh(5)], 5), OrderStatus::Ready);
+    order.finalize().expect("ready");
+    order.issued(Ok(())).expect("issued");
+    assert_eq!(order.status, OrderStatus::Valid);
+    assert_eq!(
+        order.refresh(&[AuthzStatus::Revoked], 500),
+        OrderStatus::Valid,
+        "valid stays valid"
+    );
+}
+
+#[test]
+fn renewal_starts_in_the_last_third_and_cert_ids_have_the_rfc_9773_shape() {
+    assert_eq!(renewal_window(0, 300), (200, 300));
+    assert_eq!(
+        renewal_window(1000, 1000 + 8 * 3600),
+        (1000 + 8 * 3600 - 8 * 1200, 1000 + 8 * 3600)
+    );
+    let id = cert_id(b"ca key blob", 258);
+    let (ca, serial) = id.split_once('.').expect("two parts");
+    assert_eq!(ca.len(), 43, "base64url of 32 bytes, unpadded");
+    assert_eq!(serial, "AAAAAAAAAQI", "258 as 8 big-endian bytes");
+}
