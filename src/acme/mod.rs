@@ -3,13 +3,19 @@
 //! `docs/acme-protocol.md`; this module is its executable form.
 //!
 //! Built so far: problem documents ([`problem`]), the SSHSIG request envelope that replaces
-//! flattened JWS ([`envelope`]), and the order / authorization / challenge state machines
-//! ([`order`]). The server, the challenge validators and the client are not built yet.
+//! flattened JWS ([`envelope`]), the order / authorization / challenge state machines
+//! ([`order`]), the server's tables in the CA store ([`store`]), the server for accounts and
+//! user certificates authorized by operator grants ([`server`]) and the client ([`client`]).
+//! Host orders and their challenges (`ssh-hostkey-01`, `http-01`), renewal information, the
+//! renewal agent, TLS, rate limits per account and the test switches are not built yet.
 //!
 //! Invariants: everything here is pure (no I/O, time is an argument); a request is accepted
 //! only after its URL, nonce and signature check out; state machines only move along the edges
 //! RFC 8555 §7.1.6 allows.
 
+pub mod client;
 pub mod envelope;
 pub mod order;
 pub mod problem;
+pub mod server;
+pub mod store;

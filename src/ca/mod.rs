@@ -218,6 +218,11 @@ impl Ca {
         })
     }
 
+    /// The store's SQLite connection (for ssh-acme's tables).
+    pub fn store_connection(&self) -> &rusqlite::Connection {
+        self.store.connection_ref()
+    }
+
     pub fn ca_key(&self, kind: CertType) -> &PublicKey {
         match kind {
             CertType::User => &self.user_ca,
@@ -420,6 +425,14 @@ impl Ca {
             keys,
         })
     }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The wire encoding of a public key.

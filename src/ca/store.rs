@@ -411,8 +411,8 @@ impl Store {
     }
 
     /// The SQLite connection, for modules that add their own tables (ssh-acme).
-    pub fn connection(&mut self) -> &mut Connection {
-        &mut self.conn
+    pub fn connection_ref(&self) -> &Connection {
+        &self.conn
     }
 }
 

@@ -72,3 +72,4 @@ pub fn generate<C: clap::CommandFactory>(
     }
     Ok(())
 }
+pub mod ssh_acme;

@@ -349,3 +349,229 @@ fn renewal_starts_in_the_last_third_and_cert_ids_have_the_rfc_9773_shape() {
     assert_eq!(ca.len(), 43, "base64url of 32 bytes, unpadded");
     assert_eq!(serial, "AAAAAAAAAQI", "258 as 8 big-endian bytes");
 }
+
+// ---- the server and client, end to end ----
+
+use crate::acme as this;
+use crate::ssh_ca::{Lab, Sshd, host_setup, text, whoami};
+use std::path::Path;
+use std::process::{Child, Stdio};
+
+const ACME: &str = env!("CARGO_BIN_EXE_ssh-acme");
+
+/// A running `ssh-acme serve` on a free loopback port, killed on drop.
+struct AcmeServerProc {
+    child: Child,
+    url: String,
+}
+
+impl AcmeServerProc {
+    fn start(lab: &Lab) -> AcmeServerProc {
+        let mut child = Command::new(ACME)
+            .args(["serve", "--listen", "127.0.0.1:0", "--dir"])
+            .arg(lab.ca_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ssh-acme serve");
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("banner");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("listening line")
+            .to_string();
+        AcmeServerProc { child, url }
+    }
+
+    fn client(&self, lab: &Lab, args: &[&str]) -> std::process::Output {
+        let out = Command::new(ACME)
+            .arg("--server")
+            .arg(&self.url)
+            .args(args)
+            .current_dir(&lab.dir)
+            .output()
+            .expect("client");
+        eprintln!("ssh-acme {args:?} -> {}\n{}", out.status, text(&out));
+        out
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for AcmeServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn allow(lab: &Lab, key: &Path, principal: &str) {
+    let out = Command::new(ACME)
+        .args(["account", "allow", "--dir"])
+        .arg(lab.ca_dir())
+        .arg("--key")
+        .arg(key)
+        .args(["--principal", principal])
+        .output()
+        .expect("allow");
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn a_user_certificate_from_ssh_acme_logs_in_and_after_revocation_the_served_krl_refuses_it() {
+    let lab = Lab::new("ed25519");
+    let (host_key, host_cert) = host_setup(&lab);
+    let server = AcmeServerProc::start(&lab);
+    let me = whoami();
+    let key = lab.keygen("id_user", "ed25519");
+
+    let out = server.client(
+        &lab,
+        &["issue", "user", "--key", "id_user", "--principal", &me],
+    );
+    assert_eq!(out.status.code(), Some(1), "no grant yet: refused");
+    assert!(text(&out).contains("rejectedIdentifier"));
+    allow(&lab, &lab.path("id_user.pub"), &me);
+    let out = server.client(
+        &lab,
+        &[
+            "issue",
+            "user",
+            "--key",
+            "id_user",
+            "--principal",
+            &me,
+            "--validity",
+            "1h",
+        ],
+    );
+    assert!(out.status.success());
+    let cert = lab.path("id_user-cert.pub");
+
+    let sshd = Sshd::start(&lab, &host_key, Some(&host_cert), "");
+    let (_, known) = lab.export();
+    let login = sshd.ssh(&key, &cert, &known, &lab, &[], "echo via-acme");
+    assert!(
+        login.status.success() && text(&login).contains("via-acme"),
+        "the ssh-acme certificate logs in"
+    );
+    assert!(sshd.log().contains("acct-1/order-1"), "{}", sshd.log());
+
+    assert!(
+        server
+            .client(&lab, &["revoke", "--key", "id_user", "id_user-cert.pub"])
+            .status
+            .success()
+    );
+    let krl = this::fetch(&format!("{}/krl", server.url));
+    std::fs::write(lab.path("revoked.krl"), krl).expect("krl");
+    assert!(
+        !sshd
+            .ssh(&key, &cert, &known, &lab, &[], "true")
+            .status
+            .success(),
+        "refused after revocation"
+    );
+}
+
+/// The body of a GET, for tests.
+pub(crate) fn fetch(url: &str) -> Vec<u8> {
+    let r = bitrot::acme::client::http("GET", url, None).expect("GET");
+    assert_eq!(r.status, 200, "{url}");
+    r.body
+}
+
+#[test]
+fn malformed_requests_get_problems_and_accounts_survive_a_killed_server() {
+    let lab = Lab::new("ed25519");
+    let server = AcmeServerProc::start(&lab);
+    let key = lab.keygen("acct", "ed25519");
+    let out = server.client(&lab, &["register", "--key", "acct"]);
+    assert!(out.status.success());
+    let kid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let new_order = format!("{}/new-order", server.url);
+    let post =
+        |body: &[u8]| bitrot::acme::client::http("POST", &new_order, Some(body)).expect("POST");
+    for (body, what) in [
+        (&b"{not json"[..], "bad JSON"),
+        (
+            &b"{\"protected\":\"***\",\"payload\":\"\",\"signature\":\"\"}"[..],
+            "bad base64",
+        ),
+    ] {
+        let r = post(body);
+        assert_eq!(r.status, 400, "{what}");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("problem");
+        assert_eq!(v["type"], "urn:ietf:params:acme:error:malformed", "{what}");
+        assert!(
+            r.header("replay-nonce").is_some(),
+            "{what}: a fresh nonce comes with every answer"
+        );
+    }
+    let big = vec![b'x'; 70 * 1024];
+    assert_eq!(post(&big).status, 400, "oversized body");
+    let wrong_type = raw_post(&server.url, "/new-order", "text/plain", b"{}");
+    assert!(
+        wrong_type.starts_with("HTTP/1.1 400") && wrong_type.contains("application/json"),
+        "{wrong_type}"
+    );
+
+    // A reused nonce.
+    let k = PrivateKey::read_openssh_file(&key).expect("key");
+    let nonce = bitrot::acme::client::http("HEAD", &format!("{}/new-nonce", server.url), None)
+        .expect("nonce")
+        .header("replay-nonce")
+        .expect("nonce header")
+        .to_string();
+    let p = Protected {
+        alg: "sshsig".into(),
+        nonce,
+        url: format!("{}/order/1", server.url),
+        kid: Some(kid.clone()),
+        key: None,
+    };
+    let env = serde_json::to_vec(&envelope::sign(&k, &p, b"").expect("sign")).expect("json");
+    let first = bitrot::acme::client::http("POST", &format!("{}/order/1", server.url), Some(&env))
+        .expect("post");
+    assert_ne!(first.status, 200);
+    let again = bitrot::acme::client::http("POST", &format!("{}/order/1", server.url), Some(&env))
+        .expect("post");
+    let v: serde_json::Value = serde_json::from_slice(&again.body).expect("problem");
+    assert_eq!(v["type"], "urn:ietf:params:acme:error:badNonce");
+
+    // SIGKILL, restart on the same CA directory: the account is still there.
+    server.kill();
+    let server = AcmeServerProc::start(&lab);
+    let out = server.client(&lab, &["register", "--key", "acct"]);
+    assert!(out.status.success());
+    let kid2 = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(
+        kid.rsplit('/').next(),
+        kid2.rsplit('/').next(),
+        "same account id after the restart"
+    );
+}
+
+/// A POST with any content type, over a bare socket.
+fn raw_post(base: &str, path: &str, content_type: &str, body: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let host = base.strip_prefix("http://").expect("http url");
+    let mut s = std::net::TcpStream::connect(host).expect("connect");
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .expect("write");
+    s.write_all(body).expect("body");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_ssh-ca");
 
 /// A scratch directory with a CA and helpers to run ssh-ca and ssh-keygen in it.
-struct Lab {
+pub(crate) struct Lab {
     _tmp: tempfile::TempDir,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
 /// A policy with room for the edge cases the tests need (long backdating, custom options).
@@ -49,7 +49,7 @@ fn run(cmd: &mut Command) -> Output {
     out
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -58,7 +58,7 @@ fn text(o: &Output) -> String {
 }
 
 impl Lab {
-    fn new(key_type: &str) -> Lab {
+    pub(crate) fn new(key_type: &str) -> Lab {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
         let lab = Lab { _tmp: tmp, dir };
@@ -68,11 +68,11 @@ impl Lab {
         lab
     }
 
-    fn ca_dir(&self) -> PathBuf {
+    pub(crate) fn ca_dir(&self) -> PathBuf {
         self.dir.join("ca")
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
@@ -85,7 +85,7 @@ impl Lab {
     }
 
     /// A new key pair `name` / `name.pub` made by ssh-keygen.
-    fn keygen(&self, name: &str, kind: &str) -> PathBuf {
+    pub(crate) fn keygen(&self, name: &str, kind: &str) -> PathBuf {
         let p = self.path(name);
         let mut args = vec!["-q", "-t", kind, "-N", "", "-C", name, "-f"];
         let ps = p.to_string_lossy().into_owned();
@@ -116,7 +116,7 @@ impl Lab {
             .expect("a record for the key id")
     }
 
-    fn export(&self) -> (String, String) {
+    pub(crate) fn export(&self) -> (String, String) {
         let out = self.ca(&["--json", "export", "--host-pattern", "localhost,127.0.0.1"]);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("export json");
         (
@@ -138,14 +138,14 @@ fn free_port() -> u16 {
 }
 
 /// A real sshd on a loopback port, killed on drop.
-struct Sshd {
+pub(crate) struct Sshd {
     child: Child,
     port: u16,
     log: PathBuf,
 }
 
 impl Sshd {
-    fn start(lab: &Lab, host_key: &Path, host_cert: Option<&Path>, extra: &str) -> Sshd {
+    pub(crate) fn start(lab: &Lab, host_key: &Path, host_cert: Option<&Path>, extra: &str) -> Sshd {
         std::fs::create_dir_all("/run/sshd").expect("privsep dir");
         let (user_ca, _) = lab.export();
         std::fs::write(lab.path("trusted_user_ca.pub"), format!("{user_ca}\n")).expect("ca file");
@@ -192,12 +192,12 @@ impl Sshd {
         Sshd { child, port, log }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// `ssh` as the current user with a certificate; host checked against `known_hosts`.
-    fn ssh(
+    pub(crate) fn ssh(
         &self,
         key: &Path,
         cert: &Path,
@@ -248,7 +248,7 @@ impl Drop for Sshd {
     }
 }
 
-fn whoami() -> String {
+pub(crate) fn whoami() -> String {
     String::from_utf8(Command::new("id").arg("-un").output().expect("id").stdout)
         .expect("utf8")
         .trim()
@@ -263,7 +263,7 @@ fn rand_suffix() -> u64 {
 }
 
 /// A host key with an ssh-ca host certificate for localhost and 127.0.0.1.
-fn host_setup(lab: &Lab) -> (PathBuf, PathBuf) {
+pub(crate) fn host_setup(lab: &Lab) -> (PathBuf, PathBuf) {
     let host_key = lab.keygen("ssh_host_ed25519_key", "ed25519");
     let cert = lab.sign(
         "ssh_host_ed25519_key",

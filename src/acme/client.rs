@@ -1,0 +1,302 @@
+//! The ssh-acme client: a small HTTP/1.1 client (plain HTTP; the server listens on loopback
+//! unless told otherwise) and the account and user-certificate flows of
+//! `docs/acme-protocol.md`, following URLs from the directory only.
+//!
+//! Invariant: a `badNonce` answer is retried once with the nonce it carries; every other
+//! problem is returned to the caller as is.
+
+use super::envelope::{self, Protected};
+use super::problem::{Problem, ProblemType};
+use super::server::POP_NAMESPACE;
+use base64ct::{Base64UrlUnpadded, Encoding};
+use ssh_key::encoding::Encode;
+use ssh_key::{HashAlg, PrivateKey, PublicKey};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{url}: {why}")]
+    Http { url: String, why: String },
+    #[error("the server refused: {0}")]
+    Problem(Problem),
+}
+
+/// A response: status, headers (lower-case names) and body.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// One HTTP/1.1 exchange over a new connection.
+pub fn http(method: &str, url: &str, body: Option<&[u8]>) -> Result<Reply, ClientError> {
+    let err = |why: String| ClientError::Http {
+        url: url.into(),
+        why,
+    };
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| err("only http:// URLs are supported".into()))?;
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut s = TcpStream::connect(host).map_err(|e| err(e.to_string()))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(|e| err(e.to_string()))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    if let Some(b) = body {
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())
+        .map_err(|e| err(e.to_string()))?;
+    if let Some(b) = body {
+        s.write_all(b).map_err(|e| err(e.to_string()))?;
+    }
+    read_reply(BufReader::new(s)).map_err(|e| err(e.to_string()))
+}
+
+fn read_reply(mut r: BufReader<TcpStream>) -> std::io::Result<Reply> {
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut headers = Vec::new();
+    let mut len: Option<usize> = None;
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.trim_end().split_once(':') {
+            let k = k.trim().to_ascii_lowercase();
+            if k == "content-length" {
+                len = v.trim().parse().ok();
+            }
+            headers.push((k, v.trim().to_string()));
+        }
+    }
+    let mut body = Vec::new();
+    match len {
+        Some(n) => {
+            body.resize(n, 0);
+            r.read_exact(&mut body)?;
+        }
+        None => {
+            r.read_to_end(&mut body)?;
+        }
+    }
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// A client bound to a server and an account key.
+pub struct Client {
+    directory: serde_json::Value,
+    key: PrivateKey,
+    kid: Option<String>,
+    nonce: Option<String>,
+}
+
+fn problem_of(r: &Reply) -> Problem {
+    let v = r.json();
+    let kind = match v["type"].as_str().unwrap_or("") {
+        "urn:ietf:params:acme:error:badNonce" => ProblemType::BadNonce,
+        "urn:ietf:params:acme:error:unauthorized" => ProblemType::Unauthorized,
+        "urn:ietf:params:acme:error:accountDoesNotExist" => ProblemType::AccountDoesNotExist,
+        "urn:ietf:params:acme:error:orderNotReady" => ProblemType::OrderNotReady,
+        "urn:ietf:params:acme:error:rejectedIdentifier" => ProblemType::RejectedIdentifier,
+        "urn:ietf:params:acme:error:rateLimited" => ProblemType::RateLimited,
+        "urn:ietf:params:acme:error:badSignatureAlgorithm" => ProblemType::BadSignatureAlgorithm,
+        "urn:ietf:params:acme:error:serverInternal" => ProblemType::ServerInternal,
+        _ => ProblemType::Malformed,
+    };
+    Problem::new(kind, v["detail"].as_str().unwrap_or("(no detail)"))
+}
+
+impl Client {
+    /// Reads the directory at `server` (e.g. `http://127.0.0.1:14000`).
+    pub fn new(server: &str, key: PrivateKey) -> Result<Client, ClientError> {
+        let url = format!("{}/directory", server.trim_end_matches('/'));
+        let r = http("GET", &url, None)?;
+        if r.status != 200 {
+            return Err(ClientError::Problem(problem_of(&r)));
+        }
+        Ok(Client {
+            directory: r.json(),
+            key,
+            kid: None,
+            nonce: None,
+        })
+    }
+
+    fn dir(&self, name: &str) -> Result<String, ClientError> {
+        self.directory[name]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Http {
+                url: "directory".into(),
+                why: format!("the directory has no {name}"),
+            })
+    }
+
+    fn fresh_nonce(&mut self) -> Result<String, ClientError> {
+        if let Some(n) = self.nonce.take() {
+            return Ok(n);
+        }
+        let r = http("HEAD", &self.dir("newNonce")?, None)?;
+        r.header("replay-nonce")
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Http {
+                url: "newNonce".into(),
+                why: "no Replay-Nonce".into(),
+            })
+    }
+
+    /// A signed POST; retried once on `badNonce`.
+    pub fn post(&mut self, url: &str, payload: &[u8]) -> Result<Reply, ClientError> {
+        for attempt in 0..2 {
+            let protected =
+                Protected {
+                    alg: envelope::ALG.into(),
+                    nonce: self.fresh_nonce()?,
+                    url: url.into(),
+                    kid: self.kid.clone(),
+                    key: match self.kid {
+                        Some(_) => None,
+                        None => Some(self.key.public_key().to_openssh().map_err(|e| {
+                            ClientError::Http {
+                                url: url.into(),
+                                why: e.to_string(),
+                            }
+                        })?),
+                    },
+                };
+            let env =
+                envelope::sign(&self.key, &protected, payload).map_err(ClientError::Problem)?;
+            let body = serde_json::to_vec(&env).map_err(|e| ClientError::Http {
+                url: url.into(),
+                why: e.to_string(),
+            })?;
+            let r = http("POST", url, Some(&body))?;
+            self.nonce = r.header("replay-nonce").map(str::to_string);
+            if r.status < 400 {
+                return Ok(r);
+            }
+            let p = problem_of(&r);
+            if p.kind != ProblemType::BadNonce || attempt == 1 {
+                return Err(ClientError::Problem(p));
+            }
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    /// Creates (or finds) the account for the key; returns its URL.
+    pub fn register(&mut self, contact: &[String]) -> Result<String, ClientError> {
+        self.kid = None;
+        let url = self.dir("newAccount")?;
+        let body =
+            serde_json::json!({"contact": contact, "termsOfServiceAgreed": true}).to_string();
+        let r = self.post(&url, body.as_bytes())?;
+        let kid = r
+            .header("location")
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Http {
+                url,
+                why: "no Location for the account".into(),
+            })?;
+        self.kid = Some(kid.clone());
+        Ok(kid)
+    }
+
+    /// Orders, finalizes and downloads a user certificate for `subject` (whose private key
+    /// proves possession).
+    pub fn issue_user(
+        &mut self,
+        subject: &PrivateKey,
+        principals: &[String],
+        validity: Option<&str>,
+    ) -> Result<String, ClientError> {
+        if self.kid.is_none() {
+            self.register(&[])?;
+        }
+        let new_order = self.dir("newOrder")?;
+        let mut req = serde_json::json!({
+            "certType": "user",
+            "identifiers": principals.iter().map(|p| serde_json::json!({"type": "principal", "value": p})).collect::<Vec<_>>(),
+            "publicKey": subject.public_key().to_openssh().map_err(|e| ClientError::Http { url: new_order.clone(), why: e.to_string() })?,
+        });
+        if let Some(v) = validity {
+            req["validity"] = serde_json::json!(v);
+        }
+        let r = self.post(&new_order, req.to_string().as_bytes())?;
+        let order_url = r.header("location").map(str::to_string).unwrap_or_default();
+        let finalize = r.json()["finalize"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let fp = self
+            .key
+            .public_key()
+            .fingerprint(HashAlg::Sha256)
+            .to_string();
+        let pop = subject
+            .sign(
+                POP_NAMESPACE,
+                HashAlg::Sha512,
+                format!("{order_url}\n{fp}").as_bytes(),
+            )
+            .and_then(|s| s.encode_vec().map_err(Into::into))
+            .map_err(|e| ClientError::Http {
+                url: finalize.clone(),
+                why: e.to_string(),
+            })?;
+        let body = serde_json::json!({"pop": Base64UrlUnpadded::encode_string(&pop)}).to_string();
+        let r = self.post(&finalize, body.as_bytes())?;
+        let cert_url = r.json()["certificate"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let r = self.post(&cert_url, b"")?;
+        Ok(String::from_utf8_lossy(&r.body).trim().to_string())
+    }
+
+    /// Revokes a certificate this account ordered.
+    pub fn revoke(&mut self, certificate: &str, reason: &str) -> Result<(), ClientError> {
+        if self.kid.is_none() {
+            self.register(&[])?;
+        }
+        let url = self.dir("revokeCert")?;
+        let body = serde_json::json!({"certificate": certificate, "reason": reason}).to_string();
+        self.post(&url, body.as_bytes()).map(|_| ())
+    }
+
+    /// The account key's public half.
+    pub fn public_key(&self) -> &PublicKey {
+        self.key.public_key()
+    }
+}

@@ -1,0 +1,700 @@
+//! The ssh-acme server: request routing and handlers over the CA and its store. The HTTP edge
+//! ([`serve`]) reads a request, hands it to [`AcmeServer::handle`] as a task with a deadline on
+//! `bitrot::sched`, and writes the response.
+//!
+//! Built so far: directory, nonces, accounts, user-certificate orders authorized by operator
+//! grants (`ssh-acme account allow`), finalize with proof of possession, certificate download,
+//! revocation, KRL and CA keys. Host orders (challenges) are not built yet and are refused with
+//! a problem that says so.
+//!
+//! Invariants: every POST passes [`super::envelope::verify`] before it changes anything; every
+//! response carries a fresh nonce; every state change is a transaction in the CA store.
+
+use super::envelope::{self, Signer};
+use super::order::cert_id;
+use super::problem::{Problem, ProblemType};
+use super::store;
+use crate::ca::policy::glob;
+use crate::ca::store::Revocation;
+use crate::ca::{Ca, CaSigner, CertType, SignRequest, fingerprint};
+use base64ct::{Base64UrlUnpadded, Encoding};
+use serde::Deserialize;
+use serde_json::json;
+use ssh_key::{PublicKey, SshSig};
+use std::collections::{HashSet, VecDeque};
+use std::sync::Mutex;
+
+/// The SSHSIG namespace of the finalize proof of possession.
+pub const POP_NAMESPACE: &str = "ssh-acme-pop-v1";
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+const NONCES_KEPT: usize = 100_000;
+const ORDER_LIFETIME: u64 = 7 * 86_400;
+
+/// A request as the handlers see it.
+pub struct HttpRequest {
+    pub method: String,
+    pub path: String,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// A response before it is written.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    fn json(status: u16, v: serde_json::Value) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: v.to_string().into_bytes(),
+        }
+    }
+
+    fn problem(p: &Problem) -> HttpResponse {
+        HttpResponse {
+            status: p.kind.status(),
+            headers: vec![("Content-Type".into(), "application/problem+json".into())],
+            body: p.to_json().into_bytes(),
+        }
+    }
+
+    fn text(status: u16, content_type: &str, body: Vec<u8>) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body,
+        }
+    }
+
+    fn with(mut self, name: &str, value: String) -> HttpResponse {
+        self.headers.push((name.into(), value));
+        self
+    }
+}
+
+/// Nonces: issued ones are good once; the oldest are forgotten beyond a bound.
+#[derive(Default)]
+struct Nonces {
+    live: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl Nonces {
+    fn issue(&mut self) -> String {
+        let mut b = [0u8; 16];
+        getrandom_fill(&mut b);
+        let n = Base64UrlUnpadded::encode_string(&b);
+        self.live.insert(n.clone());
+        self.order.push_back(n.clone());
+        while self.order.len() > NONCES_KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.live.remove(&old);
+            }
+        }
+        n
+    }
+
+    fn take(&mut self, n: &str) -> bool {
+        self.live.remove(n)
+    }
+}
+
+fn getrandom_fill(b: &mut [u8]) {
+    use ssh_key::rand_core::Rng;
+    ssh_key::rand_core::UnwrapErr(ssh_key::getrandom::SysRng).fill_bytes(b);
+}
+
+/// The server's state.
+pub struct AcmeServer {
+    ca: Mutex<Ca>,
+    user_signer: CaSigner,
+    nonces: Mutex<Nonces>,
+    /// The base URL clients use, e.g. `http://127.0.0.1:14000`.
+    pub base: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NewAccount {
+    #[serde(default)]
+    contact: Vec<String>,
+    #[serde(default)]
+    terms_of_service_agreed: bool,
+}
+
+#[derive(Deserialize)]
+struct Identifier {
+    #[serde(rename = "type")]
+    kind: String,
+    value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NewOrder {
+    cert_type: CertType,
+    identifiers: Vec<Identifier>,
+    public_key: String,
+    #[serde(default)]
+    validity: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Finalize {
+    pop: String,
+}
+
+#[derive(Deserialize)]
+struct RevokeCert {
+    certificate: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn malformed(d: impl Into<String>) -> Problem {
+    Problem::new(ProblemType::Malformed, d)
+}
+
+fn internal(e: impl std::fmt::Display) -> Problem {
+    Problem::new(ProblemType::ServerInternal, e.to_string())
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, Problem> {
+    serde_json::from_slice(payload).map_err(|e| malformed(format!("payload: {e}")))
+}
+
+impl AcmeServer {
+    pub fn new(ca: Ca, user_signer: CaSigner, base: String) -> Result<AcmeServer, Problem> {
+        store::init(ca.store_connection()).map_err(internal)?;
+        Ok(AcmeServer {
+            ca: Mutex::new(ca),
+            user_signer,
+            nonces: Mutex::new(Nonces::default()),
+            base,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn nonce(&self) -> String {
+        self.nonces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .issue()
+    }
+
+    /// Answers one request; every answer carries a fresh `Replay-Nonce`.
+    pub fn handle(&self, req: &HttpRequest, now: u64) -> HttpResponse {
+        let resp = match self.route(req, now) {
+            Ok(r) => r,
+            Err(p) => HttpResponse::problem(&p),
+        };
+        resp.with("Replay-Nonce", self.nonce())
+            .with("Cache-Control", "no-store".into())
+    }
+
+    fn route(&self, req: &HttpRequest, now: u64) -> Result<HttpResponse, Problem> {
+        let path = req.path.split('?').next().unwrap_or("");
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (req.method.as_str(), segs.as_slice()) {
+            ("GET", ["directory"]) => Ok(self.directory()),
+            ("HEAD", ["new-nonce"]) => Ok(HttpResponse::text(200, "text/plain", Vec::new())),
+            ("GET", ["new-nonce"]) => Ok(HttpResponse::text(204, "text/plain", Vec::new())),
+            ("GET", ["krl"]) => self.krl(now),
+            ("GET", ["ca", which]) => self.ca_material(which),
+            ("POST", _) => self.post(req, path, &segs, now),
+            _ => Err(Problem::new(
+                ProblemType::Malformed,
+                format!("no resource {} {path}", req.method),
+            )),
+        }
+    }
+
+    fn directory(&self) -> HttpResponse {
+        HttpResponse::json(
+            200,
+            json!({
+                "newNonce": self.url("/new-nonce"),
+                "newAccount": self.url("/new-account"),
+                "newOrder": self.url("/new-order"),
+                "revokeCert": self.url("/revoke-cert"),
+                "renewalInfo": self.url("/renewal-info"),
+                "meta": {
+                    "userCA": self.url("/ca/user.pub"),
+                    "hostCA": self.url("/ca/host.pub"),
+                    "knownHosts": self.url("/ca/known_hosts"),
+                    "krl": self.url("/krl"),
+                    "externalAccountRequired": false,
+                }
+            }),
+        )
+    }
+
+    fn post(
+        &self,
+        req: &HttpRequest,
+        path: &str,
+        segs: &[&str],
+        now: u64,
+    ) -> Result<HttpResponse, Problem> {
+        if req
+            .content_type
+            .as_deref()
+            .map(|c| c.split(';').next().unwrap_or("").trim())
+            != Some("application/json")
+        {
+            return Err(malformed(
+                "POST bodies must be application/json request envelopes",
+            ));
+        }
+        if req.body.len() > MAX_BODY {
+            return Err(malformed(format!(
+                "the body is larger than {MAX_BODY} bytes"
+            )));
+        }
+        let url = self.url(path);
+        let verified = {
+            let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+            envelope::verify(
+                &req.body,
+                &url,
+                |n| {
+                    self.nonces
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take(n)
+                },
+                |kid| self.account_key(&ca, kid),
+            )?
+        };
+        match (segs, &verified.signer) {
+            (["new-account"], Signer::Key(k)) => self.new_account(k, &verified.payload, now),
+            (["revoke-cert"], _) => {
+                self.revoke(&verified.signer, &verified.key, &verified.payload, now)
+            }
+            (_, Signer::Key(_)) => {
+                Err(malformed("this request must be signed by an account (kid)"))
+            }
+            (_, Signer::Account(kid)) => {
+                let account = self.account_id(kid)?;
+                match segs {
+                    ["account", id] if *id == account.to_string() => self.account_json(account),
+                    ["new-order"] => self.new_order(account, &verified.payload, now),
+                    ["order", id] => self.order_json(account, id),
+                    ["order", id, "finalize"] => self.finalize(account, id, &verified.payload, now),
+                    ["cert", id] => self.certificate(account, id),
+                    ["authz", id, n] => self.authz_json(account, id, n),
+                    _ => Err(Problem::new(
+                        ProblemType::Unauthorized,
+                        format!("no resource {path} for this account"),
+                    )),
+                }
+            }
+        }
+    }
+
+    fn account_key(&self, ca: &Ca, kid: &str) -> Option<PublicKey> {
+        let id: i64 = kid.strip_prefix(&self.url("/account/"))?.parse().ok()?;
+        let a = store::account_by_id(ca.store_connection(), id).ok()??;
+        (a.status == "valid")
+            .then(|| PublicKey::from_openssh(&a.key).ok())
+            .flatten()
+    }
+
+    fn account_id(&self, kid: &str) -> Result<i64, Problem> {
+        kid.strip_prefix(&self.url("/account/"))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| {
+                Problem::new(
+                    ProblemType::AccountDoesNotExist,
+                    format!("no account {kid}"),
+                )
+            })
+    }
+
+    fn new_account(
+        &self,
+        key: &PublicKey,
+        payload: &[u8],
+        now: u64,
+    ) -> Result<HttpResponse, Problem> {
+        let req: NewAccount = parse(payload)?;
+        let _ = req.terms_of_service_agreed;
+        let mut plain = key.clone();
+        plain.set_comment("");
+        let text = plain.to_openssh().map_err(internal)?;
+        let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+        let (a, created) = store::create_account(
+            ca.store_connection(),
+            &text,
+            &fingerprint(key),
+            &req.contact,
+            now,
+        )
+        .map_err(internal)?;
+        if created {
+            crate::info!("acme account created", account = a.id, key = a.fp);
+        }
+        Ok(
+            HttpResponse::json(if created { 201 } else { 200 }, account_value(&a))
+                .with("Location", self.url(&format!("/account/{}", a.id))),
+        )
+    }
+
+    fn account_json(&self, id: i64) -> Result<HttpResponse, Problem> {
+        let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+        let a = store::account_by_id(ca.store_connection(), id)
+            .map_err(internal)?
+            .ok_or_else(|| Problem::new(ProblemType::AccountDoesNotExist, "no such account"))?;
+        Ok(HttpResponse::json(200, account_value(&a)))
+    }
+
+    fn new_order(&self, account: i64, payload: &[u8], now: u64) -> Result<HttpResponse, Problem> {
+        let req: NewOrder = parse(payload)?;
+        PublicKey::from_openssh(&req.public_key)
+            .map_err(|e| malformed(format!("publicKey: {e}")))?;
+        if req.cert_type == CertType::Host {
+            return Err(Problem::new(
+                ProblemType::RejectedIdentifier,
+                "host certificates need the ssh-hostkey-01 challenge, which this server does not offer yet",
+            ));
+        }
+        if req.identifiers.is_empty() || req.identifiers.iter().any(|i| i.kind != "principal") {
+            return Err(malformed(
+                "user orders need one or more identifiers of type \"principal\"",
+            ));
+        }
+        let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+        let acct = store::account_by_id(ca.store_connection(), account)
+            .map_err(internal)?
+            .ok_or_else(|| Problem::new(ProblemType::AccountDoesNotExist, "no such account"))?;
+        let grants = store::grants(ca.store_connection(), &acct.fp).map_err(internal)?;
+        if let Some(bad) = req
+            .identifiers
+            .iter()
+            .find(|i| !grants.iter().any(|g| glob(g, &i.value)))
+        {
+            return Err(Problem::new(
+                ProblemType::RejectedIdentifier,
+                format!(
+                    "principal {:?} is not granted to this account (ssh-acme account allow)",
+                    bad.value
+                ),
+            ));
+        }
+        let request = String::from_utf8_lossy(payload).into_owned();
+        let id = store::create_order(
+            ca.store_connection(),
+            account,
+            "ready",
+            now + ORDER_LIFETIME,
+            &request,
+        )
+        .map_err(internal)?;
+        drop(ca);
+        let body = self.order_value(id)?;
+        Ok(HttpResponse::json(201, body).with("Location", self.url(&format!("/order/{id}"))))
+    }
+
+    fn load_order(&self, account: i64, id: &str) -> Result<store::OrderRow, Problem> {
+        let id: i64 = id.parse().map_err(|_| malformed("bad order id"))?;
+        let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+        let o = store::order(ca.store_connection(), id).map_err(internal)?;
+        o.filter(|o| o.account == account).ok_or_else(|| {
+            Problem::new(ProblemType::Unauthorized, "no such order for this account")
+        })
+    }
+
+    fn order_value(&self, id: i64) -> Result<serde_json::Value, Problem> {
+        let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+        let o = store::order(ca.store_connection(), id)
+            .map_err(internal)?
+            .ok_or_else(|| malformed("no such order"))?;
+        let req: serde_json::Value = serde_json::from_str(&o.request).map_err(internal)?;
+        let n = req["identifiers"].as_array().map_or(0, Vec::len);
+        let mut v = json!({
+            "status": o.status,
+            "expires": o.expires,
+            "certType": req["certType"],
+            "identifiers": req["identifiers"],
+            "publicKey": req["publicKey"],
+            "authorizations": (0..n).map(|i| self.url(&format!("/authz/{id}/{i}"))).collect::<Vec<_>>(),
+            "finalize": self.url(&format!("/order/{id}/finalize")),
+        });
+        if o.cert.is_some() {
+            v["certificate"] = json!(self.url(&format!("/cert/{id}")));
+        }
+        if let Some(e) = &o.error {
+            v["error"] = serde_json::from_str(e).unwrap_or(json!(e));
+        }
+        Ok(v)
+    }
+
+    fn order_json(&self, account: i64, id: &str) -> Result<HttpResponse, Problem> {
+        let o = self.load_order(account, id)?;
+        Ok(HttpResponse::json(200, self.order_value(o.id)?))
+    }
+
+    /// User orders' authorizations: granted by the operator, valid from the start.
+    fn authz_json(&self, account: i64, id: &str, n: &str) -> Result<HttpResponse, Problem> {
+        let o = self.load_order(account, id)?;
+        let req: serde_json::Value = serde_json::from_str(&o.request).map_err(internal)?;
+        let i: usize = n
+            .parse()
+            .map_err(|_| malformed("bad authorization index"))?;
+        let ident = req["identifiers"]
+            .get(i)
+            .cloned()
+            .ok_or_else(|| malformed("no such authorization"))?;
+        Ok(HttpResponse::json(
+            200,
+            json!({"status": "valid", "expires": o.expires, "identifier": ident, "challenges": []}),
+        ))
+    }
+
+    fn finalize(
+        &self,
+        account: i64,
+        id: &str,
+        payload: &[u8],
+        now: u64,
+    ) -> Result<HttpResponse, Problem> {
+        let o = self.load_order(account, id)?;
+        if o.status != "ready" {
+            return Err(Problem::new(
+                ProblemType::OrderNotReady,
+                format!("the order is {}", o.status),
+            ));
+        }
+        let req: NewOrder = serde_json::from_str(&o.request).map_err(internal)?;
+        let subject = PublicKey::from_openssh(&req.public_key).map_err(internal)?;
+        let fin: Finalize = parse(payload)?;
+        let acct_fp = {
+            let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+            store::account_by_id(ca.store_connection(), account)
+                .map_err(internal)?
+                .map(|a| a.fp)
+                .unwrap_or_default()
+        };
+        let blob = Base64UrlUnpadded::decode_vec(&fin.pop)
+            .map_err(|_| malformed("pop is not base64url"))?;
+        let sig = {
+            use ssh_key::encoding::Decode;
+            SshSig::decode(&mut blob.as_slice())
+                .map_err(|e| malformed(format!("pop is not an SSHSIG: {e}")))?
+        };
+        let message = format!("{}\n{acct_fp}", self.url(&format!("/order/{}", o.id)));
+        subject
+            .verify(POP_NAMESPACE, message.as_bytes(), &sig)
+            .map_err(|e| {
+                Problem::new(
+                    ProblemType::Unauthorized,
+                    format!(
+                        "the proof of possession does not verify with the order's publicKey: {e}"
+                    ),
+                )
+            })?;
+        let sign = SignRequest {
+            cert_type: CertType::User,
+            key_id: format!("acct-{account}/order-{}", o.id),
+            principals: req.identifiers.iter().map(|i| i.value.clone()).collect(),
+            validity: req.validity.as_ref().map(|v| format!("+{v}")),
+            options: Vec::new(),
+            profile: None,
+            serial: None,
+            subject,
+        };
+        let mut ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+        match ca.sign(&sign, &self.user_signer, now) {
+            Ok((_, rec)) => {
+                store::set_order(
+                    ca.store_connection(),
+                    o.id,
+                    "valid",
+                    Some(rec.serial),
+                    Some(&rec.cert),
+                    None,
+                )
+                .map_err(internal)?;
+            }
+            Err(e) => {
+                let p = Problem::new(ProblemType::Unauthorized, e.to_string());
+                store::set_order(
+                    ca.store_connection(),
+                    o.id,
+                    "invalid",
+                    None,
+                    None,
+                    Some(&p.to_json()),
+                )
+                .map_err(internal)?;
+                return Err(p);
+            }
+        }
+        drop(ca);
+        Ok(HttpResponse::json(200, self.order_value(o.id)?)
+            .with("Location", self.url(&format!("/order/{}", o.id))))
+    }
+
+    fn certificate(&self, account: i64, id: &str) -> Result<HttpResponse, Problem> {
+        let o = self.load_order(account, id)?;
+        let cert = o
+            .cert
+            .ok_or_else(|| Problem::new(ProblemType::OrderNotReady, "no certificate yet"))?;
+        Ok(HttpResponse::text(
+            200,
+            "text/plain",
+            format!("{cert}\n").into_bytes(),
+        ))
+    }
+
+    fn revoke(
+        &self,
+        signer: &Signer,
+        key: &PublicKey,
+        payload: &[u8],
+        now: u64,
+    ) -> Result<HttpResponse, Problem> {
+        let req: RevokeCert = parse(payload)?;
+        let cert = ssh_key::Certificate::from_openssh(req.certificate.trim())
+            .map_err(|e| malformed(format!("certificate: {e}")))?;
+        let mut ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+        let order =
+            store::order_by_serial(ca.store_connection(), cert.serial()).map_err(internal)?;
+        let allowed = match signer {
+            Signer::Account(kid) => order
+                .as_ref()
+                .is_some_and(|o| self.account_id(kid).ok() == Some(o.account)),
+            Signer::Key(_) => key.key_data() == cert.public_key(),
+        };
+        let record = ca.store.cert_by_serial(cert.serial()).map_err(internal)?;
+        let Some(record) = record.filter(|r| r.cert == cert.to_openssh().unwrap_or_default())
+        else {
+            return Err(Problem::new(
+                ProblemType::Unauthorized,
+                "this CA did not issue that certificate",
+            ));
+        };
+        if !allowed {
+            return Err(Problem::new(
+                ProblemType::Unauthorized,
+                "only the ordering account or the certificate's key may revoke it",
+            ));
+        }
+        let rev = Revocation {
+            kind: "serial".into(),
+            value: record.serial.to_string(),
+            ca_fp: record.ca_fp,
+            reason: req.reason.unwrap_or_else(|| "unspecified".into()),
+            revoked_at: now,
+        };
+        ca.revoke(&[rev], now).map_err(internal)?;
+        Ok(HttpResponse::text(200, "text/plain", Vec::new()))
+    }
+
+    fn krl(&self, now: u64) -> Result<HttpResponse, Problem> {
+        let mut ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+        let krl = ca.krl(now).map_err(internal)?;
+        Ok(HttpResponse::text(
+            200,
+            "application/octet-stream",
+            krl.encode(),
+        ))
+    }
+
+    fn ca_material(&self, which: &str) -> Result<HttpResponse, Problem> {
+        let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+        let line = match which {
+            "user.pub" => ca.user_ca.to_openssh(),
+            "host.pub" => ca.host_ca.to_openssh(),
+            "known_hosts" => ca
+                .host_ca
+                .to_openssh()
+                .map(|k| format!("@cert-authority * {k}")),
+            _ => return Err(malformed(format!("no CA resource {which}"))),
+        }
+        .map_err(internal)?;
+        Ok(HttpResponse::text(
+            200,
+            "text/plain",
+            format!("{line}\n").into_bytes(),
+        ))
+    }
+
+    /// The renewal-information id of an issued certificate.
+    pub fn cert_id_of(&self, serial: u64) -> Result<String, Problem> {
+        let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(cert_id(
+            &crate::ca::blob(&ca.user_ca).map_err(internal)?,
+            serial,
+        ))
+    }
+}
+
+fn account_value(a: &store::Account) -> serde_json::Value {
+    json!({"status": a.status, "key": a.key, "contact": a.contact})
+}
+
+/// Serves HTTP on `listen` until the process ends: each request becomes a task on `exec` with a
+/// deadline `timeout` from its arrival; a request whose deadline passes while queued is answered
+/// with `rateLimited` and `Retry-After`.
+pub fn serve(
+    server: std::sync::Arc<AcmeServer>,
+    http: tiny_http::Server,
+    exec: &crate::sched::Executor,
+    timeout: std::time::Duration,
+) {
+    for mut request in http.incoming_requests() {
+        let server = server.clone();
+        let deadline = exec.now() + timeout;
+        let task = exec.spawn(deadline, move |_ctx| {
+            let req = read_request(&mut request);
+            let now = crate::ca::unix_now();
+            let resp = match req {
+                Ok(r) => server.handle(&r, now),
+                Err(p) => HttpResponse::problem(&p).with("Replay-Nonce", server.nonce()),
+            };
+            write_response(request, resp);
+        });
+        drop(task);
+    }
+}
+
+fn read_request(r: &mut tiny_http::Request) -> Result<HttpRequest, Problem> {
+    use std::io::Read;
+    let content_type = r
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Content-Type"))
+        .map(|h| h.value.as_str().to_string());
+    let mut body = Vec::new();
+    r.as_reader()
+        .take(MAX_BODY as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| malformed(format!("cannot read the body: {e}")))?;
+    Ok(HttpRequest {
+        method: r.method().as_str().to_string(),
+        path: r.url().to_string(),
+        content_type,
+        body,
+    })
+}
+
+fn write_response(request: tiny_http::Request, resp: HttpResponse) {
+    let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
+    for (k, v) in resp.headers {
+        if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+            out.add_header(h);
+        }
+    }
+    // The client may be gone; nothing to do about it.
+    let _ = request.respond(out);
+}

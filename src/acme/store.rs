@@ -1,0 +1,187 @@
+//! ssh-acme's tables in the CA store: accounts, principal grants and orders.
+//!
+//! Invariant: every state change is one SQLite transaction in the CA store, so a server killed
+//! at any moment and restarted loses no account, order or serial (nonces live in memory; a
+//! restart only costs clients a `badNonce` retry).
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS acme_accounts (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    fp TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    contact TEXT NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS acme_grants (
+    fp TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    PRIMARY KEY (fp, principal)
+);
+CREATE TABLE IF NOT EXISTS acme_orders (
+    id INTEGER PRIMARY KEY,
+    account INTEGER NOT NULL REFERENCES acme_accounts (id),
+    status TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    request TEXT NOT NULL,
+    serial INTEGER,
+    cert TEXT,
+    error TEXT
+);
+";
+
+/// An account row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: i64,
+    pub key: String,
+    pub fp: String,
+    pub status: String,
+    pub contact: Vec<String>,
+}
+
+/// An order row; `request` is the new-order payload as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRow {
+    pub id: i64,
+    pub account: i64,
+    pub status: String,
+    pub expires: u64,
+    pub request: String,
+    pub serial: Option<u64>,
+    pub cert: Option<String>,
+    pub error: Option<String>,
+}
+
+pub fn init(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(SCHEMA)
+}
+
+fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
+    let contact: String = r.get(4)?;
+    Ok(Account {
+        id: r.get(0)?,
+        key: r.get(1)?,
+        fp: r.get(2)?,
+        status: r.get(3)?,
+        contact: serde_json::from_str(&contact).unwrap_or_default(),
+    })
+}
+
+const ACCOUNT_COLUMNS: &str = "id, key, fp, status, contact";
+
+pub fn account_by_fp(conn: &Connection, fp: &str) -> rusqlite::Result<Option<Account>> {
+    conn.query_row(
+        &format!("SELECT {ACCOUNT_COLUMNS} FROM acme_accounts WHERE fp = ?1"),
+        [fp],
+        account_row,
+    )
+    .optional()
+}
+
+pub fn account_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<Account>> {
+    conn.query_row(
+        &format!("SELECT {ACCOUNT_COLUMNS} FROM acme_accounts WHERE id = ?1"),
+        [id],
+        account_row,
+    )
+    .optional()
+}
+
+/// Creates the account for `key` unless one exists; returns it and whether it is new.
+pub fn create_account(
+    conn: &Connection,
+    key: &str,
+    fp: &str,
+    contact: &[String],
+    now: u64,
+) -> rusqlite::Result<(Account, bool)> {
+    if let Some(a) = account_by_fp(conn, fp)? {
+        return Ok((a, false));
+    }
+    conn.execute(
+        "INSERT INTO acme_accounts (key, fp, status, contact, created) VALUES (?1, ?2, 'valid', ?3, ?4)",
+        params![key, fp, serde_json::to_string(contact).unwrap_or_default(), now as i64],
+    )?;
+    let a = account_by_fp(conn, fp)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    Ok((a, true))
+}
+
+/// Principal globs the account key `fp` may get in user certificates.
+pub fn grants(conn: &Connection, fp: &str) -> rusqlite::Result<Vec<String>> {
+    let mut st =
+        conn.prepare("SELECT principal FROM acme_grants WHERE fp = ?1 ORDER BY principal")?;
+    st.query_map([fp], |r| r.get(0))?.collect()
+}
+
+pub fn grant(conn: &Connection, fp: &str, principals: &[String]) -> rusqlite::Result<()> {
+    for p in principals {
+        conn.execute(
+            "INSERT OR IGNORE INTO acme_grants (fp, principal) VALUES (?1, ?2)",
+            params![fp, p],
+        )?;
+    }
+    Ok(())
+}
+
+fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderRow> {
+    Ok(OrderRow {
+        id: r.get(0)?,
+        account: r.get(1)?,
+        status: r.get(2)?,
+        expires: r.get::<_, i64>(3)? as u64,
+        request: r.get(4)?,
+        serial: r.get::<_, Option<i64>>(5)?.map(|s| s as u64),
+        cert: r.get(6)?,
+        error: r.get(7)?,
+    })
+}
+
+pub fn order(conn: &Connection, id: i64) -> rusqlite::Result<Option<OrderRow>> {
+    conn.query_row(
+        "SELECT id, account, status, expires, request, serial, cert, error FROM acme_orders WHERE id = ?1",
+        [id],
+        order_row,
+    )
+    .optional()
+}
+
+pub fn order_by_serial(conn: &Connection, serial: u64) -> rusqlite::Result<Option<OrderRow>> {
+    conn.query_row(
+        "SELECT id, account, status, expires, request, serial, cert, error FROM acme_orders WHERE serial = ?1",
+        [serial as i64],
+        order_row,
+    )
+    .optional()
+}
+
+pub fn create_order(
+    conn: &Connection,
+    account: i64,
+    status: &str,
+    expires: u64,
+    request: &str,
+) -> rusqlite::Result<i64> {
+    conn.execute(
+        "INSERT INTO acme_orders (account, status, expires, request) VALUES (?1, ?2, ?3, ?4)",
+        params![account, status, expires as i64, request],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+pub fn set_order(
+    conn: &Connection,
+    id: i64,
+    status: &str,
+    serial: Option<u64>,
+    cert: Option<&str>,
+    error: Option<&str>,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE acme_orders SET status = ?2, serial = ?3, cert = ?4, error = ?5 WHERE id = ?1",
+        params![id, status, serial.map(|s| s as i64), cert, error],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,284 @@
+//! `ssh-acme`: the ACME-style CA server for SSH certificates and its client.
+
+use crate::acme::client::{Client, ClientError};
+use crate::acme::server::{AcmeServer, serve};
+use crate::acme::store;
+use crate::ca::{Ca, CaError, CertType, fingerprint};
+use anyhow::{Context, Result, anyhow};
+use clap::{Parser, Subcommand};
+use ssh_key::{PrivateKey, PublicKey};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+const EXIT_CODES: &str = "\
+Exit status:
+  0  success
+  1  the server refused the request (the problem document is printed)
+  2  bad usage or bad input
+  3  the server could not be reached
+  4  the CA directory or a key is missing, unreadable or unsafe";
+
+/// An ACME-style certificate authority for SSH certificates: server and client.
+#[derive(Parser, Debug)]
+#[command(name = "ssh-acme", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Server URL for client commands, e.g. http://127.0.0.1:14000
+    #[arg(long, global = true, env = "SSH_ACME_SERVER")]
+    server: Option<String>,
+    /// Print the man page or the bash completion script and exit (for packagers)
+    #[arg(long, hide = true, value_enum, exclusive = true)]
+    generate: Option<super::Generate>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server on a CA directory made by `ssh-ca init`
+    Serve {
+        #[arg(long, env = "SSH_CA_DIR")]
+        dir: PathBuf,
+        /// Address to listen on (loopback unless told otherwise; port 0 picks a free one)
+        #[arg(long, default_value = "127.0.0.1:14000")]
+        listen: String,
+        /// The URL clients reach the server at [default: http://<listen address>]
+        #[arg(long)]
+        base_url: Option<String>,
+        /// Read the CA key passphrase from this file
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        /// Seconds a request may wait before it is refused as rate limited
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// Operator commands on accounts
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// Create (or find) the account of a key
+    Register {
+        /// Account key (OpenSSH private key)
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        contact: Vec<String>,
+    },
+    /// Order a certificate
+    Issue {
+        #[command(subcommand)]
+        what: IssueCommand,
+    },
+    /// Revoke a certificate this account ordered
+    Revoke {
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+        cert: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AccountCommand {
+    /// Let the account of KEY get user certificates for principals matching the globs
+    Allow {
+        #[arg(long, env = "SSH_CA_DIR")]
+        dir: PathBuf,
+        /// The account's public key
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long = "principal", required = true)]
+        principals: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum IssueCommand {
+    /// A user certificate for KEY (the account key is the certificate's key)
+    User {
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long = "principal", required = true)]
+        principals: Vec<String>,
+        /// Validity, e.g. 8h (capped by the CA's policy)
+        #[arg(long)]
+        validity: Option<String>,
+        /// Where to write the certificate [default: KEY-cert.pub]
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli, &mut std::io::stdout().lock()) {
+        Ok(code) => code,
+        Err(e) => super::report_error("ssh-acme", &e, exit_code(&e)),
+    }
+}
+
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(c) = e.downcast_ref::<ClientError>() {
+        return match c {
+            ClientError::Problem(_) => 1,
+            ClientError::Http { .. } => 3,
+        };
+    }
+    match e.downcast_ref::<CaError>() {
+        Some(CaError::BadInput { .. } | CaError::Options(_) | CaError::Validity(_)) | None => 2,
+        Some(_) => 4,
+    }
+}
+
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
+    if let Some(what) = cli.generate {
+        super::generate::<Cli>(what, out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(command) = cli.command else {
+        use clap::CommandFactory;
+        Cli::command().print_help()?;
+        return Ok(ExitCode::from(2));
+    };
+    let server = || {
+        cli.server
+            .clone()
+            .ok_or_else(|| anyhow!("give --server URL (or SSH_ACME_SERVER)"))
+    };
+    match command {
+        Command::Serve {
+            dir,
+            listen,
+            base_url,
+            passphrase_file,
+            timeout,
+        } => run_server(
+            &dir,
+            &listen,
+            base_url,
+            passphrase_file.as_deref(),
+            timeout,
+            out,
+        ),
+        Command::Account {
+            command:
+                AccountCommand::Allow {
+                    dir,
+                    key,
+                    principals,
+                },
+        } => allow(&dir, &key, &principals, out),
+        Command::Register { key, contact } => {
+            let mut c = Client::new(&server()?, read_private(&key)?)?;
+            let kid = c.register(&contact)?;
+            writeln!(out, "{kid}")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Issue {
+            what:
+                IssueCommand::User {
+                    key,
+                    principals,
+                    validity,
+                    out: target,
+                },
+        } => {
+            let private = read_private(&key)?;
+            let mut c = Client::new(&server()?, private.clone())?;
+            let cert = c.issue_user(&private, &principals, validity.as_deref())?;
+            let target = target.unwrap_or_else(|| cert_path(&key));
+            crate::ca::keys::write_atomic(&target, format!("{cert}\n").as_bytes(), 0o644)?;
+            writeln!(out, "{}", target.display())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Revoke { key, reason, cert } => {
+            let mut c = Client::new(&server()?, read_private(&key)?)?;
+            let text = std::fs::read_to_string(&cert)
+                .with_context(|| format!("reading {}", cert.display()))?;
+            c.revoke(text.trim(), &reason)?;
+            writeln!(out, "revoked {}", cert.display())?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn cert_path(key: &Path) -> PathBuf {
+    let mut s = key.as_os_str().to_owned();
+    s.push("-cert.pub");
+    PathBuf::from(s)
+}
+
+fn read_private(path: &Path) -> Result<PrivateKey> {
+    let key = PrivateKey::read_openssh_file(path).map_err(|e| CaError::BadInput {
+        path: path.to_path_buf(),
+        why: format!("not an unencrypted OpenSSH private key: {e}"),
+    })?;
+    if key.is_encrypted() {
+        return Err(CaError::BadInput {
+            path: path.to_path_buf(),
+            why: "encrypted keys are not supported yet".into(),
+        }
+        .into());
+    }
+    Ok(key)
+}
+
+fn allow(dir: &Path, key: &Path, principals: &[String], out: &mut dyn Write) -> Result<ExitCode> {
+    let ca = Ca::open(dir)?;
+    let text = std::fs::read_to_string(key).map_err(|e| CaError::io(key, e))?;
+    let public = PublicKey::from_openssh(text.trim()).map_err(|e| CaError::BadInput {
+        path: key.to_path_buf(),
+        why: format!("not an OpenSSH public key: {e}"),
+    })?;
+    store::init(ca.store_connection())?;
+    store::grant(ca.store_connection(), &fingerprint(&public), principals)?;
+    writeln!(
+        out,
+        "account {} may get user certificates for {}",
+        fingerprint(&public),
+        principals.join(", ")
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_server(
+    dir: &Path,
+    listen: &str,
+    base_url: Option<String>,
+    passphrase_file: Option<&Path>,
+    timeout: u64,
+    out: &mut dyn Write,
+) -> Result<ExitCode> {
+    let _log = super::init_logging(Some(&dir.join("ssh-acme.log")))?;
+    let ca = Ca::open(dir)?;
+    let pass = passphrase_file.map(Path::to_path_buf);
+    let signer = ca.signer(CertType::User, &|p| {
+        let f = pass.as_deref().ok_or_else(|| CaError::Key {
+            path: p.to_path_buf(),
+            why: "the CA key is encrypted: give --passphrase-file".into(),
+        })?;
+        std::fs::read_to_string(f)
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+            .map_err(|e| CaError::io(f, e))
+    })?;
+    let http =
+        tiny_http::Server::http(listen).map_err(|e| anyhow!("cannot listen on {listen}: {e}"))?;
+    let addr = http
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| anyhow!("not an IP listener"))?;
+    let base = base_url.unwrap_or_else(|| format!("http://{addr}"));
+    let server =
+        std::sync::Arc::new(AcmeServer::new(ca, signer, base.clone()).map_err(|p| anyhow!(p))?);
+    let exec = crate::sched::Builder::new()
+        .thread_name("ssh-acme")
+        .build()?;
+    crate::info!("ssh-acme listening", url = base);
+    writeln!(out, "listening on {base}")?;
+    out.flush()?;
+    serve(server, http, &exec, Duration::from_secs(timeout));
+    Ok(ExitCode::SUCCESS)
+}
