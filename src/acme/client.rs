@@ -255,10 +255,100 @@ impl Client {
         }
         let r = self.post(&new_order, req.to_string().as_bytes())?;
         let order_url = r.header("location").map(str::to_string).unwrap_or_default();
-        let finalize = r.json()["finalize"]
-            .as_str()
+        self.finalize_and_download(&order_url, &r.json()["finalize"], subject)
+    }
+
+    /// Orders a host certificate for `names` naming `host_key`'s public key: starts each
+    /// `ssh-hostkey-01` challenge, waits for the authorizations, finalizes with a proof of
+    /// possession signed by the host key and downloads the certificate.
+    pub fn issue_host(
+        &mut self,
+        host_key: &PrivateKey,
+        names: &[String],
+    ) -> Result<String, ClientError> {
+        if self.kid.is_none() {
+            self.register(&[])?;
+        }
+        let new_order = self.dir("newOrder")?;
+        let idents: Vec<serde_json::Value> = names
+            .iter()
+            .map(|n| {
+                let kind = if n.parse::<std::net::IpAddr>().is_ok() {
+                    "ip"
+                } else {
+                    "dns"
+                };
+                serde_json::json!({"type": kind, "value": n})
+            })
+            .collect();
+        let public = host_key
+            .public_key()
+            .to_openssh()
+            .map_err(|e| self.err(&new_order, e))?;
+        let req =
+            serde_json::json!({"certType": "host", "identifiers": idents, "publicKey": public});
+        let r = self.post(&new_order, req.to_string().as_bytes())?;
+        let order_url = r.header("location").map(str::to_string).unwrap_or_default();
+        let order = r.json();
+        for authz in order["authorizations"]
+            .as_array()
+            .cloned()
             .unwrap_or_default()
+        {
+            self.complete_authorization(authz.as_str().unwrap_or_default())?;
+        }
+        self.finalize_and_download(&order_url, &order["finalize"], host_key)
+    }
+
+    fn err(&self, url: &str, e: impl std::fmt::Display) -> ClientError {
+        ClientError::Http {
+            url: url.into(),
+            why: e.to_string(),
+        }
+    }
+
+    /// Starts the authorization's `ssh-hostkey-01` challenge and polls until it is decided.
+    fn complete_authorization(&mut self, authz_url: &str) -> Result<(), ClientError> {
+        let authz = self.post(authz_url, b"")?.json();
+        if authz["status"] == "valid" {
+            return Ok(());
+        }
+        let chall = authz["challenges"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "ssh-hostkey-01"))
+            .and_then(|c| c["url"].as_str())
+            .ok_or_else(|| self.err(authz_url, "no ssh-hostkey-01 challenge offered"))?
             .to_string();
+        self.post(&chall, b"{}")?;
+        for _ in 0..60 {
+            let a = self.post(authz_url, b"")?.json();
+            match a["status"].as_str() {
+                Some("valid") => return Ok(()),
+                Some("pending") | Some("processing") => {
+                    std::thread::sleep(Duration::from_millis(500))
+                }
+                _ => {
+                    let detail = a["challenges"][0]["error"]["detail"]
+                        .as_str()
+                        .unwrap_or("the challenge failed");
+                    return Err(ClientError::Problem(Problem::new(
+                        ProblemType::Unauthorized,
+                        detail,
+                    )));
+                }
+            }
+        }
+        Err(self.err(authz_url, "the authorization was not decided within 30 s"))
+    }
+
+    /// Finalizes with a proof of possession by `subject` and downloads the certificate.
+    fn finalize_and_download(
+        &mut self,
+        order_url: &str,
+        finalize: &serde_json::Value,
+        subject: &PrivateKey,
+    ) -> Result<String, ClientError> {
+        let finalize = finalize.as_str().unwrap_or_default().to_string();
         let fp = self
             .key
             .public_key()
@@ -271,10 +361,7 @@ impl Client {
                 format!("{order_url}\n{fp}").as_bytes(),
             )
             .and_then(|s| s.encode_vec().map_err(Into::into))
-            .map_err(|e| ClientError::Http {
-                url: finalize.clone(),
-                why: e.to_string(),
-            })?;
+            .map_err(|e| self.err(&finalize, e))?;
         let body = serde_json::json!({"pop": Base64UrlUnpadded::encode_string(&pop)}).to_string();
         let r = self.post(&finalize, body.as_bytes())?;
         let cert_url = r.json()["certificate"]

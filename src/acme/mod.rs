@@ -19,3 +19,4 @@ pub mod order;
 pub mod problem;
 pub mod server;
 pub mod store;
+pub mod validate;

@@ -3,9 +3,9 @@
 //! `bitrot::sched`, and writes the response.
 //!
 //! Built so far: directory, nonces, accounts, user-certificate orders authorized by operator
-//! grants (`ssh-acme account allow`), finalize with proof of possession, certificate download,
-//! revocation, KRL and CA keys. Host orders (challenges) are not built yet and are refused with
-//! a problem that says so.
+//! grants (`ssh-acme account allow --principal`), host-certificate orders for granted names
+//! (`--host`) validated by `ssh-hostkey-01`, finalize with proof of possession, certificate
+//! download, revocation, KRL and CA keys.
 //!
 //! Invariants: every POST passes [`super::envelope::verify`] before it changes anything; every
 //! response carries a fresh nonce; every state change is a transaction in the CA store.
@@ -114,9 +114,12 @@ fn getrandom_fill(b: &mut [u8]) {
 pub struct AcmeServer {
     ca: Mutex<Ca>,
     user_signer: CaSigner,
+    host_signer: CaSigner,
     nonces: Mutex<Nonces>,
     /// The base URL clients use, e.g. `http://127.0.0.1:14000`.
     pub base: String,
+    /// The port `ssh-hostkey-01` connects to (22; another for tests).
+    pub ssh_port: u16,
 }
 
 #[derive(Deserialize)]
@@ -170,13 +173,20 @@ fn parse<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, Problem> {
 }
 
 impl AcmeServer {
-    pub fn new(ca: Ca, user_signer: CaSigner, base: String) -> Result<AcmeServer, Problem> {
+    pub fn new(
+        ca: Ca,
+        signers: (CaSigner, CaSigner),
+        base: String,
+        ssh_port: u16,
+    ) -> Result<AcmeServer, Problem> {
         store::init(ca.store_connection()).map_err(internal)?;
         Ok(AcmeServer {
             ca: Mutex::new(ca),
-            user_signer,
+            user_signer: signers.0,
+            host_signer: signers.1,
             nonces: Mutex::new(Nonces::default()),
             base,
+            ssh_port,
         })
     }
 
@@ -292,6 +302,7 @@ impl AcmeServer {
                     ["order", id, "finalize"] => self.finalize(account, id, &verified.payload, now),
                     ["cert", id] => self.certificate(account, id),
                     ["authz", id, n] => self.authz_json(account, id, n),
+                    ["chall", id, n] => self.challenge(account, id, n),
                     _ => Err(Problem::new(
                         ProblemType::Unauthorized,
                         format!("no resource {path} for this account"),
@@ -361,22 +372,28 @@ impl AcmeServer {
         let req: NewOrder = parse(payload)?;
         PublicKey::from_openssh(&req.public_key)
             .map_err(|e| malformed(format!("publicKey: {e}")))?;
-        if req.cert_type == CertType::Host {
-            return Err(Problem::new(
-                ProblemType::RejectedIdentifier,
-                "host certificates need the ssh-hostkey-01 challenge, which this server does not offer yet",
-            ));
-        }
-        if req.identifiers.is_empty() || req.identifiers.iter().any(|i| i.kind != "principal") {
-            return Err(malformed(
-                "user orders need one or more identifiers of type \"principal\"",
-            ));
+        let (kinds, grant_kind): (&[&str], &str) = match req.cert_type {
+            CertType::User => (&["principal"], "principal"),
+            CertType::Host => (&["dns", "ip"], "host"),
+        };
+        if req.identifiers.is_empty()
+            || req
+                .identifiers
+                .iter()
+                .any(|i| !kinds.contains(&i.kind.as_str()))
+        {
+            return Err(malformed(format!(
+                "{} orders need one or more identifiers of type {}",
+                req.cert_type,
+                kinds.join(" or ")
+            )));
         }
         let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
-        let acct = store::account_by_id(ca.store_connection(), account)
+        let conn = ca.store_connection();
+        let acct = store::account_by_id(conn, account)
             .map_err(internal)?
             .ok_or_else(|| Problem::new(ProblemType::AccountDoesNotExist, "no such account"))?;
-        let grants = store::grants(ca.store_connection(), &acct.fp).map_err(internal)?;
+        let grants = store::grants(conn, &acct.fp, grant_kind).map_err(internal)?;
         if let Some(bad) = req
             .identifiers
             .iter()
@@ -385,20 +402,27 @@ impl AcmeServer {
             return Err(Problem::new(
                 ProblemType::RejectedIdentifier,
                 format!(
-                    "principal {:?} is not granted to this account (ssh-acme account allow)",
+                    "{grant_kind} {:?} is not granted to this account (ssh-acme account allow)",
                     bad.value
                 ),
             ));
         }
         let request = String::from_utf8_lossy(payload).into_owned();
-        let id = store::create_order(
-            ca.store_connection(),
-            account,
-            "ready",
-            now + ORDER_LIFETIME,
-            &request,
-        )
-        .map_err(internal)?;
+        let status = if req.cert_type == CertType::User {
+            "ready"
+        } else {
+            "pending"
+        };
+        let id = store::create_order(conn, account, status, now + ORDER_LIFETIME, &request)
+            .map_err(internal)?;
+        if req.cert_type == CertType::Host {
+            for i in 0..req.identifiers.len() {
+                let mut t = [0u8; 16];
+                getrandom_fill(&mut t);
+                store::create_authz(conn, id, i as i64, &Base64UrlUnpadded::encode_string(&t))
+                    .map_err(internal)?;
+            }
+        }
         drop(ca);
         let body = self.order_value(id)?;
         Ok(HttpResponse::json(201, body).with("Location", self.url(&format!("/order/{id}"))))
@@ -443,7 +467,8 @@ impl AcmeServer {
         Ok(HttpResponse::json(200, self.order_value(o.id)?))
     }
 
-    /// User orders' authorizations: granted by the operator, valid from the start.
+    /// An authorization: user orders' are granted by the operator and valid from the start;
+    /// host orders' carry an `ssh-hostkey-01` challenge.
     fn authz_json(&self, account: i64, id: &str, n: &str) -> Result<HttpResponse, Problem> {
         let o = self.load_order(account, id)?;
         let req: serde_json::Value = serde_json::from_str(&o.request).map_err(internal)?;
@@ -454,10 +479,91 @@ impl AcmeServer {
             .get(i)
             .cloned()
             .ok_or_else(|| malformed("no such authorization"))?;
+        if req["certType"] == "user" {
+            return Ok(HttpResponse::json(
+                200,
+                json!({"status": "valid", "expires": o.expires, "identifier": ident, "challenges": []}),
+            ));
+        }
+        let a = self.authz_row(o.id, i)?;
+        let mut chall = json!({
+            "type": "ssh-hostkey-01",
+            "url": self.url(&format!("/chall/{}/{i}", o.id)),
+            "status": a.status,
+            "token": a.token,
+        });
+        if let Some(e) = &a.error {
+            chall["error"] = serde_json::from_str(e).unwrap_or(json!(e));
+        }
         Ok(HttpResponse::json(
             200,
-            json!({"status": "valid", "expires": o.expires, "identifier": ident, "challenges": []}),
+            json!({"status": a.status, "expires": o.expires, "identifier": ident, "challenges": [chall]}),
         ))
+    }
+
+    fn authz_row(&self, order: i64, i: usize) -> Result<store::AuthzRow, Problem> {
+        let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+        store::authzs(ca.store_connection(), order)
+            .map_err(internal)?
+            .into_iter()
+            .find(|a| a.idx == i as i64)
+            .ok_or_else(|| malformed("no such authorization"))
+    }
+
+    /// `POST {}` to a challenge: validates now (a loopback key exchange takes milliseconds),
+    /// records the verdict and moves the order to ready or invalid.
+    fn challenge(&self, account: i64, id: &str, n: &str) -> Result<HttpResponse, Problem> {
+        let o = self.load_order(account, id)?;
+        let i: usize = n.parse().map_err(|_| malformed("bad challenge index"))?;
+        if self.authz_row(o.id, i)?.status == "pending" {
+            let req: NewOrder = serde_json::from_str(&o.request).map_err(internal)?;
+            let host = req
+                .identifiers
+                .get(i)
+                .ok_or_else(|| malformed("no such challenge"))?
+                .value
+                .clone();
+            let key = PublicKey::from_openssh(&req.public_key).map_err(internal)?;
+            let verdict = super::validate::ssh_hostkey(&host, self.ssh_port, &key);
+            self.record_verdict(o.id, i, &verdict)?;
+            crate::info!(
+                "ssh-hostkey-01 validated",
+                order = o.id,
+                host = host,
+                ok = verdict.is_ok()
+            );
+        }
+        let a = self.authz_row(o.id, i)?;
+        let up = format!("<{}>;rel=\"up\"", self.url(&format!("/authz/{}/{i}", o.id)));
+        Ok(HttpResponse::json(
+            200,
+            json!({"type": "ssh-hostkey-01", "url": self.url(&format!("/chall/{}/{i}", o.id)), "status": a.status, "token": a.token}),
+        )
+        .with("Link", up))
+    }
+
+    /// Records a challenge's verdict and moves the order: ready when every authorization is
+    /// valid, invalid as soon as one is invalid.
+    fn record_verdict(
+        &self,
+        order: i64,
+        i: usize,
+        verdict: &Result<(), Problem>,
+    ) -> Result<(), Problem> {
+        let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = ca.store_connection();
+        match verdict {
+            Ok(()) => store::set_authz(conn, order, i as i64, "valid", None),
+            Err(p) => store::set_authz(conn, order, i as i64, "invalid", Some(&p.to_json())),
+        }
+        .map_err(internal)?;
+        let all = store::authzs(conn, order).map_err(internal)?;
+        if all.iter().any(|a| a.status == "invalid") {
+            store::set_order_status(conn, order, "invalid").map_err(internal)?;
+        } else if all.iter().all(|a| a.status == "valid") {
+            store::set_order_status(conn, order, "ready").map_err(internal)?;
+        }
+        Ok(())
     }
 
     fn finalize(
@@ -503,7 +609,7 @@ impl AcmeServer {
                 )
             })?;
         let sign = SignRequest {
-            cert_type: CertType::User,
+            cert_type: req.cert_type,
             key_id: format!("acct-{account}/order-{}", o.id),
             principals: req.identifiers.iter().map(|i| i.value.clone()).collect(),
             validity: req.validity.as_ref().map(|v| format!("+{v}")),
@@ -513,7 +619,11 @@ impl AcmeServer {
             subject,
         };
         let mut ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
-        match ca.sign(&sign, &self.user_signer, now) {
+        let signer = match req.cert_type {
+            CertType::User => &self.user_signer,
+            CertType::Host => &self.host_signer,
+        };
+        match ca.sign(&sign, signer, now) {
             Ok((_, rec)) => {
                 store::set_order(
                     ca.store_connection(),

@@ -17,8 +17,9 @@ CREATE TABLE IF NOT EXISTS acme_accounts (
 );
 CREATE TABLE IF NOT EXISTS acme_grants (
     fp TEXT NOT NULL,
-    principal TEXT NOT NULL,
-    PRIMARY KEY (fp, principal)
+    kind TEXT NOT NULL CHECK (kind IN ('principal', 'host')),
+    pattern TEXT NOT NULL,
+    PRIMARY KEY (fp, kind, pattern)
 );
 CREATE TABLE IF NOT EXISTS acme_orders (
     id INTEGER PRIMARY KEY,
@@ -29,6 +30,14 @@ CREATE TABLE IF NOT EXISTS acme_orders (
     serial INTEGER,
     cert TEXT,
     error TEXT
+);
+CREATE TABLE IF NOT EXISTS acme_authz (
+    order_id INTEGER NOT NULL REFERENCES acme_orders (id),
+    idx INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    token TEXT NOT NULL,
+    error TEXT,
+    PRIMARY KEY (order_id, idx)
 );
 ";
 
@@ -109,20 +118,80 @@ pub fn create_account(
     Ok((a, true))
 }
 
-/// Principal globs the account key `fp` may get in user certificates.
-pub fn grants(conn: &Connection, fp: &str) -> rusqlite::Result<Vec<String>> {
-    let mut st =
-        conn.prepare("SELECT principal FROM acme_grants WHERE fp = ?1 ORDER BY principal")?;
-    st.query_map([fp], |r| r.get(0))?.collect()
+/// Globs the account key `fp` may get: `kind` is `principal` (user certificates) or `host`
+/// (host names and addresses).
+pub fn grants(conn: &Connection, fp: &str, kind: &str) -> rusqlite::Result<Vec<String>> {
+    let mut st = conn
+        .prepare("SELECT pattern FROM acme_grants WHERE fp = ?1 AND kind = ?2 ORDER BY pattern")?;
+    st.query_map([fp, kind], |r| r.get(0))?.collect()
 }
 
-pub fn grant(conn: &Connection, fp: &str, principals: &[String]) -> rusqlite::Result<()> {
-    for p in principals {
+pub fn grant(conn: &Connection, fp: &str, kind: &str, patterns: &[String]) -> rusqlite::Result<()> {
+    for p in patterns {
         conn.execute(
-            "INSERT OR IGNORE INTO acme_grants (fp, principal) VALUES (?1, ?2)",
-            params![fp, p],
+            "INSERT OR IGNORE INTO acme_grants (fp, kind, pattern) VALUES (?1, ?2, ?3)",
+            params![fp, kind, p],
         )?;
     }
+    Ok(())
+}
+
+/// One authorization of a host order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthzRow {
+    pub idx: i64,
+    pub status: String,
+    pub token: String,
+    pub error: Option<String>,
+}
+
+pub fn create_authz(
+    conn: &Connection,
+    order_id: i64,
+    idx: i64,
+    token: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO acme_authz (order_id, idx, status, token) VALUES (?1, ?2, 'pending', ?3)",
+        params![order_id, idx, token],
+    )?;
+    Ok(())
+}
+
+pub fn authzs(conn: &Connection, order_id: i64) -> rusqlite::Result<Vec<AuthzRow>> {
+    let mut st = conn.prepare(
+        "SELECT idx, status, token, error FROM acme_authz WHERE order_id = ?1 ORDER BY idx",
+    )?;
+    st.query_map([order_id], |r| {
+        Ok(AuthzRow {
+            idx: r.get(0)?,
+            status: r.get(1)?,
+            token: r.get(2)?,
+            error: r.get(3)?,
+        })
+    })?
+    .collect()
+}
+
+pub fn set_authz(
+    conn: &Connection,
+    order_id: i64,
+    idx: i64,
+    status: &str,
+    error: Option<&str>,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE acme_authz SET status = ?3, error = ?4 WHERE order_id = ?1 AND idx = ?2",
+        params![order_id, idx, status, error],
+    )?;
+    Ok(())
+}
+
+pub fn set_order_status(conn: &Connection, id: i64, status: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE acme_orders SET status = ?2 WHERE id = ?1",
+        params![id, status],
+    )?;
     Ok(())
 }
 

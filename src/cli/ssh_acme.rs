@@ -52,6 +52,9 @@ enum Command {
         /// Seconds a request may wait before it is refused as rate limited
         #[arg(long, default_value_t = 10)]
         timeout: u64,
+        /// The port ssh-hostkey-01 connects to (tests use a private sshd)
+        #[arg(long, default_value_t = 22)]
+        challenge_ssh_port: u16,
     },
     /// Operator commands on accounts
     Account {
@@ -83,15 +86,20 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum AccountCommand {
-    /// Let the account of KEY get user certificates for principals matching the globs
+    /// Let the account of KEY get user certificates for principals, or host certificates for
+    /// names, matching the globs
+    #[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["principals", "hosts"])))]
     Allow {
         #[arg(long, env = "SSH_CA_DIR")]
         dir: PathBuf,
         /// The account's public key
         #[arg(long)]
         key: PathBuf,
-        #[arg(long = "principal", required = true)]
+        #[arg(long = "principal")]
         principals: Vec<String>,
+        /// Host names or addresses (globs)
+        #[arg(long = "host")]
+        hosts: Vec<String>,
     },
 }
 
@@ -109,6 +117,23 @@ enum IssueCommand {
         /// Where to write the certificate [default: KEY-cert.pub]
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// A host certificate for the names, proven by ssh-hostkey-01 against this host's sshd
+    Host {
+        /// Account key
+        #[arg(long)]
+        key: PathBuf,
+        /// The host's private key (the certificate's key; signs the proof of possession)
+        #[arg(long)]
+        host_key: PathBuf,
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+        /// Where to write the certificate [default: HOST_KEY-cert.pub]
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Command to run after the certificate is written (e.g. systemctl reload ssh)
+        #[arg(long)]
+        reload: Option<String>,
     },
 }
 
@@ -155,45 +180,33 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             base_url,
             passphrase_file,
             timeout,
-        } => run_server(
-            &dir,
-            &listen,
-            base_url,
-            passphrase_file.as_deref(),
-            timeout,
-            out,
-        ),
+            challenge_ssh_port,
+        } => {
+            let opts = ServeOpts {
+                listen,
+                base_url,
+                passphrase_file,
+                timeout,
+                challenge_ssh_port,
+            };
+            run_server(&dir, opts, out)
+        }
         Command::Account {
             command:
                 AccountCommand::Allow {
                     dir,
                     key,
                     principals,
+                    hosts,
                 },
-        } => allow(&dir, &key, &principals, out),
+        } => allow(&dir, &key, &principals, &hosts, out),
         Command::Register { key, contact } => {
             let mut c = Client::new(&server()?, read_private(&key)?)?;
             let kid = c.register(&contact)?;
             writeln!(out, "{kid}")?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Issue {
-            what:
-                IssueCommand::User {
-                    key,
-                    principals,
-                    validity,
-                    out: target,
-                },
-        } => {
-            let private = read_private(&key)?;
-            let mut c = Client::new(&server()?, private.clone())?;
-            let cert = c.issue_user(&private, &principals, validity.as_deref())?;
-            let target = target.unwrap_or_else(|| cert_path(&key));
-            crate::ca::keys::write_atomic(&target, format!("{cert}\n").as_bytes(), 0o644)?;
-            writeln!(out, "{}", target.display())?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Issue { what } => issue(what, &server()?, out),
         Command::Revoke { key, reason, cert } => {
             let mut c = Client::new(&server()?, read_private(&key)?)?;
             let text = std::fs::read_to_string(&cert)
@@ -203,6 +216,45 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn issue(what: IssueCommand, server: &str, out: &mut dyn Write) -> Result<ExitCode> {
+    let (cert, target, reload) = match what {
+        IssueCommand::User {
+            key,
+            principals,
+            validity,
+            out: target,
+        } => {
+            let private = read_private(&key)?;
+            let mut c = Client::new(server, private.clone())?;
+            let cert = c.issue_user(&private, &principals, validity.as_deref())?;
+            (cert, target.unwrap_or_else(|| cert_path(&key)), None)
+        }
+        IssueCommand::Host {
+            key,
+            host_key,
+            names,
+            out: target,
+            reload,
+        } => {
+            let host = read_private(&host_key)?;
+            let mut c = Client::new(server, read_private(&key)?)?;
+            let cert = c.issue_host(&host, &names)?;
+            (cert, target.unwrap_or_else(|| cert_path(&host_key)), reload)
+        }
+    };
+    crate::ca::keys::write_atomic(&target, format!("{cert}\n").as_bytes(), 0o644)?;
+    writeln!(out, "{}", target.display())?;
+    if let Some(cmd) = reload.as_deref() {
+        let status = std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .status()?;
+        if !status.success() {
+            return Err(anyhow!("--reload {cmd:?} failed: {status}"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cert_path(key: &Path) -> PathBuf {
@@ -226,7 +278,13 @@ fn read_private(path: &Path) -> Result<PrivateKey> {
     Ok(key)
 }
 
-fn allow(dir: &Path, key: &Path, principals: &[String], out: &mut dyn Write) -> Result<ExitCode> {
+fn allow(
+    dir: &Path,
+    key: &Path,
+    principals: &[String],
+    hosts: &[String],
+    out: &mut dyn Write,
+) -> Result<ExitCode> {
     let ca = Ca::open(dir)?;
     let text = std::fs::read_to_string(key).map_err(|e| CaError::io(key, e))?;
     let public = PublicKey::from_openssh(text.trim()).map_err(|e| CaError::BadInput {
@@ -234,28 +292,39 @@ fn allow(dir: &Path, key: &Path, principals: &[String], out: &mut dyn Write) -> 
         why: format!("not an OpenSSH public key: {e}"),
     })?;
     store::init(ca.store_connection())?;
-    store::grant(ca.store_connection(), &fingerprint(&public), principals)?;
-    writeln!(
-        out,
-        "account {} may get user certificates for {}",
-        fingerprint(&public),
-        principals.join(", ")
-    )?;
+    let fp = fingerprint(&public);
+    store::grant(ca.store_connection(), &fp, "principal", principals)?;
+    store::grant(ca.store_connection(), &fp, "host", hosts)?;
+    if !principals.is_empty() {
+        writeln!(
+            out,
+            "account {fp} may get user certificates for {}",
+            principals.join(", ")
+        )?;
+    }
+    if !hosts.is_empty() {
+        writeln!(
+            out,
+            "account {fp} may get host certificates for {}",
+            hosts.join(", ")
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_server(
-    dir: &Path,
-    listen: &str,
+struct ServeOpts {
+    listen: String,
     base_url: Option<String>,
-    passphrase_file: Option<&Path>,
+    passphrase_file: Option<PathBuf>,
     timeout: u64,
-    out: &mut dyn Write,
-) -> Result<ExitCode> {
+    challenge_ssh_port: u16,
+}
+
+fn run_server(dir: &Path, o: ServeOpts, out: &mut dyn Write) -> Result<ExitCode> {
     let _log = super::init_logging(Some(&dir.join("ssh-acme.log")))?;
     let ca = Ca::open(dir)?;
-    let pass = passphrase_file.map(Path::to_path_buf);
-    let signer = ca.signer(CertType::User, &|p| {
+    let pass = o.passphrase_file.clone();
+    let ask = |p: &Path| -> Result<String, CaError> {
         let f = pass.as_deref().ok_or_else(|| CaError::Key {
             path: p.to_path_buf(),
             why: "the CA key is encrypted: give --passphrase-file".into(),
@@ -263,22 +332,32 @@ fn run_server(
         std::fs::read_to_string(f)
             .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
             .map_err(|e| CaError::io(f, e))
-    })?;
+    };
+    let signers = (
+        ca.signer(CertType::User, &ask)?,
+        ca.signer(CertType::Host, &ask)?,
+    );
+    let listen = &o.listen;
     let http =
         tiny_http::Server::http(listen).map_err(|e| anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = http
         .server_addr()
         .to_ip()
         .ok_or_else(|| anyhow!("not an IP listener"))?;
-    let base = base_url.unwrap_or_else(|| format!("http://{addr}"));
+    let base = o.base_url.unwrap_or_else(|| format!("http://{addr}"));
     let server =
-        std::sync::Arc::new(AcmeServer::new(ca, signer, base.clone()).map_err(|p| anyhow!(p))?);
+        AcmeServer::new(ca, signers, base.clone(), o.challenge_ssh_port).map_err(|p| anyhow!(p))?;
     let exec = crate::sched::Builder::new()
         .thread_name("ssh-acme")
         .build()?;
     crate::info!("ssh-acme listening", url = base);
     writeln!(out, "listening on {base}")?;
     out.flush()?;
-    serve(server, http, &exec, Duration::from_secs(timeout));
+    serve(
+        std::sync::Arc::new(server),
+        http,
+        &exec,
+        Duration::from_secs(o.timeout),
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -367,9 +367,14 @@ struct AcmeServerProc {
 
 impl AcmeServerProc {
     fn start(lab: &Lab) -> AcmeServerProc {
+        AcmeServerProc::start_with(lab, &[])
+    }
+
+    fn start_with(lab: &Lab, extra: &[&str]) -> AcmeServerProc {
         let mut child = Command::new(ACME)
             .args(["serve", "--listen", "127.0.0.1:0", "--dir"])
             .arg(lab.ca_dir())
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -413,12 +418,16 @@ impl Drop for AcmeServerProc {
 }
 
 fn allow(lab: &Lab, key: &Path, principal: &str) {
+    grant(lab, key, &["--principal", principal]);
+}
+
+fn grant(lab: &Lab, key: &Path, what: &[&str]) {
     let out = Command::new(ACME)
         .args(["account", "allow", "--dir"])
         .arg(lab.ca_dir())
         .arg("--key")
         .arg(key)
-        .args(["--principal", principal])
+        .args(what)
         .output()
         .expect("allow");
     assert!(out.status.success(), "{}", text(&out));
@@ -574,4 +583,96 @@ fn raw_post(base: &str, path: &str, content_type: &str, body: &[u8]) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");
     out
+}
+
+#[test]
+fn a_host_proves_its_key_with_ssh_hostkey_01_and_its_certificate_is_trusted_by_ssh() {
+    let lab = Lab::new("ed25519");
+    let host_key = lab.keygen("ssh_host_ed25519_key", "ed25519");
+    let bare = Sshd::start(&lab, &host_key, None, "");
+    let port = bare.port.to_string();
+    let server = AcmeServerProc::start_with(&lab, &["--challenge-ssh-port", &port]);
+    lab.keygen("acct", "ed25519");
+    let names = ["--name", "localhost", "--name", "127.0.0.1"];
+    let mut args = vec![
+        "issue",
+        "host",
+        "--key",
+        "acct",
+        "--host-key",
+        "ssh_host_ed25519_key",
+    ];
+    args.extend(names);
+    let out = server.client(&lab, &args);
+    assert_eq!(out.status.code(), Some(1), "no host grant yet");
+    grant(
+        &lab,
+        &lab.path("acct.pub"),
+        &["--host", "localhost", "--host", "127.0.0.*"],
+    );
+    let out = server.client(&lab, &args);
+    assert!(
+        out.status.success(),
+        "ssh-hostkey-01 passes against the host's sshd"
+    );
+    let cert = lab.path("ssh_host_ed25519_key-cert.pub");
+    let listing = String::from_utf8_lossy(
+        &Command::new("ssh-keygen")
+            .args(["-L", "-f"])
+            .arg(&cert)
+            .output()
+            .expect("-L")
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        listing.contains("host certificate")
+            && listing.contains("localhost")
+            && listing.contains("127.0.0.1"),
+        "{listing}"
+    );
+
+    // The same sshd asked to prove another key fails the challenge.
+    lab.keygen("other_host_key", "ed25519");
+    let out = server.client(
+        &lab,
+        &[
+            "issue",
+            "host",
+            "--key",
+            "acct",
+            "--host-key",
+            "other_host_key",
+            "--name",
+            "127.0.0.1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("host key other than"), "{}", text(&out));
+    assert!(!lab.path("other_host_key-cert.pub").exists());
+    drop(bare);
+
+    // The host now serves the certificate; ssh trusts it through the @cert-authority line.
+    let sshd = Sshd::start(&lab, &host_key, Some(&cert), "");
+    let me = whoami();
+    let user = lab.keygen("id_user", "ed25519");
+    let ucert = {
+        let o = Command::new(env!("CARGO_BIN_EXE_ssh-ca"))
+            .args(["sign", "--user", "-I", "u", "-n", &me, "id_user.pub"])
+            .env("SSH_CA_DIR", lab.ca_dir())
+            .current_dir(&lab.dir)
+            .output()
+            .expect("ssh-ca");
+        assert!(o.status.success());
+        lab.path("id_user-cert.pub")
+    };
+    let (_, known) = lab.export();
+    assert!(
+        sshd.ssh(&user, &ucert, &known, &lab, &[], "true")
+            .status
+            .success(),
+        "host certificate from ssh-acme trusted"
+    );
+
+    drop(sshd);
 }

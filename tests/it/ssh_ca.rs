@@ -140,7 +140,7 @@ fn free_port() -> u16 {
 /// A real sshd on a loopback port, killed on drop.
 pub(crate) struct Sshd {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     log: PathBuf,
 }
 

@@ -1,0 +1,76 @@
+//! The `ssh-hostkey-01` challenge: does the named host present the order's key in a real SSH
+//! key exchange?
+//!
+//! It runs the stock OpenSSH client with authentication method `none` and a known-hosts file
+//! that holds only the expected key: the client completes the key exchange and checks the
+//! host's signature over it, then fails authentication ("Permission denied": the host proved
+//! it holds the key) or refuses the host first ("Host key verification failed": another key).
+//! A key scan would not do: ssh-keyscan stops before the signature is checked.
+
+use super::problem::{Problem, ProblemType};
+use ssh_key::{Algorithm, PublicKey};
+use std::process::{Command, Stdio};
+
+/// Checks that `host:port` presents `key`.
+pub fn ssh_hostkey(host: &str, port: u16, key: &PublicKey) -> Result<(), Problem> {
+    let fail = |d: String| Problem::new(ProblemType::Unauthorized, d);
+    let dir =
+        tempfile::tempdir().map_err(|e| fail(format!("cannot make a temporary directory: {e}")))?;
+    let known = dir.path().join("known_hosts");
+    let pattern = if port == 22 {
+        host.to_string()
+    } else {
+        format!("[{host}]:{port}")
+    };
+    let line = key.to_openssh().map_err(|e| fail(e.to_string()))?;
+    std::fs::write(&known, format!("{pattern} {line}\n")).map_err(|e| fail(e.to_string()))?;
+    let algs = match key.algorithm() {
+        Algorithm::Rsa { .. } => "rsa-sha2-512,rsa-sha2-256".to_string(),
+        a => a.as_str().to_string(),
+    };
+    let out = Command::new("ssh")
+        .args(["-F", "/dev/null", "-p", &port.to_string()])
+        .args(["-o", "BatchMode=yes", "-o", "PreferredAuthentications=none"])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+        ])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known.display()))
+        .args([
+            "-o",
+            &format!("HostKeyAlgorithms={algs}"),
+            "-o",
+            "ConnectTimeout=5",
+        ])
+        .args([
+            "-o",
+            "IdentityAgent=none",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .arg(format!("ssh-acme-probe@{host}"))
+        .arg("true")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Problem::new(ProblemType::ServerInternal, format!("cannot run ssh: {e}")))?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("Permission denied") {
+        return Ok(());
+    }
+    if err.contains("Host key verification failed")
+        || err.contains("HOST IDENTIFICATION HAS CHANGED")
+    {
+        return Err(fail(format!(
+            "{host}:{port} presented a host key other than the order's publicKey"
+        )));
+    }
+    Err(fail(format!(
+        "cannot complete an SSH key exchange with {host}:{port}: {}",
+        err.trim()
+    )))
+}
