@@ -372,6 +372,30 @@ impl Client {
         Ok(String::from_utf8_lossy(&r.body).trim().to_string())
     }
 
+    /// The renewal window the server suggests for `cert`, as Unix seconds.
+    pub fn renewal_window(&self, cert: &ssh_key::Certificate) -> Result<(u64, u64), ClientError> {
+        let ca = PublicKey::from(cert.signature_key().clone());
+        let blob = ca.to_bytes().map_err(|e| self.err("renewalInfo", e))?;
+        let url = format!(
+            "{}/{}",
+            self.dir("renewalInfo")?,
+            super::order::cert_id(&blob, cert.serial())
+        );
+        let r = http("GET", &url, None)?;
+        if r.status != 200 {
+            return Err(ClientError::Problem(problem_of(&r)));
+        }
+        let v = r.json();
+        let t = |k: &str| {
+            v["suggestedWindow"][k]
+                .as_str()
+                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                .and_then(|d| u64::try_from(d.timestamp()).ok())
+                .ok_or_else(|| self.err(&url, format!("no suggestedWindow.{k}")))
+        };
+        Ok((t("start")?, t("end")?))
+    }
+
     /// Revokes a certificate this account ordered.
     pub fn revoke(&mut self, certificate: &str, reason: &str) -> Result<(), ClientError> {
         if self.kid.is_none() {

@@ -220,6 +220,7 @@ impl AcmeServer {
             ("GET", ["new-nonce"]) => Ok(HttpResponse::text(204, "text/plain", Vec::new())),
             ("GET", ["krl"]) => self.krl(now),
             ("GET", ["ca", which]) => self.ca_material(which),
+            ("GET", ["renewal-info", id]) => self.renewal_info(id),
             ("POST", _) => self.post(req, path, &segs, now),
             _ => Err(Problem::new(
                 ProblemType::Malformed,
@@ -739,14 +740,44 @@ impl AcmeServer {
         ))
     }
 
-    /// The renewal-information id of an issued certificate.
-    pub fn cert_id_of(&self, serial: u64) -> Result<String, Problem> {
+    /// When to renew the certificate `id` (a certID): the last third of its validity.
+    fn renewal_info(&self, id: &str) -> Result<HttpResponse, Problem> {
+        let (_, serial) = id
+            .split_once('.')
+            .ok_or_else(|| malformed("certID is ca.serial"))?;
+        let bytes = Base64UrlUnpadded::decode_vec(serial)
+            .map_err(|_| malformed("certID serial is not base64url"))?;
+        let serial = u64::from_be_bytes(
+            bytes
+                .try_into()
+                .map_err(|_| malformed("certID serial is not 8 bytes"))?,
+        );
         let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(cert_id(
-            &crate::ca::blob(&ca.user_ca).map_err(internal)?,
-            serial,
-        ))
+        let rec = ca
+            .store
+            .cert_by_serial(serial)
+            .map_err(internal)?
+            .ok_or_else(|| malformed(format!("no certificate with serial {serial}")))?;
+        let kind = ca
+            .ca_kind(&rec.ca_fp)
+            .ok_or_else(|| internal("certificate of an unknown CA"))?;
+        let expected = cert_id(&crate::ca::blob(ca.ca_key(kind)).map_err(internal)?, serial);
+        if expected != id {
+            return Err(malformed("certID does not name a certificate of this CA"));
+        }
+        let (start, end) = super::order::renewal_window(rec.valid_after, rec.valid_before);
+        Ok(HttpResponse::json(
+            200,
+            json!({"suggestedWindow": {"start": rfc3339(start), "end": rfc3339(end)}}),
+        )
+        .with("Retry-After", "21600".into()))
     }
+}
+
+fn rfc3339(t: u64) -> String {
+    chrono::DateTime::from_timestamp(i64::try_from(t).unwrap_or(i64::MAX), 0)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
 }
 
 fn account_value(a: &store::Account) -> serde_json::Value {

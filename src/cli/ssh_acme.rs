@@ -74,6 +74,24 @@ enum Command {
         #[command(subcommand)]
         what: IssueCommand,
     },
+    /// Renew a certificate once the server's renewal window opens (does nothing before)
+    Renew {
+        /// Account key (for user certificates also the certificate's key)
+        #[arg(long)]
+        key: PathBuf,
+        /// The certificate to renew; replaced atomically
+        #[arg(long)]
+        cert: PathBuf,
+        /// The host's private key, for host certificates
+        #[arg(long)]
+        host_key: Option<PathBuf>,
+        /// Renew now, whatever the window says
+        #[arg(long)]
+        force: bool,
+        /// Command to run after the certificate is replaced (e.g. systemctl reload ssh)
+        #[arg(long)]
+        reload: Option<String>,
+    },
     /// Revoke a certificate this account ordered
     Revoke {
         #[arg(long)]
@@ -207,6 +225,23 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Issue { what } => issue(what, &server()?, out),
+        Command::Renew {
+            key,
+            cert,
+            host_key,
+            force,
+            reload,
+        } => renew(
+            &server()?,
+            &RenewArgs {
+                key,
+                cert,
+                host_key,
+                force,
+                reload,
+            },
+            out,
+        ),
         Command::Revoke { key, reason, cert } => {
             let mut c = Client::new(&server()?, read_private(&key)?)?;
             let text = std::fs::read_to_string(&cert)
@@ -244,9 +279,19 @@ fn issue(what: IssueCommand, server: &str, out: &mut dyn Write) -> Result<ExitCo
             (cert, target.unwrap_or_else(|| cert_path(&host_key)), reload)
         }
     };
-    crate::ca::keys::write_atomic(&target, format!("{cert}\n").as_bytes(), 0o644)?;
+    install(&cert, &target, reload.as_deref(), out)
+}
+
+/// Writes the certificate atomically, then runs the reload command.
+fn install(
+    cert: &str,
+    target: &Path,
+    reload: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<ExitCode> {
+    crate::ca::keys::write_atomic(target, format!("{cert}\n").as_bytes(), 0o644)?;
     writeln!(out, "{}", target.display())?;
-    if let Some(cmd) = reload.as_deref() {
+    if let Some(cmd) = reload {
         let status = std::process::Command::new("sh")
             .args(["-c", cmd])
             .status()?;
@@ -255,6 +300,53 @@ fn issue(what: IssueCommand, server: &str, out: &mut dyn Write) -> Result<ExitCo
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+struct RenewArgs {
+    key: PathBuf,
+    cert: PathBuf,
+    host_key: Option<PathBuf>,
+    force: bool,
+    reload: Option<String>,
+}
+
+fn renew(server: &str, a: &RenewArgs, out: &mut dyn Write) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(&a.cert).map_err(|e| CaError::io(&a.cert, e))?;
+    let cert = ssh_key::Certificate::from_openssh(text.trim()).map_err(|e| CaError::BadInput {
+        path: a.cert.clone(),
+        why: format!("not an OpenSSH certificate: {e}"),
+    })?;
+    let account = read_private(&a.key)?;
+    let mut c = Client::new(server, account.clone())?;
+    let (start, _) = c.renewal_window(&cert)?;
+    let now = crate::ca::unix_now();
+    if now < start && !a.force {
+        writeln!(
+            out,
+            "{}: not due; the renewal window opens at {}",
+            a.cert.display(),
+            crate::ca::validity::display_bound(start, true)
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let principals = cert.valid_principals().to_vec();
+    let renewed = match CertType::from(cert.cert_type()) {
+        CertType::User => {
+            if account.public_key().key_data() != cert.public_key() {
+                return Err(anyhow!("--key is not the key of {}", a.cert.display()));
+            }
+            let span = cert.valid_before().saturating_sub(cert.valid_after());
+            c.issue_user(&account, &principals, Some(&format!("{span}s")))?
+        }
+        CertType::Host => {
+            let hk = a
+                .host_key
+                .as_deref()
+                .ok_or_else(|| anyhow!("renewing a host certificate needs --host-key"))?;
+            c.issue_host(&read_private(hk)?, &principals)?
+        }
+    };
+    install(&renewed, &a.cert, a.reload.as_deref(), out)
 }
 
 fn cert_path(key: &Path) -> PathBuf {

@@ -676,3 +676,63 @@ fn a_host_proves_its_key_with_ssh_hostkey_01_and_its_certificate_is_trusted_by_s
 
     drop(sshd);
 }
+
+#[test]
+fn renew_waits_for_the_window_then_replaces_the_certificate() {
+    let lab = Lab::new("ed25519");
+    let server = AcmeServerProc::start(&lab);
+    lab.keygen("id_user", "ed25519");
+    allow(&lab, &lab.path("id_user.pub"), "deploy");
+    let serial = |lab: &Lab| {
+        let t = String::from_utf8_lossy(
+            &Command::new("ssh-keygen")
+                .args(["-L", "-f"])
+                .arg(lab.path("id_user-cert.pub"))
+                .output()
+                .expect("-L")
+                .stdout,
+        )
+        .into_owned();
+        t.lines()
+            .find_map(|l| l.trim().strip_prefix("Serial: "))
+            .expect("serial")
+            .to_string()
+    };
+    // Valid for 3 s: the window (the last third) opens after 2 s.
+    assert!(
+        server
+            .client(
+                &lab,
+                &[
+                    "issue",
+                    "user",
+                    "--key",
+                    "id_user",
+                    "--principal",
+                    "deploy",
+                    "--validity",
+                    "3s"
+                ]
+            )
+            .status
+            .success()
+    );
+    let first = serial(&lab);
+    let renew = ["renew", "--key", "id_user", "--cert", "id_user-cert.pub"];
+    let out = server.client(&lab, &renew);
+    assert!(
+        out.status.success() && text(&out).contains("not due"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(serial(&lab), first, "nothing replaced before the window");
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    let out = server.client(&lab, &renew);
+    assert!(out.status.success() && !text(&out).contains("not due"));
+    let second = serial(&lab);
+    assert_ne!(second, first, "renewed inside the window");
+    let mut forced = renew.to_vec();
+    forced.push("--force");
+    assert!(server.client(&lab, &forced).status.success());
+    assert_ne!(serial(&lab), second, "--force renews at once");
+}
