@@ -71,10 +71,11 @@ pub fn http(method: &str, url: &str, body: Option<&[u8]>) -> Result<Reply, Clien
     if let Some(b) = body {
         s.write_all(b).map_err(|e| err(e.to_string()))?;
     }
-    read_reply(BufReader::new(s)).map_err(|e| err(e.to_string()))
+    read_reply(BufReader::new(s), method == "HEAD").map_err(|e| err(e.to_string()))
 }
 
-fn read_reply(mut r: BufReader<TcpStream>) -> std::io::Result<Reply> {
+/// Reads a response; a reply to HEAD has headers only, whatever Content-Length says.
+fn read_reply(mut r: BufReader<TcpStream>, head_only: bool) -> std::io::Result<Reply> {
     let mut line = String::new();
     r.read_line(&mut line)?;
     let status = line
@@ -98,6 +99,13 @@ fn read_reply(mut r: BufReader<TcpStream>) -> std::io::Result<Reply> {
         }
     }
     let mut body = Vec::new();
+    if head_only {
+        return Ok(Reply {
+            status,
+            headers,
+            body,
+        });
+    }
     match len {
         Some(n) => {
             body.resize(n, 0);
@@ -123,6 +131,15 @@ pub struct Client {
 }
 
 fn problem_of(r: &Reply) -> Problem {
+    if r.body.is_empty() {
+        let kind = match r.status {
+            429 => ProblemType::RateLimited,
+            403 => ProblemType::Unauthorized,
+            500.. => ProblemType::ServerInternal,
+            _ => ProblemType::Malformed,
+        };
+        return Problem::new(kind, format!("HTTP status {}", r.status));
+    }
     let v = r.json();
     let kind = match v["type"].as_str().unwrap_or("") {
         "urn:ietf:params:acme:error:badNonce" => ProblemType::BadNonce,
@@ -169,6 +186,9 @@ impl Client {
             return Ok(n);
         }
         let r = http("HEAD", &self.dir("newNonce")?, None)?;
+        if r.status >= 400 {
+            return Err(ClientError::Problem(problem_of(&r)));
+        }
         r.header("replay-nonce")
             .map(str::to_string)
             .ok_or_else(|| ClientError::Http {

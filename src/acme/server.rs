@@ -795,8 +795,20 @@ pub fn serve(
 ) {
     for mut request in http.incoming_requests() {
         let server = server.clone();
-        let deadline = exec.now() + timeout;
-        let task = exec.spawn(deadline, move |_ctx| {
+        let clock = exec.clone();
+        let opts =
+            crate::sched::Opts::new(exec.now() + timeout).on_miss(crate::sched::OnMiss::RunLate);
+        // Run late on purpose: a request that waited past its deadline still gets an answer,
+        // a fast `rateLimited`, instead of a dropped connection.
+        let task = exec.spawn_with(opts, move |ctx| {
+            if clock.now() > ctx.deadline() {
+                let p = Problem::new(
+                    ProblemType::RateLimited,
+                    "the server is overloaded; retry later",
+                );
+                let resp = HttpResponse::problem(&p).with("Retry-After", "1".into());
+                return write_response(request, resp);
+            }
             let req = read_request(&mut request);
             let now = crate::ca::unix_now();
             let resp = match req {

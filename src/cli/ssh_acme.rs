@@ -49,9 +49,9 @@ enum Command {
         /// Read the CA key passphrase from this file
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
-        /// Seconds a request may wait before it is refused as rate limited
-        #[arg(long, default_value_t = 10)]
-        timeout: u64,
+        /// Milliseconds a request may wait for a worker before it is refused as rate limited
+        #[arg(long, default_value_t = 10_000)]
+        timeout_ms: u64,
         /// The port ssh-hostkey-01 connects to (tests use a private sshd)
         #[arg(long, default_value_t = 22)]
         challenge_ssh_port: u16,
@@ -197,14 +197,14 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             listen,
             base_url,
             passphrase_file,
-            timeout,
+            timeout_ms,
             challenge_ssh_port,
         } => {
             let opts = ServeOpts {
                 listen,
                 base_url,
                 passphrase_file,
-                timeout,
+                timeout_ms,
                 challenge_ssh_port,
             };
             run_server(&dir, opts, out)
@@ -408,7 +408,7 @@ struct ServeOpts {
     listen: String,
     base_url: Option<String>,
     passphrase_file: Option<PathBuf>,
-    timeout: u64,
+    timeout_ms: u64,
     challenge_ssh_port: u16,
 }
 
@@ -449,7 +449,7 @@ fn run_server(dir: &Path, o: ServeOpts, out: &mut dyn Write) -> Result<ExitCode>
         std::sync::Arc::new(server),
         http,
         &exec,
-        Duration::from_secs(o.timeout),
+        Duration::from_millis(o.timeout_ms),
     );
     Ok(ExitCode::SUCCESS)
 }

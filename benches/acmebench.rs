@@ -1,0 +1,228 @@
+//! ssh-acme load benchmark: C concurrent clients (default 100) complete user-certificate
+//! orders (new-order, finalize with proof of possession, download) against one `ssh-acme
+//! serve` on loopback for D seconds (default 10) per phase:
+//! 1. closed loop (each client issues back to back): the server's capacity;
+//! 2. paced at 500 issuances/s in total (the goal's rate): latency below capacity;
+//! 3. four times as many clients (four times the requests in flight) with the server's request
+//!    timeout at 50 ms: what waits longer than that must be refused fast (`rateLimited`), not
+//!    queued forever.
+//!
+//! Reports issuances per second, p50/p99 latency of a whole issuance, errors (split into
+//! rate-limited and other) and whether every serial is unique.
+//! Run: `cargo bench --bench acmebench` (`BENCH_CLIENTS=20 BENCH_SECS=5` for a quick run).
+
+mod common;
+
+use bitrot::acme::client::Client;
+use common::{Row, env_n, hist, loadavg, ns, pcts, print_table};
+use ssh_key::rand_core::UnwrapErr;
+use ssh_key::{Algorithm, PrivateKey, getrandom::SysRng};
+use std::collections::HashSet;
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+struct Phase {
+    issued: usize,
+    rate: f64,
+    hist: hdrhistogram::Histogram<u64>,
+    limited: usize,
+    other_errors: Vec<String>,
+    unique: bool,
+}
+
+/// Starts `ssh-acme serve` on `ca` and returns the process and its URL.
+fn start_server(ca: &std::path::Path, timeout_ms: u64) -> (std::process::Child, String) {
+    let mut server = Command::new(env!("CARGO_BIN_EXE_ssh-acme"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--timeout-ms",
+            &timeout_ms.to_string(),
+            "--dir",
+        ])
+        .arg(ca)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ssh-acme serve");
+    let mut banner = String::new();
+    std::io::BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut banner)
+        .expect("banner");
+    (
+        server,
+        banner
+            .trim()
+            .trim_start_matches("listening on ")
+            .to_string(),
+    )
+}
+
+/// Every client issues until `secs` pass; with `rate` > 0 the clients together start at most
+/// `rate` issuances per second (each client paced at rate / clients).
+fn phase(url: &str, keys: &[PrivateKey], secs: u64, rate: f64) -> Phase {
+    let lat = Arc::new(Mutex::new(hist()));
+    let certs = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let until = Instant::now() + Duration::from_secs(secs);
+    let gap = (rate > 0.0).then(|| Duration::from_secs_f64(keys.len() as f64 / rate));
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for (i, k) in keys.iter().enumerate() {
+            let (lat, certs, errors) = (lat.clone(), certs.clone(), errors.clone());
+            s.spawn(move || {
+                let mut c = match Client::new(url, k.clone()) {
+                    Ok(c) => c,
+                    Err(e) => return errors.lock().expect("errors").push(e.to_string()),
+                };
+                let principals = vec!["bench".to_string()];
+                // Spread the paced clients' start times over one gap.
+                let mut next = Instant::now()
+                    + gap.map_or(Duration::ZERO, |g| g.mul_f64(i as f64 / keys.len() as f64));
+                while Instant::now() < until {
+                    if let Some(g) = gap {
+                        let now = Instant::now();
+                        if next > now {
+                            std::thread::sleep(next - now);
+                        }
+                        next += g;
+                    }
+                    let a = Instant::now();
+                    match c.issue_user(k, &principals, Some("1h")) {
+                        Ok(cert) => {
+                            lat.lock()
+                                .expect("lat")
+                                .saturating_record(ns(a.elapsed()).max(1));
+                            certs.lock().expect("certs").push(cert);
+                        }
+                        Err(e) => errors.lock().expect("errors").push(e.to_string()),
+                    }
+                }
+            });
+        }
+    });
+    let wall = t0.elapsed().as_secs_f64();
+    let certs = certs.lock().expect("certs").clone();
+    let serials: HashSet<u64> = certs
+        .iter()
+        .map(|c| {
+            ssh_key::Certificate::from_openssh(c)
+                .expect("cert")
+                .serial()
+        })
+        .collect();
+    let errors = errors.lock().expect("errors").clone();
+    let (limited, other): (Vec<String>, Vec<String>) =
+        errors.into_iter().partition(|e| e.contains("rateLimited"));
+    let h = lat.lock().expect("lat").clone();
+    Phase {
+        issued: certs.len(),
+        rate: certs.len() as f64 / wall,
+        hist: h,
+        limited: limited.len(),
+        other_errors: other,
+        unique: serials.len() == certs.len(),
+    }
+}
+
+fn row(name: String, p: &Phase) -> Row {
+    let mut cols = vec![format!("{:.0}", p.rate), p.issued.to_string()];
+    cols.extend(
+        pcts(&p.hist)
+            .into_iter()
+            .map(|v| format!("{:.1}", v.parse::<f64>().unwrap_or(0.0) / 1e6)),
+    );
+    cols.push(p.limited.to_string());
+    cols.push(p.other_errors.len().to_string());
+    cols.push(p.unique.to_string());
+    Row { name, cols }
+}
+
+fn main() {
+    let clients = env_n("BENCH_CLIENTS", 100) as usize;
+    let secs = env_n("BENCH_SECS", 10);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ca = tmp.path().join("ca");
+    let ok = Command::new(env!("CARGO_BIN_EXE_ssh-ca"))
+        .args(["init", "--dir"])
+        .arg(&ca)
+        .output()
+        .expect("ssh-ca init");
+    assert!(ok.status.success());
+    println!(
+        "# acmebench: {clients} clients, {secs} s per phase; loadavg at start {}",
+        loadavg()
+    );
+    // One account key per client, granted the principal "bench".
+    let keys: Vec<PrivateKey> = (0..clients)
+        .map(|_| PrivateKey::random(&mut UnwrapErr(SysRng), Algorithm::Ed25519).expect("key"))
+        .collect();
+    for (i, k) in keys.iter().enumerate() {
+        let p = tmp.path().join(format!("k{i}.pub"));
+        std::fs::write(&p, k.public_key().to_openssh().expect("pub")).expect("write");
+        let out = Command::new(env!("CARGO_BIN_EXE_ssh-acme"))
+            .args(["account", "allow", "--dir"])
+            .arg(&ca)
+            .arg("--key")
+            .arg(&p)
+            .args(["--principal", "bench"])
+            .output()
+            .expect("allow");
+        assert!(out.status.success());
+    }
+    let (mut server, url) = start_server(&ca, 10_000);
+    let closed = phase(&url, &keys, secs, 0.0);
+    let paced = phase(&url, &keys, secs, 500.0);
+    let _ = server.kill();
+    let _ = server.wait();
+    let (mut server, url) = start_server(&ca, 50);
+    // Four clients per account, closed loop: four times the in-flight requests of phase 1.
+    let crowd: Vec<PrivateKey> = keys.iter().cycle().take(4 * keys.len()).cloned().collect();
+    let over = phase(&url, &crowd, secs, 0.0);
+    let _ = server.kill();
+    let _ = server.wait();
+    print_table(
+        &format!("user-certificate issuances (loadavg {})", loadavg()),
+        &[
+            "phase",
+            "issuances/s",
+            "issued",
+            "p50 ms",
+            "p90",
+            "p99",
+            "p99.9",
+            "max",
+            "rate-limited",
+            "other errors",
+            "serials unique",
+        ],
+        &[
+            row(format!("closed loop, {clients} clients"), &closed),
+            row("paced at 500/s".into(), &paced),
+            row(
+                format!("{} clients (overload), request timeout 50 ms", crowd.len()),
+                &over,
+            ),
+        ],
+    );
+    for p in [&closed, &paced, &over] {
+        if let Some(e) = p.other_errors.first() {
+            println!("first other error: {e}");
+        }
+    }
+    let ms = |p: &Phase, q: f64| p.hist.value_at_quantile(q) as f64 / 1e6;
+    println!(
+        "\nRESULT capacity_per_s={:.0} paced500_p50_ms={:.1} paced500_p99_ms={:.1} overload_p99_ms={:.1} overload_rate_limited={} errors={} serials_unique={} loadavg={}",
+        closed.rate,
+        ms(&paced, 0.5),
+        ms(&paced, 0.99),
+        ms(&over, 0.99),
+        over.limited,
+        closed.other_errors.len() + paced.other_errors.len() + over.other_errors.len(),
+        closed.unique && paced.unique && over.unique,
+        loadavg()
+    );
+}
