@@ -736,3 +736,33 @@ fn renew_waits_for_the_window_then_replaces_the_certificate() {
     assert!(server.client(&lab, &forced).status.success());
     assert_ne!(serial(&lab), second, "--force renews at once");
 }
+
+#[test]
+fn a_client_of_curl_and_ssh_keygen_written_from_the_protocol_document_gets_a_certificate() {
+    let lab = Lab::new("ed25519");
+    let server = AcmeServerProc::start(&lab);
+    lab.keygen("shell_user", "ed25519");
+    allow(&lab, &lab.path("shell_user.pub"), "deploy");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/acme-curl.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .arg(&server.url)
+        .arg(lab.path("shell_user"))
+        .arg("deploy")
+        .output()
+        .expect("bash");
+    assert!(out.status.success(), "{}", text(&out));
+    let cert = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    std::fs::write(lab.path("shell_user-cert.pub"), format!("{cert}\n")).expect("cert");
+    let v = lab.ca(&[
+        "verify",
+        "--principal",
+        "deploy",
+        &lab.path("shell_user-cert.pub").to_string_lossy(),
+    ]);
+    assert!(
+        v.status.success(),
+        "the shell client's certificate verifies: {}",
+        text(&v)
+    );
+}

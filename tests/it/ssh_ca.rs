@@ -76,7 +76,7 @@ impl Lab {
         self.dir.join(name)
     }
 
-    fn ca(&self, args: &[&str]) -> Output {
+    pub(crate) fn ca(&self, args: &[&str]) -> Output {
         run(Command::new(BIN)
             .args(args)
             .env("SSH_CA_DIR", self.ca_dir())
