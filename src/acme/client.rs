@@ -261,21 +261,34 @@ impl Client {
         principals: &[String],
         validity: Option<&str>,
     ) -> Result<String, ClientError> {
+        let (order_url, finalize) = self.order_user(subject.public_key(), principals, validity)?;
+        self.finalize_and_download(&order_url, &finalize, subject)
+    }
+
+    /// Places a user-certificate order; returns the order URL and its `finalize` URL.
+    pub fn order_user(
+        &mut self,
+        subject: &PublicKey,
+        principals: &[String],
+        validity: Option<&str>,
+    ) -> Result<(String, serde_json::Value), ClientError> {
         if self.kid.is_none() {
             self.register(&[])?;
         }
         let new_order = self.dir("newOrder")?;
-        let mut req = serde_json::json!({
-            "certType": "user",
-            "identifiers": principals.iter().map(|p| serde_json::json!({"type": "principal", "value": p})).collect::<Vec<_>>(),
-            "publicKey": subject.public_key().to_openssh().map_err(|e| ClientError::Http { url: new_order.clone(), why: e.to_string() })?,
-        });
+        let idents: Vec<serde_json::Value> = principals
+            .iter()
+            .map(|p| serde_json::json!({"type": "principal", "value": p}))
+            .collect();
+        let public = subject.to_openssh().map_err(|e| self.err(&new_order, e))?;
+        let mut req =
+            serde_json::json!({"certType": "user", "identifiers": idents, "publicKey": public});
         if let Some(v) = validity {
             req["validity"] = serde_json::json!(v);
         }
         let r = self.post(&new_order, req.to_string().as_bytes())?;
         let order_url = r.header("location").map(str::to_string).unwrap_or_default();
-        self.finalize_and_download(&order_url, &r.json()["finalize"], subject)
+        Ok((order_url, r.json()["finalize"].clone()))
     }
 
     /// Orders a host certificate for `names` naming `host_key`'s public key: starts each
@@ -362,7 +375,7 @@ impl Client {
     }
 
     /// Finalizes with a proof of possession by `subject` and downloads the certificate.
-    fn finalize_and_download(
+    pub fn finalize_and_download(
         &mut self,
         order_url: &str,
         finalize: &serde_json::Value,

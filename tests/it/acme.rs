@@ -371,8 +371,12 @@ impl AcmeServerProc {
     }
 
     fn start_with(lab: &Lab, extra: &[&str]) -> AcmeServerProc {
+        AcmeServerProc::start_on(lab, "127.0.0.1:0", extra)
+    }
+
+    fn start_on(lab: &Lab, listen: &str, extra: &[&str]) -> AcmeServerProc {
         let mut child = Command::new(ACME)
-            .args(["serve", "--listen", "127.0.0.1:0", "--dir"])
+            .args(["serve", "--listen", listen, "--dir"])
             .arg(lab.ca_dir())
             .args(extra)
             .stdout(Stdio::piped())
@@ -765,4 +769,30 @@ fn a_client_of_curl_and_ssh_keygen_written_from_the_protocol_document_gets_a_cer
         "the shell client's certificate verifies: {}",
         text(&v)
     );
+}
+
+#[test]
+fn an_order_placed_before_the_server_is_killed_is_finalized_after_it_restarts() {
+    let lab = Lab::new("ed25519");
+    let server = AcmeServerProc::start(&lab);
+    let listen = server.url.trim_start_matches("http://").to_string();
+    lab.keygen("id_user", "ed25519");
+    allow(&lab, &lab.path("id_user.pub"), "deploy");
+    let key = PrivateKey::read_openssh_file(&lab.path("id_user")).expect("key");
+    let mut client =
+        bitrot::acme::client::Client::new(&server.url, key.clone()).expect("directory");
+    let (order_url, finalize) = client
+        .order_user(key.public_key(), &["deploy".to_string()], None)
+        .expect("order");
+    server.kill(); // SIGKILL between order and finalize
+    let server = AcmeServerProc::start_on(&lab, &listen, &[]);
+    // The client's nonce is from the dead server: the badNonce answer's nonce is used to retry.
+    let cert = client
+        .finalize_and_download(&order_url, &finalize, &key)
+        .expect("finalized after the restart");
+    assert!(
+        cert.starts_with("ssh-ed25519-cert-v01@openssh.com "),
+        "{cert}"
+    );
+    drop(server);
 }
