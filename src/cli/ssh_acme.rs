@@ -92,6 +92,18 @@ enum Command {
         #[arg(long)]
         reload: Option<String>,
     },
+    /// Keep the certificates listed in a YAML file renewed (runs until stopped)
+    Agent {
+        /// YAML: `certificates: [{cert, key, host_key?, reload?}]`
+        #[arg(long)]
+        config: PathBuf,
+        /// Seconds between checks of each certificate
+        #[arg(long, default_value_t = 600)]
+        check_every: u64,
+        /// First retry delay after a failure, in milliseconds (doubles up to --check-every)
+        #[arg(long, default_value_t = 30_000)]
+        retry_min_ms: u64,
+    },
     /// Revoke a certificate this account ordered
     Revoke {
         #[arg(long)]
@@ -225,6 +237,18 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Issue { what } => issue(what, &server()?, out),
+        Command::Agent {
+            config,
+            check_every,
+            retry_min_ms,
+        } => agent(
+            &server()?,
+            &config,
+            Pace {
+                check_every: Duration::from_secs(check_every.max(1)),
+                retry_min: Duration::from_millis(retry_min_ms.max(1)),
+            },
+        ),
         Command::Renew {
             key,
             cert,
@@ -302,15 +326,42 @@ fn install(
     Ok(ExitCode::SUCCESS)
 }
 
+/// One certificate to renew (a `renew` command line, or an entry of the agent's config).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RenewArgs {
     key: PathBuf,
     cert: PathBuf,
+    #[serde(default)]
     host_key: Option<PathBuf>,
+    #[serde(default)]
     force: bool,
+    #[serde(default)]
     reload: Option<String>,
 }
 
+/// What a renewal attempt did.
+enum Renewal {
+    NotDue { opens: u64 },
+    Renewed,
+}
+
 fn renew(server: &str, a: &RenewArgs, out: &mut dyn Write) -> Result<ExitCode> {
+    match renew_once(server, a, out)? {
+        Renewal::NotDue { opens } => writeln!(
+            out,
+            "{}: not due; the renewal window opens at {}",
+            a.cert.display(),
+            crate::ca::validity::display_bound(opens, true)
+        )?,
+        Renewal::Renewed => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Renews `a.cert` if its renewal window is open (or `force`): a new order for the same
+/// principals, the certificate replaced atomically, then the reload command.
+fn renew_once(server: &str, a: &RenewArgs, out: &mut dyn Write) -> Result<Renewal> {
     let text = std::fs::read_to_string(&a.cert).map_err(|e| CaError::io(&a.cert, e))?;
     let cert = ssh_key::Certificate::from_openssh(text.trim()).map_err(|e| CaError::BadInput {
         path: a.cert.clone(),
@@ -319,15 +370,8 @@ fn renew(server: &str, a: &RenewArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let account = read_private(&a.key)?;
     let mut c = Client::new(server, account.clone())?;
     let (start, _) = c.renewal_window(&cert)?;
-    let now = crate::ca::unix_now();
-    if now < start && !a.force {
-        writeln!(
-            out,
-            "{}: not due; the renewal window opens at {}",
-            a.cert.display(),
-            crate::ca::validity::display_bound(start, true)
-        )?;
-        return Ok(ExitCode::SUCCESS);
+    if crate::ca::unix_now() < start && !a.force {
+        return Ok(Renewal::NotDue { opens: start });
     }
     let principals = cert.valid_principals().to_vec();
     let renewed = match CertType::from(cert.cert_type()) {
@@ -346,7 +390,82 @@ fn renew(server: &str, a: &RenewArgs, out: &mut dyn Write) -> Result<ExitCode> {
             c.issue_host(&read_private(hk)?, &principals)?
         }
     };
-    install(&renewed, &a.cert, a.reload.as_deref(), out)
+    install(&renewed, &a.cert, a.reload.as_deref(), out)?;
+    crate::info!("certificate renewed", cert = a.cert);
+    Ok(Renewal::Renewed)
+}
+
+/// The agent's configuration file.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentConfig {
+    certificates: Vec<RenewArgs>,
+}
+
+/// How the agent paces one certificate's checks.
+#[derive(Clone, Copy)]
+struct Pace {
+    check_every: Duration,
+    retry_min: Duration,
+}
+
+/// Keeps every configured certificate renewed: each is checked on the executor's timer, every
+/// `check_every` after a success, and after a failure again after `retry_min`, doubling up to
+/// `check_every` (the server may be down). Runs until the process is stopped.
+fn agent(server: &str, config: &Path, pace: Pace) -> Result<ExitCode> {
+    let _log = super::init_logging(None)?;
+    let text = std::fs::read_to_string(config).map_err(|e| CaError::io(config, e))?;
+    let cfg: AgentConfig = serde_yaml::from_str(&text).map_err(|e| CaError::Config {
+        path: config.to_path_buf(),
+        why: e.to_string(),
+    })?;
+    let exec = crate::sched::Builder::new()
+        .thread_name("ssh-acme-agent")
+        .build()?;
+    for entry in cfg.certificates {
+        schedule_check(
+            &exec,
+            server.to_string(),
+            entry,
+            Duration::ZERO,
+            pace.retry_min,
+            pace,
+        );
+    }
+    loop {
+        std::thread::park();
+    }
+}
+
+fn schedule_check(
+    exec: &crate::sched::Executor,
+    server: String,
+    entry: RenewArgs,
+    delay: Duration,
+    backoff: Duration,
+    pace: Pace,
+) {
+    let at = exec.now() + delay;
+    let opts =
+        crate::sched::Opts::new(at + pace.check_every).on_miss(crate::sched::OnMiss::RunLate);
+    let next = exec.clone();
+    let task = exec.spawn_at(at, opts, move |_ctx| {
+        let mut sink = std::io::sink();
+        let (delay, backoff) = match renew_once(&server, &entry, &mut sink) {
+            Ok(_) => (pace.check_every, pace.retry_min),
+            Err(e) => {
+                crate::warn!(
+                    "renewal failed; retrying",
+                    cert = entry.cert,
+                    error = crate::logging::Disp(&format!("{e:#}")),
+                    retry_ms = backoff.as_millis() as u64
+                );
+                (backoff, (backoff * 2).min(pace.check_every))
+            }
+        };
+        schedule_check(&next, server, entry, delay, backoff, pace);
+    });
+    drop(task);
 }
 
 fn cert_path(key: &Path) -> PathBuf {

@@ -796,3 +796,98 @@ fn an_order_placed_before_the_server_is_killed_is_finalized_after_it_restarts() 
     );
     drop(server);
 }
+
+#[test]
+fn the_agent_renews_on_its_timer_and_retries_while_the_server_is_down() {
+    let lab = Lab::new("ed25519");
+    let server = AcmeServerProc::start(&lab);
+    let listen = server.url.trim_start_matches("http://").to_string();
+    lab.keygen("id_user", "ed25519");
+    allow(&lab, &lab.path("id_user.pub"), "deploy");
+    assert!(
+        server
+            .client(
+                &lab,
+                &[
+                    "issue",
+                    "user",
+                    "--key",
+                    "id_user",
+                    "--principal",
+                    "deploy",
+                    "--validity",
+                    "3s"
+                ]
+            )
+            .status
+            .success()
+    );
+    let cert = lab.path("id_user-cert.pub");
+    let first = std::fs::read_to_string(&cert).expect("cert");
+    server.kill();
+
+    std::fs::write(
+        lab.path("agent.yaml"),
+        format!(
+            "certificates:\n  - cert: {}\n    key: {}\n",
+            cert.display(),
+            lab.path("id_user").display()
+        ),
+    )
+    .expect("config");
+    let log = std::fs::File::create(lab.path("agent.log")).expect("log");
+    let agent = Command::new(ACME)
+        .args([
+            "--server",
+            &format!("http://{listen}"),
+            "agent",
+            "--check-every",
+            "1",
+            "--retry-min-ms",
+            "200",
+            "--config",
+        ])
+        .arg(lab.path("agent.yaml"))
+        .env("BITROT_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("agent");
+    let _agent = KillOnDrop(agent);
+    let wait_for = |what: &str, cond: &dyn Fn() -> bool| {
+        let t0 = std::time::Instant::now();
+        while !cond() {
+            assert!(t0.elapsed() < std::time::Duration::from_secs(20), "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    let agent_log = || std::fs::read_to_string(lab.path("agent.log")).unwrap_or_default();
+    wait_for("the agent reports the server being down", &|| {
+        agent_log().matches("renewal failed; retrying").count() >= 2
+    });
+    assert_eq!(
+        std::fs::read_to_string(&cert).expect("cert"),
+        first,
+        "nothing replaced while the server is down"
+    );
+
+    let server = AcmeServerProc::start_on(&lab, &listen, &[]);
+    wait_for("the agent renews once the server is back", &|| {
+        std::fs::read_to_string(&cert).is_ok_and(|c| c != first)
+    });
+    assert!(
+        agent_log().contains("certificate renewed"),
+        "{}",
+        agent_log()
+    );
+    drop(server);
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
