@@ -778,7 +778,7 @@ fn an_order_placed_before_the_server_is_killed_is_finalized_after_it_restarts() 
     let listen = server.url.trim_start_matches("http://").to_string();
     lab.keygen("id_user", "ed25519");
     allow(&lab, &lab.path("id_user.pub"), "deploy");
-    let key = PrivateKey::read_openssh_file(&lab.path("id_user")).expect("key");
+    let key = PrivateKey::read_openssh_file(lab.path("id_user")).expect("key");
     let mut client =
         bitrot::acme::client::Client::new(&server.url, key.clone()).expect("directory");
     let (order_url, finalize) = client
