@@ -2,8 +2,8 @@
 //! unless told otherwise) and the account and user-certificate flows of
 //! `docs/acme-protocol.md`, following URLs from the directory only.
 //!
-//! Invariant: a `badNonce` answer is retried once with the nonce it carries; every other
-//! problem is returned to the caller as is.
+//! Invariant: a `badNonce` answer is retried (five attempts in all) with the nonce it
+//! carries; every other problem is returned to the caller as is.
 
 use super::envelope::{self, Protected};
 use super::problem::{Problem, ProblemType};
@@ -197,9 +197,9 @@ impl Client {
             })
     }
 
-    /// A signed POST; retried once on `badNonce`.
+    /// A signed POST; retried on `badNonce` (five attempts in all).
     pub fn post(&mut self, url: &str, payload: &[u8]) -> Result<Reply, ClientError> {
-        for attempt in 0..2 {
+        for attempt in 0..5 {
             let protected =
                 Protected {
                     alg: envelope::ALG.into(),
@@ -228,11 +228,11 @@ impl Client {
                 return Ok(r);
             }
             let p = problem_of(&r);
-            if p.kind != ProblemType::BadNonce || attempt == 1 {
+            if p.kind != ProblemType::BadNonce || attempt == 4 {
                 return Err(ClientError::Problem(p));
             }
         }
-        unreachable!("the loop returns on its second attempt")
+        unreachable!("the loop returns on its last attempt")
     }
 
     /// Creates (or finds) the account for the key; returns its URL.

@@ -83,6 +83,9 @@ impl HttpResponse {
 struct Nonces {
     live: HashSet<String>,
     order: VecDeque<String>,
+    /// Test switch: this share of valid nonces is refused anyway, spread evenly.
+    reject_percent: u64,
+    taken: u64,
 }
 
 impl Nonces {
@@ -101,7 +104,12 @@ impl Nonces {
     }
 
     fn take(&mut self, n: &str) -> bool {
-        self.live.remove(n)
+        if !self.live.remove(n) {
+            return false;
+        }
+        self.taken += 1;
+        let p = self.reject_percent.min(100);
+        (self.taken * p / 100) == ((self.taken - 1) * p / 100)
     }
 }
 
@@ -118,8 +126,33 @@ pub struct AcmeServer {
     nonces: Mutex<Nonces>,
     /// The base URL clients use, e.g. `http://127.0.0.1:14000`.
     pub base: String,
+    opts: ServerOptions,
+    /// Recent order times per account, for the per-account rate limit.
+    recent_orders: Mutex<std::collections::HashMap<i64, VecDeque<u64>>>,
+}
+
+/// Server settings, including Pebble-style test switches (off by default).
+#[derive(Debug, Clone, Copy)]
+pub struct ServerOptions {
     /// The port `ssh-hostkey-01` connects to (22; another for tests).
     pub ssh_port: u16,
+    /// Orders one account may place per minute.
+    pub orders_per_minute: usize,
+    /// Test switch: every challenge passes without being checked.
+    pub always_valid: bool,
+    /// Test switch: refuse this percentage of valid nonces with `badNonce`.
+    pub nonce_reject_percent: u8,
+}
+
+impl Default for ServerOptions {
+    fn default() -> ServerOptions {
+        ServerOptions {
+            ssh_port: 22,
+            orders_per_minute: 300,
+            always_valid: false,
+            nonce_reject_percent: 0,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -177,17 +210,43 @@ impl AcmeServer {
         ca: Ca,
         signers: (CaSigner, CaSigner),
         base: String,
-        ssh_port: u16,
+        opts: ServerOptions,
     ) -> Result<AcmeServer, Problem> {
         store::init(ca.store_connection()).map_err(internal)?;
+        let nonces = Nonces {
+            reject_percent: u64::from(opts.nonce_reject_percent),
+            ..Nonces::default()
+        };
         Ok(AcmeServer {
             ca: Mutex::new(ca),
             user_signer: signers.0,
             host_signer: signers.1,
-            nonces: Mutex::new(Nonces::default()),
+            nonces: Mutex::new(nonces),
             base,
-            ssh_port,
+            opts,
+            recent_orders: Mutex::new(std::collections::HashMap::new()),
         })
+    }
+
+    /// Counts an order against the account's per-minute limit.
+    fn rate_limit(&self, account: i64, now: u64) -> Result<(), Problem> {
+        let mut recent = self.recent_orders.lock().unwrap_or_else(|p| p.into_inner());
+        let times = recent.entry(account).or_default();
+        while times.front().is_some_and(|t| now >= t + 60) {
+            times.pop_front();
+        }
+        if times.len() >= self.opts.orders_per_minute {
+            let wait = times.front().map_or(60, |t| t + 60 - now);
+            return Err(Problem::new(
+                ProblemType::RateLimited,
+                format!(
+                    "more than {} orders in a minute; retry in {wait} s",
+                    self.opts.orders_per_minute
+                ),
+            ));
+        }
+        times.push_back(now);
+        Ok(())
     }
 
     fn url(&self, path: &str) -> String {
@@ -205,6 +264,9 @@ impl AcmeServer {
     pub fn handle(&self, req: &HttpRequest, now: u64) -> HttpResponse {
         let resp = match self.route(req, now) {
             Ok(r) => r,
+            Err(p) if p.kind == ProblemType::RateLimited => {
+                HttpResponse::problem(&p).with("Retry-After", "60".into())
+            }
             Err(p) => HttpResponse::problem(&p),
         };
         resp.with("Replay-Nonce", self.nonce())
@@ -373,6 +435,7 @@ impl AcmeServer {
         let req: NewOrder = parse(payload)?;
         PublicKey::from_openssh(&req.public_key)
             .map_err(|e| malformed(format!("publicKey: {e}")))?;
+        self.rate_limit(account, now)?;
         let (kinds, grant_kind): (&[&str], &str) = match req.cert_type {
             CertType::User => (&["principal"], "principal"),
             CertType::Host => (&["dns", "ip"], "host"),
@@ -525,7 +588,11 @@ impl AcmeServer {
                 .value
                 .clone();
             let key = PublicKey::from_openssh(&req.public_key).map_err(internal)?;
-            let verdict = super::validate::ssh_hostkey(&host, self.ssh_port, &key);
+            let verdict = if self.opts.always_valid {
+                Ok(())
+            } else {
+                super::validate::ssh_hostkey(&host, self.opts.ssh_port, &key)
+            };
             self.record_verdict(o.id, i, &verdict)?;
             crate::info!(
                 "ssh-hostkey-01 validated",

@@ -1,7 +1,7 @@
 //! `ssh-acme`: the ACME-style CA server for SSH certificates and its client.
 
 use crate::acme::client::{Client, ClientError};
-use crate::acme::server::{AcmeServer, serve};
+use crate::acme::server::{AcmeServer, ServerOptions, serve};
 use crate::acme::store;
 use crate::ca::{Ca, CaError, CertType, fingerprint};
 use anyhow::{Context, Result, anyhow};
@@ -55,6 +55,15 @@ enum Command {
         /// The port ssh-hostkey-01 connects to (tests use a private sshd)
         #[arg(long, default_value_t = 22)]
         challenge_ssh_port: u16,
+        /// Orders one account may place per minute
+        #[arg(long, default_value_t = 300)]
+        orders_per_minute: usize,
+        /// TEST SWITCH: every challenge passes without being checked
+        #[arg(long)]
+        test_always_valid: bool,
+        /// TEST SWITCH: refuse this percentage of valid nonces (clients must retry badNonce)
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+        test_nonce_reject_percent: u8,
     },
     /// Operator commands on accounts
     Account {
@@ -211,13 +220,21 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             passphrase_file,
             timeout_ms,
             challenge_ssh_port,
+            orders_per_minute,
+            test_always_valid,
+            test_nonce_reject_percent,
         } => {
             let opts = ServeOpts {
                 listen,
                 base_url,
                 passphrase_file,
                 timeout_ms,
-                challenge_ssh_port,
+                server: ServerOptions {
+                    ssh_port: challenge_ssh_port,
+                    orders_per_minute,
+                    always_valid: test_always_valid,
+                    nonce_reject_percent: test_nonce_reject_percent,
+                },
             };
             run_server(&dir, opts, out)
         }
@@ -528,7 +545,7 @@ struct ServeOpts {
     base_url: Option<String>,
     passphrase_file: Option<PathBuf>,
     timeout_ms: u64,
-    challenge_ssh_port: u16,
+    server: ServerOptions,
 }
 
 fn run_server(dir: &Path, o: ServeOpts, out: &mut dyn Write) -> Result<ExitCode> {
@@ -556,8 +573,7 @@ fn run_server(dir: &Path, o: ServeOpts, out: &mut dyn Write) -> Result<ExitCode>
         .to_ip()
         .ok_or_else(|| anyhow!("not an IP listener"))?;
     let base = o.base_url.unwrap_or_else(|| format!("http://{addr}"));
-    let server =
-        AcmeServer::new(ca, signers, base.clone(), o.challenge_ssh_port).map_err(|p| anyhow!(p))?;
+    let server = AcmeServer::new(ca, signers, base.clone(), o.server).map_err(|p| anyhow!(p))?;
     let exec = crate::sched::Builder::new()
         .thread_name("ssh-acme")
         .build()?;

@@ -891,3 +891,79 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn test_switches_and_the_per_account_order_limit() {
+    let lab = Lab::new("ed25519");
+    lab.keygen("id_user", "ed25519");
+    allow(&lab, &lab.path("id_user.pub"), "deploy");
+    let issue = ["issue", "user", "--key", "id_user", "--principal", "deploy"];
+
+    // Half of all valid nonces refused: the client's badNonce retries still get through.
+    let server = AcmeServerProc::start_with(
+        &lab,
+        &[
+            "--test-nonce-reject-percent",
+            "50",
+            "--orders-per-minute",
+            "2",
+        ],
+    );
+    assert!(
+        server.client(&lab, &issue).status.success(),
+        "retries past rejected nonces"
+    );
+    assert!(server.client(&lab, &issue).status.success());
+    let out = server.client(&lab, &issue);
+    assert_eq!(out.status.code(), Some(1), "a third order within a minute");
+    assert!(
+        text(&out).contains("rateLimited") && text(&out).contains("2 orders"),
+        "{}",
+        text(&out)
+    );
+    drop(server);
+
+    // Always-valid: a host order for a name nobody serves SSH on is granted anyway.
+    lab.keygen("host_key", "ed25519");
+    grant(
+        &lab,
+        &lab.path("id_user.pub"),
+        &["--host", "nothing-listens.invalid"],
+    );
+    let server =
+        AcmeServerProc::start_with(&lab, &["--test-always-valid", "--challenge-ssh-port", "1"]);
+    let out = server.client(
+        &lab,
+        &[
+            "issue",
+            "host",
+            "--key",
+            "id_user",
+            "--host-key",
+            "host_key",
+            "--name",
+            "nothing-listens.invalid",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    drop(server);
+    let server = AcmeServerProc::start_with(&lab, &["--challenge-ssh-port", "1"]);
+    let out = server.client(
+        &lab,
+        &[
+            "issue",
+            "host",
+            "--key",
+            "id_user",
+            "--host-key",
+            "host_key",
+            "--name",
+            "nothing-listens.invalid",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "without the switch the challenge really runs and fails"
+    );
+}
