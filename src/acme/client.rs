@@ -122,6 +122,15 @@ fn read_reply(mut r: BufReader<TcpStream>, head_only: bool) -> std::io::Result<R
     })
 }
 
+/// How a host proves control of its names.
+#[derive(Debug, Clone)]
+pub enum Proof {
+    /// `ssh-hostkey-01`: the CA checks the key the host's sshd presents.
+    SshHostKey,
+    /// `http-01`: the answers are written under this web root, which the host serves.
+    Http01 { webroot: std::path::PathBuf },
+}
+
 /// A client bound to a server and an account key.
 pub struct Client {
     directory: serde_json::Value,
@@ -298,6 +307,7 @@ impl Client {
         &mut self,
         host_key: &PrivateKey,
         names: &[String],
+        proof: &Proof,
     ) -> Result<String, ClientError> {
         if self.kid.is_none() {
             self.register(&[])?;
@@ -328,9 +338,29 @@ impl Client {
             .cloned()
             .unwrap_or_default()
         {
-            self.complete_authorization(authz.as_str().unwrap_or_default())?;
+            self.complete_authorization(authz.as_str().unwrap_or_default(), proof)?;
         }
         self.finalize_and_download(&order_url, &order["finalize"], host_key)
+    }
+
+    /// Writes the http-01 key authorization where the host's web server serves it; the
+    /// returned guard removes it again.
+    fn publish_answer(
+        &self,
+        proof: &Proof,
+        token: &str,
+    ) -> Result<Option<RemoveOnDrop>, ClientError> {
+        let Proof::Http01 { webroot } = proof else {
+            return Ok(None);
+        };
+        let dir = webroot.join(".well-known/acme-challenge");
+        let path = dir.join(token);
+        let answer = super::validate::key_authorization(token, self.key.public_key())
+            .map_err(ClientError::Problem)?;
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&path, answer))
+            .map_err(|e| self.err(&path.display().to_string(), e))?;
+        Ok(Some(RemoveOnDrop(path)))
     }
 
     fn err(&self, url: &str, e: impl std::fmt::Display) -> ClientError {
@@ -340,19 +370,25 @@ impl Client {
         }
     }
 
-    /// Starts the authorization's `ssh-hostkey-01` challenge and polls until it is decided.
-    fn complete_authorization(&mut self, authz_url: &str) -> Result<(), ClientError> {
+    /// Starts the authorization's challenge of the chosen kind (writing the http-01 answer
+    /// first) and polls until it is decided.
+    fn complete_authorization(
+        &mut self,
+        authz_url: &str,
+        proof: &Proof,
+    ) -> Result<(), ClientError> {
         let authz = self.post(authz_url, b"")?.json();
         if authz["status"] == "valid" {
             return Ok(());
         }
         let chall = authz["challenges"]
             .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["type"] == "ssh-hostkey-01"))
-            .and_then(|c| c["url"].as_str())
-            .ok_or_else(|| self.err(authz_url, "no ssh-hostkey-01 challenge offered"))?
-            .to_string();
-        self.post(&chall, b"{}")?;
+            .and_then(|cs| cs.iter().find(|c| c["type"] == proof.kind()))
+            .cloned()
+            .ok_or_else(|| self.err(authz_url, format!("no {} challenge offered", proof.kind())))?;
+        let url = chall["url"].as_str().unwrap_or_default().to_string();
+        let _answer = self.publish_answer(proof, chall["token"].as_str().unwrap_or_default())?;
+        self.post(&url, b"{}")?;
         for _ in 0..60 {
             let a = self.post(authz_url, b"")?.json();
             match a["status"].as_str() {
@@ -442,5 +478,23 @@ impl Client {
     /// The account key's public half.
     pub fn public_key(&self) -> &PublicKey {
         self.key.public_key()
+    }
+}
+
+impl Proof {
+    fn kind(&self) -> &'static str {
+        match self {
+            Proof::SshHostKey => "ssh-hostkey-01",
+            Proof::Http01 { .. } => "http-01",
+        }
+    }
+}
+
+/// Removes a published challenge answer when validation is over.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }

@@ -28,6 +28,8 @@ use std::sync::Mutex;
 pub const POP_NAMESPACE: &str = "ssh-acme-pop-v1";
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
+const SSH_HOSTKEY: &str = "ssh-hostkey-01";
+const HTTP_01: &str = "http-01";
 const NONCES_KEPT: usize = 100_000;
 const ORDER_LIFETIME: u64 = 7 * 86_400;
 
@@ -138,6 +140,8 @@ pub struct ServerOptions {
     pub ssh_port: u16,
     /// Orders one account may place per minute.
     pub orders_per_minute: usize,
+    /// The port `http-01` fetches from (80; another for tests).
+    pub http_port: u16,
     /// Test switch: every challenge passes without being checked.
     pub always_valid: bool,
     /// Test switch: refuse this percentage of valid nonces with `badNonce`.
@@ -148,6 +152,7 @@ impl Default for ServerOptions {
     fn default() -> ServerOptions {
         ServerOptions {
             ssh_port: 22,
+            http_port: 80,
             orders_per_minute: 300,
             always_valid: false,
             nonce_reject_percent: 0,
@@ -365,7 +370,8 @@ impl AcmeServer {
                     ["order", id, "finalize"] => self.finalize(account, id, &verified.payload, now),
                     ["cert", id] => self.certificate(account, id),
                     ["authz", id, n] => self.authz_json(account, id, n),
-                    ["chall", id, n] => self.challenge(account, id, n),
+                    ["chall", id, n] => self.challenge(account, id, n, SSH_HOSTKEY),
+                    ["chall", id, n, "http-01"] => self.challenge(account, id, n, HTTP_01),
                     _ => Err(Problem::new(
                         ProblemType::Unauthorized,
                         format!("no resource {path} for this account"),
@@ -550,19 +556,34 @@ impl AcmeServer {
             ));
         }
         let a = self.authz_row(o.id, i)?;
-        let mut chall = json!({
-            "type": "ssh-hostkey-01",
-            "url": self.url(&format!("/chall/{}/{i}", o.id)),
-            "status": a.status,
-            "token": a.token,
-        });
-        if let Some(e) = &a.error {
-            chall["error"] = serde_json::from_str(e).unwrap_or(json!(e));
-        }
+        let challenges: Vec<serde_json::Value> = [SSH_HOSTKEY, HTTP_01]
+            .iter()
+            .map(|kind| {
+                let mut c = self.challenge_value(o.id, i, kind, &a);
+                if let Some(e) = &a.error {
+                    c["error"] = serde_json::from_str(e).unwrap_or(json!(e));
+                }
+                c
+            })
+            .collect();
         Ok(HttpResponse::json(
             200,
-            json!({"status": a.status, "expires": o.expires, "identifier": ident, "challenges": [chall]}),
+            json!({"status": a.status, "expires": o.expires, "identifier": ident, "challenges": challenges}),
         ))
+    }
+
+    fn challenge_value(
+        &self,
+        order: i64,
+        i: usize,
+        kind: &str,
+        a: &store::AuthzRow,
+    ) -> serde_json::Value {
+        let path = match kind {
+            HTTP_01 => format!("/chall/{order}/{i}/http-01"),
+            _ => format!("/chall/{order}/{i}"),
+        };
+        json!({"type": kind, "url": self.url(&path), "status": a.status, "token": a.token})
     }
 
     fn authz_row(&self, order: i64, i: usize) -> Result<store::AuthzRow, Problem> {
@@ -576,10 +597,17 @@ impl AcmeServer {
 
     /// `POST {}` to a challenge: validates now (a loopback key exchange takes milliseconds),
     /// records the verdict and moves the order to ready or invalid.
-    fn challenge(&self, account: i64, id: &str, n: &str) -> Result<HttpResponse, Problem> {
+    fn challenge(
+        &self,
+        account: i64,
+        id: &str,
+        n: &str,
+        kind: &str,
+    ) -> Result<HttpResponse, Problem> {
         let o = self.load_order(account, id)?;
         let i: usize = n.parse().map_err(|_| malformed("bad challenge index"))?;
-        if self.authz_row(o.id, i)?.status == "pending" {
+        let a = self.authz_row(o.id, i)?;
+        if a.status == "pending" {
             let req: NewOrder = serde_json::from_str(&o.request).map_err(internal)?;
             let host = req
                 .identifiers
@@ -587,15 +615,20 @@ impl AcmeServer {
                 .ok_or_else(|| malformed("no such challenge"))?
                 .value
                 .clone();
-            let key = PublicKey::from_openssh(&req.public_key).map_err(internal)?;
             let verdict = if self.opts.always_valid {
                 Ok(())
+            } else if kind == HTTP_01 {
+                let account_key = self.account_public_key(account)?;
+                let expected = super::validate::key_authorization(&a.token, &account_key)?;
+                super::validate::http01(&host, self.opts.http_port, &a.token, &expected)
             } else {
+                let key = PublicKey::from_openssh(&req.public_key).map_err(internal)?;
                 super::validate::ssh_hostkey(&host, self.opts.ssh_port, &key)
             };
             self.record_verdict(o.id, i, &verdict)?;
             crate::info!(
-                "ssh-hostkey-01 validated",
+                "challenge validated",
+                kind = kind,
                 order = o.id,
                 host = host,
                 ok = verdict.is_ok()
@@ -603,11 +636,15 @@ impl AcmeServer {
         }
         let a = self.authz_row(o.id, i)?;
         let up = format!("<{}>;rel=\"up\"", self.url(&format!("/authz/{}/{i}", o.id)));
-        Ok(HttpResponse::json(
-            200,
-            json!({"type": "ssh-hostkey-01", "url": self.url(&format!("/chall/{}/{i}", o.id)), "status": a.status, "token": a.token}),
-        )
-        .with("Link", up))
+        Ok(HttpResponse::json(200, self.challenge_value(o.id, i, kind, &a)).with("Link", up))
+    }
+
+    fn account_public_key(&self, account: i64) -> Result<PublicKey, Problem> {
+        let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+        let a = store::account_by_id(ca.store_connection(), account)
+            .map_err(internal)?
+            .ok_or_else(|| Problem::new(ProblemType::AccountDoesNotExist, "no such account"))?;
+        PublicKey::from_openssh(&a.key).map_err(internal)
     }
 
     /// Records a challenge's verdict and moves the order: ready when every authorization is

@@ -1,5 +1,6 @@
-//! The `ssh-hostkey-01` challenge: does the named host present the order's key in a real SSH
-//! key exchange?
+//! Challenge validation. `http-01` (RFC 8555 §8.3, with an SSH key's thumbprint) proves
+//! control of a name; `ssh-hostkey-01` asks whether the named host presents the order's key
+//! in a real SSH key exchange.
 //!
 //! It runs the stock OpenSSH client with authentication method `none` and a known-hosts file
 //! that holds only the expected key: the client completes the key exchange and checks the
@@ -73,4 +74,34 @@ pub fn ssh_hostkey(host: &str, port: u16, key: &PublicKey) -> Result<(), Problem
         "cannot complete an SSH key exchange with {host}:{port}: {}",
         err.trim()
     )))
+}
+
+/// The key authorization of RFC 8555 §8.1 with an SSH account key: `token "." base64url(
+/// SHA-256(the key's SSH wire blob))`.
+pub fn key_authorization(token: &str, account_key: &PublicKey) -> Result<String, Problem> {
+    use base64ct::{Base64UrlUnpadded, Encoding};
+    use sha2::{Digest, Sha256};
+    let blob = account_key
+        .to_bytes()
+        .map_err(|e| Problem::new(ProblemType::ServerInternal, e.to_string()))?;
+    Ok(format!(
+        "{token}.{}",
+        Base64UrlUnpadded::encode_string(&Sha256::digest(&blob))
+    ))
+}
+
+/// `http-01`: `GET http://host:port/.well-known/acme-challenge/<token>` must answer the key
+/// authorization (surrounding whitespace ignored).
+pub fn http01(host: &str, port: u16, token: &str, expected: &str) -> Result<(), Problem> {
+    let fail = |d: String| Problem::new(ProblemType::Unauthorized, d);
+    let url = format!("http://{host}:{port}/.well-known/acme-challenge/{token}");
+    let r = super::client::http("GET", &url, None)
+        .map_err(|e| fail(format!("cannot fetch {url}: {e}")))?;
+    if r.status != 200 {
+        return Err(fail(format!("{url} answered HTTP {}", r.status)));
+    }
+    if String::from_utf8_lossy(&r.body).trim() != expected {
+        return Err(fail(format!("{url} did not answer the key authorization")));
+    }
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! `ssh-acme`: the ACME-style CA server for SSH certificates and its client.
 
-use crate::acme::client::{Client, ClientError};
+use crate::acme::client::{Client, ClientError, Proof};
 use crate::acme::server::{AcmeServer, ServerOptions, serve};
 use crate::acme::store;
 use crate::ca::{Ca, CaError, CertType, fingerprint};
@@ -55,6 +55,9 @@ enum Command {
         /// The port ssh-hostkey-01 connects to (tests use a private sshd)
         #[arg(long, default_value_t = 22)]
         challenge_ssh_port: u16,
+        /// The port http-01 fetches from (tests use a private web server)
+        #[arg(long, default_value_t = 80)]
+        challenge_http_port: u16,
         /// Orders one account may place per minute
         #[arg(long, default_value_t = 300)]
         orders_per_minute: usize,
@@ -173,6 +176,10 @@ enum IssueCommand {
         /// Command to run after the certificate is written (e.g. systemctl reload ssh)
         #[arg(long)]
         reload: Option<String>,
+        /// Prove the names with http-01 by writing the answers under this web root
+        /// (DIR/.well-known/acme-challenge/) instead of with ssh-hostkey-01
+        #[arg(long)]
+        http_01_dir: Option<PathBuf>,
     },
 }
 
@@ -220,6 +227,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             passphrase_file,
             timeout_ms,
             challenge_ssh_port,
+            challenge_http_port,
             orders_per_minute,
             test_always_valid,
             test_nonce_reject_percent,
@@ -231,6 +239,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
                 timeout_ms,
                 server: ServerOptions {
                     ssh_port: challenge_ssh_port,
+                    http_port: challenge_http_port,
                     orders_per_minute,
                     always_valid: test_always_valid,
                     nonce_reject_percent: test_nonce_reject_percent,
@@ -313,10 +322,15 @@ fn issue(what: IssueCommand, server: &str, out: &mut dyn Write) -> Result<ExitCo
             names,
             out: target,
             reload,
+            http_01_dir,
         } => {
             let host = read_private(&host_key)?;
             let mut c = Client::new(server, read_private(&key)?)?;
-            let cert = c.issue_host(&host, &names)?;
+            let proof = match http_01_dir {
+                Some(dir) => Proof::Http01 { webroot: dir },
+                None => Proof::SshHostKey,
+            };
+            let cert = c.issue_host(&host, &names, &proof)?;
             (cert, target.unwrap_or_else(|| cert_path(&host_key)), reload)
         }
     };
@@ -404,7 +418,7 @@ fn renew_once(server: &str, a: &RenewArgs, out: &mut dyn Write) -> Result<Renewa
                 .host_key
                 .as_deref()
                 .ok_or_else(|| anyhow!("renewing a host certificate needs --host-key"))?;
-            c.issue_host(&read_private(hk)?, &principals)?
+            c.issue_host(&read_private(hk)?, &principals, &Proof::SshHostKey)?
         }
     };
     install(&renewed, &a.cert, a.reload.as_deref(), out)?;

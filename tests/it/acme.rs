@@ -967,3 +967,89 @@ fn test_switches_and_the_per_account_order_limit() {
         "without the switch the challenge really runs and fails"
     );
 }
+
+#[test]
+fn a_host_can_prove_its_names_with_http_01_from_its_web_root() {
+    let lab = Lab::new("ed25519");
+    let webroot = lab.path("www");
+    std::fs::create_dir_all(&webroot).expect("webroot");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let web = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+            "--directory",
+        ])
+        .arg(&webroot)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 http.server");
+    let _web = KillOnDrop(web);
+    let t0 = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "web server up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let server = AcmeServerProc::start_with(
+        &lab,
+        &[
+            "--challenge-http-port",
+            &port.to_string(),
+            "--challenge-ssh-port",
+            "1",
+        ],
+    );
+    lab.keygen("acct", "ed25519");
+    lab.keygen("host_key", "ed25519");
+    grant(&lab, &lab.path("acct.pub"), &["--host", "127.0.0.1"]);
+    let issue = [
+        "issue",
+        "host",
+        "--key",
+        "acct",
+        "--host-key",
+        "host_key",
+        "--name",
+        "127.0.0.1",
+        "--http-01-dir",
+        "www",
+    ];
+    let out = server.client(&lab, &issue);
+    assert!(out.status.success(), "http-01 passes: {}", text(&out));
+    assert!(lab.path("host_key-cert.pub").exists());
+    let left: Vec<_> = std::fs::read_dir(webroot.join(".well-known/acme-challenge"))
+        .expect("dir")
+        .collect();
+    assert!(left.is_empty(), "the answer is removed after validation");
+
+    // A web root the web server does not serve: the answer is not found, the order fails.
+    lab.keygen("host2", "ed25519");
+    std::fs::create_dir_all(lab.path("elsewhere")).expect("dir");
+    let out = server.client(
+        &lab,
+        &[
+            "issue",
+            "host",
+            "--key",
+            "acct",
+            "--host-key",
+            "host2",
+            "--name",
+            "127.0.0.1",
+            "--http-01-dir",
+            "elsewhere",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+}
