@@ -483,16 +483,19 @@ impl AcmeServer {
         } else {
             "pending"
         };
-        let id = store::create_order(conn, account, status, now + ORDER_LIFETIME, &request)
+        // The order and its authorizations are created together or not at all.
+        let tx = conn.unchecked_transaction().map_err(internal)?;
+        let id = store::create_order(&tx, account, status, now + ORDER_LIFETIME, &request)
             .map_err(internal)?;
         if req.cert_type == CertType::Host {
             for i in 0..req.identifiers.len() {
                 let mut t = [0u8; 16];
                 getrandom_fill(&mut t);
-                store::create_authz(conn, id, i as i64, &Base64UrlUnpadded::encode_string(&t))
+                store::create_authz(&tx, id, i as i64, &Base64UrlUnpadded::encode_string(&t))
                     .map_err(internal)?;
             }
         }
+        tx.commit().map_err(internal)?;
         drop(ca);
         let body = self.order_value(id)?;
         Ok(HttpResponse::json(201, body).with("Location", self.url(&format!("/order/{id}"))))
@@ -656,7 +659,11 @@ impl AcmeServer {
         verdict: &Result<(), Problem>,
     ) -> Result<(), Problem> {
         let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
-        let conn = ca.store_connection();
+        let tx = ca
+            .store_connection()
+            .unchecked_transaction()
+            .map_err(internal)?;
+        let conn: &rusqlite::Connection = &tx;
         match verdict {
             Ok(()) => store::set_authz(conn, order, i as i64, "valid", None),
             Err(p) => store::set_authz(conn, order, i as i64, "invalid", Some(&p.to_json())),
@@ -668,7 +675,7 @@ impl AcmeServer {
         } else if all.iter().all(|a| a.status == "valid") {
             store::set_order_status(conn, order, "ready").map_err(internal)?;
         }
-        Ok(())
+        tx.commit().map_err(internal)
     }
 
     fn finalize(
@@ -728,18 +735,20 @@ impl AcmeServer {
             CertType::User => &self.user_signer,
             CertType::Host => &self.host_signer,
         };
-        match ca.sign(&sign, signer, now) {
-            Ok((_, rec)) => {
-                store::set_order(
-                    ca.store_connection(),
-                    o.id,
-                    "valid",
-                    Some(rec.serial),
-                    Some(&rec.cert),
-                    None,
-                )
-                .map_err(internal)?;
-            }
+        // The order becomes valid in the same store transaction that records the certificate.
+        let order_id = o.id;
+        let mark_valid = move |conn: &rusqlite::Connection, rec: &crate::ca::store::CertRecord| {
+            store::set_order(
+                conn,
+                order_id,
+                "valid",
+                Some(rec.serial),
+                Some(&rec.cert),
+                None,
+            )
+        };
+        match ca.sign_batch_with(std::slice::from_ref(&sign), signer, now, &mark_valid) {
+            Ok(_) => {}
             Err(e) => {
                 let p = Problem::new(ProblemType::Unauthorized, e.to_string());
                 store::set_order(

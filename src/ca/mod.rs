@@ -274,6 +274,18 @@ impl Ca {
         signer: &CaSigner,
         now: u64,
     ) -> Result<Vec<(Certificate, CertRecord)>, CaError> {
+        self.sign_batch_with(reqs, signer, now, &|_, _| Ok(()))
+    }
+
+    /// [`Ca::sign_batch`], with `also` run for each certificate inside the store transaction
+    /// that records it (so a caller's own bookkeeping commits or rolls back with it).
+    pub fn sign_batch_with(
+        &mut self,
+        reqs: &[SignRequest],
+        signer: &CaSigner,
+        now: u64,
+        also: &dyn Fn(&rusqlite::Connection, &CertRecord) -> rusqlite::Result<()>,
+    ) -> Result<Vec<(Certificate, CertRecord)>, CaError> {
         let checked = reqs
             .iter()
             .map(|r| self.check_or_audit(r, now))
@@ -281,9 +293,11 @@ impl Ca {
         let mut certs = Vec::with_capacity(reqs.len());
         let wanted = reqs.first().and_then(|r| r.serial);
         let (user_fp, host_fp) = (fingerprint(&self.user_ca), fingerprint(&self.host_ca));
-        let records = self
-            .store
-            .issue_batch(wanted, reqs.len(), now, |i, serial| {
+        let records = self.store.issue_batch(
+            wanted,
+            reqs.len(),
+            now,
+            |i, serial| {
                 let (req, (profile, validity, opts)) = (&reqs[i], &checked[i]);
                 let c = build(req, opts, *validity, serial, signer)?;
                 let record = CertRecord {
@@ -304,7 +318,9 @@ impl Ca {
                 };
                 certs.push(c);
                 Ok::<_, CaError>(record)
-            })??;
+            },
+            also,
+        )??;
         for r in &records {
             crate::info!(
                 "certificate issued",

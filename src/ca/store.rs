@@ -181,14 +181,16 @@ impl Store {
     }
 
     /// Takes `count` serials (the next ones, or `wanted`, `wanted + 1`, …), lets `sign` build
-    /// each certificate with its serial, and records the certificates and their audit records,
-    /// all in one transaction. If `sign` fails for any, nothing is recorded and no serial is used.
+    /// each certificate with its serial, and records the certificates, their audit records and
+    /// whatever `also` writes (ssh-acme's order update), all in one transaction. If `sign` fails
+    /// for any, nothing is recorded and no serial is used.
     pub fn issue_batch<E>(
         &mut self,
         wanted: Option<u64>,
         count: usize,
         now: u64,
         mut sign: impl FnMut(usize, u64) -> Result<CertRecord, E>,
+        also: &dyn Fn(&Connection, &CertRecord) -> rusqlite::Result<()>,
     ) -> Result<Result<Vec<CertRecord>, E>, StoreError> {
         let path = self.path.clone();
         let tx = self.tx()?;
@@ -217,6 +219,7 @@ impl Store {
             };
             insert_cert(&tx, &record).map_err(sq)?;
             append_audit(&tx, now, "issue", &record).map_err(sq)?;
+            also(&tx, &record).map_err(sq)?;
             records.push(record);
         }
         if let Some(last) = records.last() {
