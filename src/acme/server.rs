@@ -32,6 +32,8 @@ const SSH_HOSTKEY: &str = "ssh-hostkey-01";
 const HTTP_01: &str = "http-01";
 const NONCES_KEPT: usize = 100_000;
 const ORDER_LIFETIME: u64 = 7 * 86_400;
+/// How long a proven name stays proven for the same account (renewals skip the challenge).
+const AUTHZ_REUSE: u64 = 7 * 86_400;
 
 /// A request as the handlers see it.
 pub struct HttpRequest {
@@ -488,11 +490,23 @@ impl AcmeServer {
         let id = store::create_order(&tx, account, status, now + ORDER_LIFETIME, &request)
             .map_err(internal)?;
         if req.cert_type == CertType::Host {
-            for i in 0..req.identifiers.len() {
+            let mut all_valid = true;
+            for (i, ident) in req.identifiers.iter().enumerate() {
                 let mut t = [0u8; 16];
                 getrandom_fill(&mut t);
-                store::create_authz(&tx, id, i as i64, &Base64UrlUnpadded::encode_string(&t))
+                let token = Base64UrlUnpadded::encode_string(&t);
+                let since = now.saturating_sub(AUTHZ_REUSE);
+                let what = store::AuthzFor {
+                    account,
+                    identifier: &ident.value,
+                    key: &req.public_key,
+                };
+                let status = store::create_authz(&tx, id, i as i64, &what, &token, since)
                     .map_err(internal)?;
+                all_valid &= status == "valid";
+            }
+            if all_valid {
+                store::set_order_status(&tx, id, "ready").map_err(internal)?;
             }
         }
         tx.commit().map_err(internal)?;
@@ -628,7 +642,7 @@ impl AcmeServer {
                 let key = PublicKey::from_openssh(&req.public_key).map_err(internal)?;
                 super::validate::ssh_hostkey(&host, self.opts.ssh_port, &key)
             };
-            self.record_verdict(o.id, i, &verdict)?;
+            self.record_verdict(o.id, i, &verdict, crate::ca::unix_now())?;
             crate::info!(
                 "challenge validated",
                 kind = kind,
@@ -657,6 +671,7 @@ impl AcmeServer {
         order: i64,
         i: usize,
         verdict: &Result<(), Problem>,
+        now: u64,
     ) -> Result<(), Problem> {
         let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
         let tx = ca
@@ -665,8 +680,8 @@ impl AcmeServer {
             .map_err(internal)?;
         let conn: &rusqlite::Connection = &tx;
         match verdict {
-            Ok(()) => store::set_authz(conn, order, i as i64, "valid", None),
-            Err(p) => store::set_authz(conn, order, i as i64, "invalid", Some(&p.to_json())),
+            Ok(()) => store::set_authz(conn, order, i as i64, "valid", None, Some(now)),
+            Err(p) => store::set_authz(conn, order, i as i64, "invalid", Some(&p.to_json()), None),
         }
         .map_err(internal)?;
         let all = store::authzs(conn, order).map_err(internal)?;

@@ -34,11 +34,16 @@ CREATE TABLE IF NOT EXISTS acme_orders (
 CREATE TABLE IF NOT EXISTS acme_authz (
     order_id INTEGER NOT NULL REFERENCES acme_orders (id),
     idx INTEGER NOT NULL,
+    account INTEGER NOT NULL,
+    identifier TEXT NOT NULL,
+    key TEXT NOT NULL,
     status TEXT NOT NULL,
     token TEXT NOT NULL,
     error TEXT,
+    validated INTEGER,
     PRIMARY KEY (order_id, idx)
 );
+CREATE INDEX IF NOT EXISTS acme_authz_reuse ON acme_authz (account, identifier, key, validated);
 ";
 
 /// An account row.
@@ -145,17 +150,36 @@ pub struct AuthzRow {
     pub error: Option<String>,
 }
 
+/// What a host authorization is about: the account, the name and the host key.
+pub struct AuthzFor<'a> {
+    pub account: i64,
+    pub identifier: &'a str,
+    pub key: &'a str,
+}
+
+/// A new authorization of a host order: already `valid` when the same account proved the same
+/// name for the same host key at or after `reuse_since` (RFC 8555 lets a CA reuse
+/// authorizations; the key is part of what `ssh-hostkey-01` proved), else `pending`.
+/// Returns its status.
 pub fn create_authz(
     conn: &Connection,
     order_id: i64,
     idx: i64,
+    what: &AuthzFor<'_>,
     token: &str,
-) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO acme_authz (order_id, idx, status, token) VALUES (?1, ?2, 'pending', ?3)",
-        params![order_id, idx, token],
+    reuse_since: u64,
+) -> rusqlite::Result<&'static str> {
+    let proven: Option<i64> = conn.query_row(
+        "SELECT max(validated) FROM acme_authz WHERE account = ?1 AND identifier = ?2 AND key = ?3 AND status = 'valid' AND validated >= ?4",
+        params![what.account, what.identifier, what.key, reuse_since as i64],
+        |r| r.get(0),
     )?;
-    Ok(())
+    let status = if proven.is_some() { "valid" } else { "pending" };
+    conn.execute(
+        "INSERT INTO acme_authz (order_id, idx, account, identifier, key, status, token, validated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![order_id, idx, what.account, what.identifier, what.key, status, token, proven],
+    )?;
+    Ok(status)
 }
 
 pub fn authzs(conn: &Connection, order_id: i64) -> rusqlite::Result<Vec<AuthzRow>> {
@@ -173,16 +197,18 @@ pub fn authzs(conn: &Connection, order_id: i64) -> rusqlite::Result<Vec<AuthzRow
     .collect()
 }
 
+/// Records a challenge verdict; `validated` is the time of a successful one.
 pub fn set_authz(
     conn: &Connection,
     order_id: i64,
     idx: i64,
     status: &str,
     error: Option<&str>,
+    validated: Option<u64>,
 ) -> rusqlite::Result<()> {
     conn.execute(
-        "UPDATE acme_authz SET status = ?3, error = ?4 WHERE order_id = ?1 AND idx = ?2",
-        params![order_id, idx, status, error],
+        "UPDATE acme_authz SET status = ?3, error = ?4, validated = ?5 WHERE order_id = ?1 AND idx = ?2",
+        params![order_id, idx, status, error, validated.map(|v| v as i64)],
     )?;
     Ok(())
 }

@@ -656,6 +656,29 @@ fn a_host_proves_its_key_with_ssh_hostkey_01_and_its_certificate_is_trusted_by_s
     assert!(!lab.path("other_host_key-cert.pub").exists());
     drop(bare);
 
+    // Renewing for the same names and key reuses the proven authorizations: no challenge,
+    // so it works while no sshd listens on the challenge port.
+    let before = std::fs::read_to_string(&cert).expect("cert");
+    let out = server.client(
+        &lab,
+        &[
+            "renew",
+            "--key",
+            "acct",
+            "--cert",
+            "ssh_host_ed25519_key-cert.pub",
+            "--host-key",
+            "ssh_host_ed25519_key",
+            "--force",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_ne!(
+        std::fs::read_to_string(&cert).expect("cert"),
+        before,
+        "renewed without a new challenge"
+    );
+
     // The host now serves the certificate; ssh trusts it through the @cert-authority line.
     let sshd = Sshd::start(&lab, &host_key, Some(&cert), "");
     let me = whoami();
@@ -948,6 +971,8 @@ fn test_switches_and_the_per_account_order_limit() {
     assert!(out.status.success(), "{}", text(&out));
     drop(server);
     let server = AcmeServerProc::start_with(&lab, &["--challenge-ssh-port", "1"]);
+    // Another host key, so the authorization proven above (for host_key) is not reused.
+    lab.keygen("host_key2", "ed25519");
     let out = server.client(
         &lab,
         &[
@@ -956,7 +981,7 @@ fn test_switches_and_the_per_account_order_limit() {
             "--key",
             "id_user",
             "--host-key",
-            "host_key",
+            "host_key2",
             "--name",
             "nothing-listens.invalid",
         ],
