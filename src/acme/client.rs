@@ -159,7 +159,15 @@ fn problem_of(r: &Reply) -> Problem {
         "urn:ietf:params:acme:error:rateLimited" => ProblemType::RateLimited,
         "urn:ietf:params:acme:error:badSignatureAlgorithm" => ProblemType::BadSignatureAlgorithm,
         "urn:ietf:params:acme:error:serverInternal" => ProblemType::ServerInternal,
-        _ => ProblemType::Malformed,
+        "urn:ietf:params:acme:error:externalAccountRequired" => {
+            ProblemType::ExternalAccountRequired
+        }
+        "urn:ietf:params:acme:error:malformed" => ProblemType::Malformed,
+        other => {
+            // A type this client does not know: keep its name in the detail.
+            let detail = format!("{other}: {}", v["detail"].as_str().unwrap_or("(no detail)"));
+            return Problem::new(ProblemType::Malformed, detail);
+        }
     };
     Problem::new(kind, v["detail"].as_str().unwrap_or("(no detail)"))
 }
@@ -246,10 +254,28 @@ impl Client {
 
     /// Creates (or finds) the account for the key; returns its URL.
     pub fn register(&mut self, contact: &[String]) -> Result<String, ClientError> {
+        self.register_with(contact, None)
+    }
+
+    /// [`Client::register`] with an external account binding: the operator's key id and
+    /// base64url MAC key.
+    pub fn register_with(
+        &mut self,
+        contact: &[String],
+        eab: Option<(&str, &str)>,
+    ) -> Result<String, ClientError> {
         self.kid = None;
         let url = self.dir("newAccount")?;
-        let body =
-            serde_json::json!({"contact": contact, "termsOfServiceAgreed": true}).to_string();
+        let mut req = serde_json::json!({"contact": contact, "termsOfServiceAgreed": true});
+        if let Some((kid, mac_key)) = eab {
+            let key = Base64UrlUnpadded::decode_vec(mac_key)
+                .map_err(|_| self.err(&url, "the EAB MAC key is not base64url"))?;
+            let mac = super::validate::eab_mac(&key, self.key.public_key())
+                .map_err(ClientError::Problem)?;
+            req["externalAccountBinding"] =
+                serde_json::json!({"keyId": kid, "mac": Base64UrlUnpadded::encode_string(&mac)});
+        }
+        let body = req.to_string();
         let r = self.post(&url, body.as_bytes())?;
         let kid = r
             .header("location")

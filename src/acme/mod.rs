@@ -7,7 +7,7 @@
 //! ([`order`]), the server's tables in the CA store ([`store`]), the server for accounts and
 //! user certificates authorized by operator grants ([`server`]) and the client ([`client`]).
 //! Host orders are validated by `ssh-hostkey-01` or `http-01` ([`validate`]). Not built yet:
-//! TLS and external account binding.
+//! TLS.
 //!
 //! Invariants: everything here is pure (no I/O, time is an argument); a request is accepted
 //! only after its URL, nonce and signature check out; state machines only move along the edges

@@ -14,6 +14,7 @@ pub enum ProblemType {
     RejectedIdentifier,
     RateLimited,
     ServerInternal,
+    ExternalAccountRequired,
 }
 
 impl ProblemType {
@@ -31,6 +32,9 @@ impl ProblemType {
             ProblemType::RejectedIdentifier => "urn:ietf:params:acme:error:rejectedIdentifier",
             ProblemType::RateLimited => "urn:ietf:params:acme:error:rateLimited",
             ProblemType::ServerInternal => "urn:ietf:params:acme:error:serverInternal",
+            ProblemType::ExternalAccountRequired => {
+                "urn:ietf:params:acme:error:externalAccountRequired"
+            }
         }
     }
 

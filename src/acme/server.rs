@@ -144,6 +144,8 @@ pub struct ServerOptions {
     pub orders_per_minute: usize,
     /// The port `http-01` fetches from (80; another for tests).
     pub http_port: u16,
+    /// New accounts must present an external account binding.
+    pub eab_required: bool,
     /// Test switch: every challenge passes without being checked.
     pub always_valid: bool,
     /// Test switch: refuse this percentage of valid nonces with `badNonce`.
@@ -156,6 +158,7 @@ impl Default for ServerOptions {
             ssh_port: 22,
             http_port: 80,
             orders_per_minute: 300,
+            eab_required: false,
             always_valid: false,
             nonce_reject_percent: 0,
         }
@@ -169,6 +172,15 @@ struct NewAccount {
     contact: Vec<String>,
     #[serde(default)]
     terms_of_service_agreed: bool,
+    #[serde(default)]
+    external_account_binding: Option<ExternalAccountBinding>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExternalAccountBinding {
+    key_id: String,
+    mac: String,
 }
 
 #[derive(Deserialize)]
@@ -413,15 +425,26 @@ impl AcmeServer {
         let mut plain = key.clone();
         plain.set_comment("");
         let text = plain.to_openssh().map_err(internal)?;
+        let fp = fingerprint(key);
         let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
-        let (a, created) = store::create_account(
-            ca.store_connection(),
-            &text,
-            &fingerprint(key),
-            &req.contact,
-            now,
-        )
-        .map_err(internal)?;
+        let existing = store::account_by_fp(ca.store_connection(), &fp).map_err(internal)?;
+        if existing.is_none() && self.opts.eab_required && req.external_account_binding.is_none() {
+            return Err(Problem::new(
+                ProblemType::ExternalAccountRequired,
+                "this server needs an external account binding (ask the operator for a key id and MAC key)",
+            ));
+        }
+        // The account and the grants its binding carries are created together.
+        let tx = ca
+            .store_connection()
+            .unchecked_transaction()
+            .map_err(internal)?;
+        if let Some(eab) = &req.external_account_binding {
+            self.bind(&tx, eab, key, &fp)?;
+        }
+        let (a, created) =
+            store::create_account(&tx, &text, &fp, &req.contact, now).map_err(internal)?;
+        tx.commit().map_err(internal)?;
         if created {
             crate::info!("acme account created", account = a.id, key = a.fp);
         }
@@ -429,6 +452,44 @@ impl AcmeServer {
             HttpResponse::json(if created { 201 } else { 200 }, account_value(&a))
                 .with("Location", self.url(&format!("/account/{}", a.id))),
         )
+    }
+
+    /// Checks an external account binding and gives the account its grants; each binding key
+    /// binds one account.
+    fn bind(
+        &self,
+        conn: &rusqlite::Connection,
+        eab: &ExternalAccountBinding,
+        key: &PublicKey,
+        fp: &str,
+    ) -> Result<(), Problem> {
+        let unauthorized = |d: &str| Problem::new(ProblemType::Unauthorized, d);
+        let e = store::eab(conn, &eab.key_id)
+            .map_err(internal)?
+            .ok_or_else(|| unauthorized("unknown external account binding key id"))?;
+        if e.used_by.as_deref().is_some_and(|u| u != fp) {
+            return Err(unauthorized(
+                "this external account binding already bound another account",
+            ));
+        }
+        let mac_key = Base64UrlUnpadded::decode_vec(&e.mac_key).map_err(internal)?;
+        let want = super::validate::eab_mac(&mac_key, key)?;
+        let got = Base64UrlUnpadded::decode_vec(&eab.mac)
+            .map_err(|_| malformed("mac is not base64url"))?;
+        let same = got.len() == want.len()
+            && got
+                .iter()
+                .zip(want.iter())
+                .fold(0u8, |d, (a, b)| d | (a ^ b))
+                == 0;
+        if !same {
+            return Err(unauthorized(
+                "the external account binding MAC does not match this account key",
+            ));
+        }
+        store::grant(conn, fp, "principal", &e.principals).map_err(internal)?;
+        store::grant(conn, fp, "host", &e.hosts).map_err(internal)?;
+        store::use_eab(conn, &e.kid, fp).map_err(internal)
     }
 
     fn account_json(&self, id: i64) -> Result<HttpResponse, Problem> {

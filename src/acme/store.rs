@@ -43,6 +43,14 @@ CREATE TABLE IF NOT EXISTS acme_authz (
     validated INTEGER,
     PRIMARY KEY (order_id, idx)
 );
+CREATE TABLE IF NOT EXISTS acme_eab (
+    kid TEXT PRIMARY KEY,
+    mac_key TEXT NOT NULL,
+    principals TEXT NOT NULL,
+    hosts TEXT NOT NULL,
+    used_by TEXT,
+    created INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS acme_authz_reuse ON acme_authz (account, identifier, key, validated);
 ";
 
@@ -277,6 +285,58 @@ pub fn set_order(
     conn.execute(
         "UPDATE acme_orders SET status = ?2, serial = ?3, cert = ?4, error = ?5 WHERE id = ?1",
         params![id, status, serial.map(|s| s as i64), cert, error],
+    )?;
+    Ok(())
+}
+
+/// An external account binding key made by the operator: the grants it carries and the
+/// account that used it (each key binds one account).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eab {
+    pub kid: String,
+    pub mac_key: String,
+    pub principals: Vec<String>,
+    pub hosts: Vec<String>,
+    pub used_by: Option<String>,
+}
+
+pub fn create_eab(conn: &Connection, e: &Eab, now: u64) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO acme_eab (kid, mac_key, principals, hosts, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            e.kid,
+            e.mac_key,
+            serde_json::to_string(&e.principals).unwrap_or_default(),
+            serde_json::to_string(&e.hosts).unwrap_or_default(),
+            now as i64
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn eab(conn: &Connection, kid: &str) -> rusqlite::Result<Option<Eab>> {
+    conn.query_row(
+        "SELECT kid, mac_key, principals, hosts, used_by FROM acme_eab WHERE kid = ?1",
+        [kid],
+        |r| {
+            let p: String = r.get(2)?;
+            let h: String = r.get(3)?;
+            Ok(Eab {
+                kid: r.get(0)?,
+                mac_key: r.get(1)?,
+                principals: serde_json::from_str(&p).unwrap_or_default(),
+                hosts: serde_json::from_str(&h).unwrap_or_default(),
+                used_by: r.get(4)?,
+            })
+        },
+    )
+    .optional()
+}
+
+pub fn use_eab(conn: &Connection, kid: &str, fp: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE acme_eab SET used_by = ?2 WHERE kid = ?1",
+        params![kid, fp],
     )?;
     Ok(())
 }

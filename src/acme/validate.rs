@@ -105,3 +105,50 @@ pub fn http01(host: &str, port: u16, token: &str, expected: &str) -> Result<(), 
     }
     Ok(())
 }
+
+/// HMAC-SHA256 (RFC 2104), for external account binding.
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut k = [0u8; 64];
+    if key.len() > 64 {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let pad = |b: u8| k.map(|x| x ^ b);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(msg)
+        .finalize();
+    let outer = Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize();
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&outer);
+    out
+}
+
+/// The external account binding MAC: HMAC-SHA256 with the operator's key over the account
+/// key's OpenSSH line (`type base64`, no comment).
+pub fn eab_mac(mac_key: &[u8], account_key: &PublicKey) -> Result<[u8; 32], Problem> {
+    let mut plain = account_key.clone();
+    plain.set_comment("");
+    let line = plain
+        .to_openssh()
+        .map_err(|e| Problem::new(ProblemType::ServerInternal, e.to_string()))?;
+    Ok(hmac_sha256(mac_key, line.trim().as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hmac_sha256_matches_rfc_4231_case_2() {
+        let mac = super::hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}

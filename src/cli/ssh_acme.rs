@@ -61,6 +61,9 @@ enum Command {
         /// Orders one account may place per minute
         #[arg(long, default_value_t = 300)]
         orders_per_minute: usize,
+        /// New accounts must present an external account binding (ssh-acme account eab-create)
+        #[arg(long)]
+        eab_required: bool,
         /// TEST SWITCH: every challenge passes without being checked
         #[arg(long)]
         test_always_valid: bool,
@@ -80,6 +83,12 @@ enum Command {
         key: PathBuf,
         #[arg(long)]
         contact: Vec<String>,
+        /// External account binding key id (from the operator)
+        #[arg(long, requires = "eab_hmac_key")]
+        eab_kid: Option<String>,
+        /// External account binding MAC key, base64url (from the operator)
+        #[arg(long, requires = "eab_kid")]
+        eab_hmac_key: Option<String>,
     },
     /// Order a certificate
     Issue {
@@ -140,6 +149,17 @@ enum AccountCommand {
         #[arg(long = "principal")]
         principals: Vec<String>,
         /// Host names or addresses (globs)
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
+    /// Make an external account binding key: the account that registers with it gets these
+    /// grants (prints the key id and the MAC key to give to the account's owner)
+    #[command(group(clap::ArgGroup::new("eab_what").required(true).multiple(true).args(["principals", "hosts"])))]
+    EabCreate {
+        #[arg(long, env = "SSH_CA_DIR")]
+        dir: PathBuf,
+        #[arg(long = "principal")]
+        principals: Vec<String>,
         #[arg(long = "host")]
         hosts: Vec<String>,
     },
@@ -229,6 +249,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             challenge_ssh_port,
             challenge_http_port,
             orders_per_minute,
+            eab_required,
             test_always_valid,
             test_nonce_reject_percent,
         } => {
@@ -241,6 +262,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
                     ssh_port: challenge_ssh_port,
                     http_port: challenge_http_port,
                     orders_per_minute,
+                    eab_required,
                     always_valid: test_always_valid,
                     nonce_reject_percent: test_nonce_reject_percent,
                 },
@@ -256,9 +278,23 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
                     hosts,
                 },
         } => allow(&dir, &key, &principals, &hosts, out),
-        Command::Register { key, contact } => {
+        Command::Account {
+            command:
+                AccountCommand::EabCreate {
+                    dir,
+                    principals,
+                    hosts,
+                },
+        } => eab_create(&dir, principals, hosts, out),
+        Command::Register {
+            key,
+            contact,
+            eab_kid,
+            eab_hmac_key,
+        } => {
             let mut c = Client::new(&server()?, read_private(&key)?)?;
-            let kid = c.register(&contact)?;
+            let eab = eab_kid.as_deref().zip(eab_hmac_key.as_deref());
+            let kid = c.register_with(&contact, eab)?;
             writeln!(out, "{kid}")?;
             Ok(ExitCode::SUCCESS)
         }
@@ -551,6 +587,32 @@ fn allow(
             hosts.join(", ")
         )?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eab_create(
+    dir: &Path,
+    principals: Vec<String>,
+    hosts: Vec<String>,
+    out: &mut dyn Write,
+) -> Result<ExitCode> {
+    use base64ct::{Base64UrlUnpadded, Encoding};
+    use ssh_key::rand_core::Rng;
+    let ca = Ca::open(dir)?;
+    store::init(ca.store_connection())?;
+    let mut rng = ssh_key::rand_core::UnwrapErr(ssh_key::getrandom::SysRng);
+    let (mut kid, mut mac) = ([0u8; 12], [0u8; 32]);
+    rng.fill_bytes(&mut kid);
+    rng.fill_bytes(&mut mac);
+    let eab = store::Eab {
+        kid: Base64UrlUnpadded::encode_string(&kid),
+        mac_key: Base64UrlUnpadded::encode_string(&mac),
+        principals,
+        hosts,
+        used_by: None,
+    };
+    store::create_eab(ca.store_connection(), &eab, crate::ca::unix_now())?;
+    writeln!(out, "eab-kid: {}\neab-hmac-key: {}", eab.kid, eab.mac_key)?;
     Ok(ExitCode::SUCCESS)
 }
 

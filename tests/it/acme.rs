@@ -1078,3 +1078,88 @@ fn a_host_can_prove_its_names_with_http_01_from_its_web_root() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 }
+
+#[test]
+fn an_external_account_binding_key_binds_one_account_to_its_grants() {
+    let lab = Lab::new("ed25519");
+    let server = AcmeServerProc::start_with(&lab, &["--eab-required"]);
+    lab.keygen("alice", "ed25519");
+    lab.keygen("mallory", "ed25519");
+    let out = server.client(&lab, &["register", "--key", "alice"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("externalAccountRequired"),
+        "{}",
+        text(&out)
+    );
+
+    let made = Command::new(ACME)
+        .args(["account", "eab-create", "--principal", "deploy", "--dir"])
+        .arg(lab.ca_dir())
+        .output()
+        .expect("eab-create");
+    assert!(made.status.success());
+    let made = String::from_utf8_lossy(&made.stdout).into_owned();
+    let field = |name: &str| {
+        made.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .expect("field")
+            .to_string()
+    };
+    let (kid, mac) = (field("eab-kid"), field("eab-hmac-key"));
+
+    let wrong = server.client(
+        &lab,
+        &[
+            "register",
+            "--key",
+            "alice",
+            "--eab-kid",
+            &kid,
+            "--eab-hmac-key",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ],
+    );
+    assert_eq!(wrong.status.code(), Some(1), "a wrong MAC key is refused");
+    let out = server.client(
+        &lab,
+        &[
+            "register",
+            "--key",
+            "alice",
+            "--eab-kid",
+            &kid,
+            "--eab-hmac-key",
+            &mac,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        server
+            .client(
+                &lab,
+                &["issue", "user", "--key", "alice", "--principal", "deploy"]
+            )
+            .status
+            .success(),
+        "the binding's grants came with the account"
+    );
+    let again = server.client(
+        &lab,
+        &[
+            "register",
+            "--key",
+            "mallory",
+            "--eab-kid",
+            &kid,
+            "--eab-hmac-key",
+            &mac,
+        ],
+    );
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "a binding key binds one account only"
+    );
+    assert!(text(&again).contains("already bound"), "{}", text(&again));
+}
