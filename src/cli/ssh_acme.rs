@@ -40,36 +40,11 @@ enum Command {
     Serve {
         #[arg(long, env = "SSH_CA_DIR")]
         dir: PathBuf,
-        /// Address to listen on (loopback unless told otherwise; port 0 picks a free one)
-        #[arg(long, default_value = "127.0.0.1:14000")]
-        listen: String,
-        /// The URL clients reach the server at [default: http://<listen address>]
+        /// YAML file with any of the settings below (snake_case names); flags win
         #[arg(long)]
-        base_url: Option<String>,
-        /// Read the CA key passphrase from this file
-        #[arg(long)]
-        passphrase_file: Option<PathBuf>,
-        /// Milliseconds a request may wait for a worker before it is refused as rate limited
-        #[arg(long, default_value_t = 10_000)]
-        timeout_ms: u64,
-        /// The port ssh-hostkey-01 connects to (tests use a private sshd)
-        #[arg(long, default_value_t = 22)]
-        challenge_ssh_port: u16,
-        /// The port http-01 fetches from (tests use a private web server)
-        #[arg(long, default_value_t = 80)]
-        challenge_http_port: u16,
-        /// Orders one account may place per minute
-        #[arg(long, default_value_t = 300)]
-        orders_per_minute: usize,
-        /// New accounts must present an external account binding (ssh-acme account eab-create)
-        #[arg(long)]
-        eab_required: bool,
-        /// TEST SWITCH: every challenge passes without being checked
-        #[arg(long)]
-        test_always_valid: bool,
-        /// TEST SWITCH: refuse this percentage of valid nonces (clients must retry badNonce)
-        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
-        test_nonce_reject_percent: u8,
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        settings: ServeSettings,
     },
     /// Operator commands on accounts
     Account {
@@ -242,32 +217,20 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
     match command {
         Command::Serve {
             dir,
-            listen,
-            base_url,
-            passphrase_file,
-            timeout_ms,
-            challenge_ssh_port,
-            challenge_http_port,
-            orders_per_minute,
-            eab_required,
-            test_always_valid,
-            test_nonce_reject_percent,
+            config,
+            settings,
         } => {
-            let opts = ServeOpts {
-                listen,
-                base_url,
-                passphrase_file,
-                timeout_ms,
-                server: ServerOptions {
-                    ssh_port: challenge_ssh_port,
-                    http_port: challenge_http_port,
-                    orders_per_minute,
-                    eab_required,
-                    always_valid: test_always_valid,
-                    nonce_reject_percent: test_nonce_reject_percent,
-                },
+            let file = match &config {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).map_err(|e| CaError::io(path, e))?;
+                    serde_yaml::from_str(&text).map_err(|e| CaError::Config {
+                        path: path.clone(),
+                        why: e.to_string(),
+                    })?
+                }
+                None => ServeSettings::default(),
             };
-            run_server(&dir, opts, out)
+            run_server(&dir, settings.over(file).resolve(), out)
         }
         Command::Account {
             command:
@@ -614,6 +577,83 @@ fn eab_create(
     store::create_eab(ca.store_connection(), &eab, crate::ca::unix_now())?;
     writeln!(out, "eab-kid: {}\neab-hmac-key: {}", eab.kid, eab.mac_key)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `serve` settings: flags, or a `--config` YAML file; a flag given on the command line wins.
+#[derive(clap::Args, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServeSettings {
+    /// Address to listen on (loopback unless told otherwise; port 0 picks a free one)
+    /// [default: 127.0.0.1:14000]
+    #[arg(long)]
+    listen: Option<String>,
+    /// The URL clients reach the server at [default: http://<listen address>]
+    #[arg(long)]
+    base_url: Option<String>,
+    /// Read the CA key passphrase from this file
+    #[arg(long)]
+    passphrase_file: Option<PathBuf>,
+    /// Milliseconds a request may wait for a worker before it is refused as rate limited
+    /// [default: 10000]
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// The port ssh-hostkey-01 connects to [default: 22]
+    #[arg(long)]
+    challenge_ssh_port: Option<u16>,
+    /// The port http-01 fetches from [default: 80]
+    #[arg(long)]
+    challenge_http_port: Option<u16>,
+    /// Orders one account may place per minute [default: 300]
+    #[arg(long)]
+    orders_per_minute: Option<usize>,
+    /// New accounts must present an external account binding (ssh-acme account eab-create)
+    #[arg(long)]
+    #[serde(default)]
+    eab_required: bool,
+    /// TEST SWITCH: every challenge passes without being checked
+    #[arg(long)]
+    #[serde(default)]
+    test_always_valid: bool,
+    /// TEST SWITCH: refuse this percentage of valid nonces (clients must retry badNonce)
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+    test_nonce_reject_percent: Option<u8>,
+}
+
+impl ServeSettings {
+    /// These settings, with `file`'s filling what was not given.
+    fn over(self, file: ServeSettings) -> ServeSettings {
+        ServeSettings {
+            listen: self.listen.or(file.listen),
+            base_url: self.base_url.or(file.base_url),
+            passphrase_file: self.passphrase_file.or(file.passphrase_file),
+            timeout_ms: self.timeout_ms.or(file.timeout_ms),
+            challenge_ssh_port: self.challenge_ssh_port.or(file.challenge_ssh_port),
+            challenge_http_port: self.challenge_http_port.or(file.challenge_http_port),
+            orders_per_minute: self.orders_per_minute.or(file.orders_per_minute),
+            eab_required: self.eab_required || file.eab_required,
+            test_always_valid: self.test_always_valid || file.test_always_valid,
+            test_nonce_reject_percent: self
+                .test_nonce_reject_percent
+                .or(file.test_nonce_reject_percent),
+        }
+    }
+
+    fn resolve(self) -> ServeOpts {
+        ServeOpts {
+            listen: self.listen.unwrap_or_else(|| "127.0.0.1:14000".into()),
+            base_url: self.base_url,
+            passphrase_file: self.passphrase_file,
+            timeout_ms: self.timeout_ms.unwrap_or(10_000),
+            server: ServerOptions {
+                ssh_port: self.challenge_ssh_port.unwrap_or(22),
+                http_port: self.challenge_http_port.unwrap_or(80),
+                orders_per_minute: self.orders_per_minute.unwrap_or(300),
+                eab_required: self.eab_required,
+                always_valid: self.test_always_valid,
+                nonce_reject_percent: self.test_nonce_reject_percent.unwrap_or(0).min(100),
+            },
+        }
+    }
 }
 
 struct ServeOpts {

@@ -1163,3 +1163,41 @@ fn an_external_account_binding_key_binds_one_account_to_its_grants() {
     );
     assert!(text(&again).contains("already bound"), "{}", text(&again));
 }
+
+#[test]
+fn serve_reads_its_settings_from_a_config_file_and_names_a_bad_one() {
+    let lab = Lab::new("ed25519");
+    std::fs::write(
+        lab.path("acme.yaml"),
+        "orders_per_minute: 1\ntimeout_ms: 5000\n",
+    )
+    .expect("config");
+    let cfg = lab.path("acme.yaml").to_string_lossy().into_owned();
+    let server = AcmeServerProc::start_with(&lab, &["--config", &cfg]);
+    lab.keygen("id_user", "ed25519");
+    allow(&lab, &lab.path("id_user.pub"), "deploy");
+    let issue = ["issue", "user", "--key", "id_user", "--principal", "deploy"];
+    assert!(server.client(&lab, &issue).status.success());
+    let out = server.client(&lab, &issue);
+    assert!(
+        text(&out).contains("rateLimited"),
+        "orders_per_minute came from the file: {}",
+        text(&out)
+    );
+    drop(server);
+
+    std::fs::write(lab.path("bad.yaml"), "orders_per_minut: 1\n").expect("config");
+    let out = Command::new(ACME)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(lab.path("bad.yaml"))
+        .arg("--dir")
+        .arg(lab.ca_dir())
+        .output()
+        .expect("serve");
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        text(&out).contains("bad.yaml") && text(&out).contains("orders_per_minut"),
+        "{}",
+        text(&out)
+    );
+}
