@@ -1,5 +1,5 @@
-//! The ssh-acme client: a small HTTP/1.1 client (plain HTTP; the server listens on loopback
-//! unless told otherwise) and the account and user-certificate flows of
+//! The ssh-acme client: a small HTTP/1.1 client (plain HTTP on loopback, or HTTPS through
+//! [`super::tls`]) and the account and user-certificate flows of
 //! `docs/acme-protocol.md`, following URLs from the directory only.
 //!
 //! Invariant: a `badNonce` answer is retried (five attempts in all) with the nonce it
@@ -8,10 +8,11 @@
 use super::envelope::{self, Protected};
 use super::problem::{Problem, ProblemType};
 use super::server::POP_NAMESPACE;
+use super::tls;
 use base64ct::{Base64UrlUnpadded, Encoding};
 use ssh_key::encoding::Encode;
 use ssh_key::{HashAlg, PrivateKey, PublicKey};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -49,15 +50,22 @@ pub fn http(method: &str, url: &str, body: Option<&[u8]>) -> Result<Reply, Clien
         url: url.into(),
         why,
     };
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| err("only http:// URLs are supported".into()))?;
+    let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        _ => return Err(err("only http:// and https:// URLs are supported".into())),
+    };
     let (host, path) = rest
         .split_once('/')
         .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
-    let mut s = TcpStream::connect(host).map_err(|e| err(e.to_string()))?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))
+    let tcp = TcpStream::connect(host).map_err(|e| err(e.to_string()))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(60)))
         .map_err(|e| err(e.to_string()))?;
+    let mut s: Box<dyn tls::Stream> = if tls {
+        tls::connect(host, tcp).map_err(|e| err(e.to_string()))?
+    } else {
+        Box::new(tcp)
+    };
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     if let Some(b) = body {
         head.push_str(&format!(
@@ -75,7 +83,7 @@ pub fn http(method: &str, url: &str, body: Option<&[u8]>) -> Result<Reply, Clien
 }
 
 /// Reads a response; a reply to HEAD has headers only, whatever Content-Length says.
-fn read_reply(mut r: BufReader<TcpStream>, head_only: bool) -> std::io::Result<Reply> {
+fn read_reply(mut r: impl BufRead, head_only: bool) -> std::io::Result<Reply> {
     let mut line = String::new();
     r.read_line(&mut line)?;
     let status = line

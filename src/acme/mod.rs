@@ -6,8 +6,8 @@
 //! flattened JWS ([`envelope`]), the order / authorization / challenge state machines
 //! ([`order`]), the server's tables in the CA store ([`store`]), the server for accounts and
 //! user certificates authorized by operator grants ([`server`]) and the client ([`client`]).
-//! Host orders are validated by `ssh-hostkey-01` or `http-01` ([`validate`]). Not built yet:
-//! TLS.
+//! Host orders are validated by `ssh-hostkey-01` or `http-01` ([`validate`]); [`tls`] serves
+//! and fetches over HTTPS.
 //!
 //! Invariants: everything here is pure (no I/O, time is an argument); a request is accepted
 //! only after its URL, nonce and signature check out; state machines only move along the edges
@@ -19,4 +19,5 @@ pub mod order;
 pub mod problem;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod validate;

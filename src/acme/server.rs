@@ -60,7 +60,7 @@ impl HttpResponse {
         }
     }
 
-    fn problem(p: &Problem) -> HttpResponse {
+    pub(crate) fn problem(p: &Problem) -> HttpResponse {
         HttpResponse {
             status: p.kind.status(),
             headers: vec![("Content-Type".into(), "application/problem+json".into())],
@@ -76,7 +76,7 @@ impl HttpResponse {
         }
     }
 
-    fn with(mut self, name: &str, value: String) -> HttpResponse {
+    pub(crate) fn with(mut self, name: &str, value: String) -> HttpResponse {
         self.headers.push((name.into(), value));
         self
     }
@@ -272,7 +272,7 @@ impl AcmeServer {
         format!("{}{path}", self.base)
     }
 
-    fn nonce(&self) -> String {
+    pub(crate) fn nonce(&self) -> String {
         self.nonces
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -991,12 +991,7 @@ pub fn serve(
         // a fast `rateLimited`, instead of a dropped connection.
         let task = exec.spawn_with(opts, move |ctx| {
             if clock.now() > ctx.deadline() {
-                let p = Problem::new(
-                    ProblemType::RateLimited,
-                    "the server is overloaded; retry later",
-                );
-                let resp = HttpResponse::problem(&p).with("Retry-After", "1".into());
-                return write_response(request, resp);
+                return write_response(request, overloaded());
             }
             let req = read_request(&mut request);
             let now = crate::ca::unix_now();
@@ -1008,6 +1003,15 @@ pub fn serve(
         });
         drop(task);
     }
+}
+
+/// The answer to a request whose deadline passed while it waited: `rateLimited`, retry in 1 s.
+pub(crate) fn overloaded() -> HttpResponse {
+    let p = Problem::new(
+        ProblemType::RateLimited,
+        "the server is overloaded; retry later",
+    );
+    HttpResponse::problem(&p).with("Retry-After", "1".into())
 }
 
 fn read_request(r: &mut tiny_http::Request) -> Result<HttpRequest, Problem> {

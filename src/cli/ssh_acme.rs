@@ -24,9 +24,12 @@ Exit status:
 #[derive(Parser, Debug)]
 #[command(name = "ssh-acme", version, after_help = EXIT_CODES)]
 pub struct Cli {
-    /// Server URL for client commands, e.g. http://127.0.0.1:14000
+    /// Server URL for client commands, e.g. http://127.0.0.1:14000 or https://ca.example:14000
     #[arg(long, global = true, env = "SSH_ACME_SERVER")]
     server: Option<String>,
+    /// PEM certificates to trust for an https:// server [default: the system bundle]
+    #[arg(long, global = true, env = "SSH_ACME_TLS_CA")]
+    tls_ca: Option<PathBuf>,
     /// Print the man page or the bash completion script and exit (for packagers)
     #[arg(long, hide = true, value_enum, exclusive = true)]
     generate: Option<super::Generate>,
@@ -209,6 +212,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
         Cli::command().print_help()?;
         return Ok(ExitCode::from(2));
     };
+    if let Some(ca) = &cli.tls_ca {
+        crate::acme::tls::trust(ca)?;
+    }
     let server = || {
         cli.server
             .clone()
@@ -230,7 +236,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
                 }
                 None => ServeSettings::default(),
             };
-            run_server(&dir, settings.over(file).resolve(), out)
+            run_server(&dir, settings.over(file).resolve()?, out)
         }
         Command::Account {
             command:
@@ -593,6 +599,12 @@ struct ServeSettings {
     /// Read the CA key passphrase from this file
     #[arg(long)]
     passphrase_file: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key)
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Milliseconds a request may wait for a worker before it is refused as rate limited
     /// [default: 10000]
     #[arg(long)]
@@ -626,6 +638,8 @@ impl ServeSettings {
             listen: self.listen.or(file.listen),
             base_url: self.base_url.or(file.base_url),
             passphrase_file: self.passphrase_file.or(file.passphrase_file),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
             timeout_ms: self.timeout_ms.or(file.timeout_ms),
             challenge_ssh_port: self.challenge_ssh_port.or(file.challenge_ssh_port),
             challenge_http_port: self.challenge_http_port.or(file.challenge_http_port),
@@ -638,8 +652,14 @@ impl ServeSettings {
         }
     }
 
-    fn resolve(self) -> ServeOpts {
-        ServeOpts {
+    fn resolve(self) -> Result<ServeOpts> {
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => anyhow::bail!("tls-cert and tls-key go together: give both or neither"),
+        };
+        Ok(ServeOpts {
+            tls,
             listen: self.listen.unwrap_or_else(|| "127.0.0.1:14000".into()),
             base_url: self.base_url,
             passphrase_file: self.passphrase_file,
@@ -652,7 +672,7 @@ impl ServeSettings {
                 always_valid: self.test_always_valid,
                 nonce_reject_percent: self.test_nonce_reject_percent.unwrap_or(0).min(100),
             },
-        }
+        })
     }
 }
 
@@ -660,6 +680,8 @@ struct ServeOpts {
     listen: String,
     base_url: Option<String>,
     passphrase_file: Option<PathBuf>,
+    /// Certificate chain and key files when serving HTTPS.
+    tls: Option<(PathBuf, PathBuf)>,
     timeout_ms: u64,
     server: ServerOptions,
 }
@@ -681,26 +703,46 @@ fn run_server(dir: &Path, o: ServeOpts, out: &mut dyn Write) -> Result<ExitCode>
         ca.signer(CertType::User, &ask)?,
         ca.signer(CertType::Host, &ask)?,
     );
+    // TLS files are read before anything listens: a bad file stops the start-up.
+    let tls = match &o.tls {
+        Some((cert, key)) => Some(crate::acme::tls::server_config(cert, key)?),
+        None => None,
+    };
     let listen = &o.listen;
-    let http =
-        tiny_http::Server::http(listen).map_err(|e| anyhow!("cannot listen on {listen}: {e}"))?;
-    let addr = http
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| anyhow!("not an IP listener"))?;
-    let base = o.base_url.unwrap_or_else(|| format!("http://{addr}"));
-    let server = AcmeServer::new(ca, signers, base.clone(), o.server).map_err(|p| anyhow!(p))?;
     let exec = crate::sched::Builder::new()
         .thread_name("ssh-acme")
         .build()?;
-    crate::info!("ssh-acme listening", url = base);
-    writeln!(out, "listening on {base}")?;
-    out.flush()?;
-    serve(
-        std::sync::Arc::new(server),
-        http,
-        &exec,
-        Duration::from_millis(o.timeout_ms),
-    );
+    let timeout = Duration::from_millis(o.timeout_ms);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let start = |addr: std::net::SocketAddr, out: &mut dyn Write| -> Result<_> {
+        let base = o
+            .base_url
+            .clone()
+            .unwrap_or_else(|| format!("{scheme}://{addr}"));
+        let server =
+            AcmeServer::new(ca, signers, base.clone(), o.server).map_err(|p| anyhow!(p))?;
+        crate::info!("ssh-acme listening", url = base);
+        writeln!(out, "listening on {base}")?;
+        out.flush()?;
+        Ok(std::sync::Arc::new(server))
+    };
+    match tls {
+        Some(config) => {
+            let listener = std::net::TcpListener::bind(listen)
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            let server = start(listener.local_addr()?, out)?;
+            crate::acme::tls::serve(server, listener, config, &exec, timeout);
+        }
+        None => {
+            let http = tiny_http::Server::http(listen)
+                .map_err(|e| anyhow!("cannot listen on {listen}: {e}"))?;
+            let addr = http
+                .server_addr()
+                .to_ip()
+                .ok_or_else(|| anyhow!("not an IP listener"))?;
+            let server = start(addr, out)?;
+            serve(server, http, &exec, timeout);
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -1201,3 +1201,166 @@ fn serve_reads_its_settings_from_a_config_file_and_names_a_bad_one() {
         text(&out)
     );
 }
+
+/// A test CA (`ca.pem`) and a server certificate for 127.0.0.1 signed by it (`tls.pem`,
+/// `tls.key`), made with the openssl command-line tool.
+fn tls_files(lab: &Lab) {
+    std::fs::write(
+        lab.path("tls.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext");
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=bitrot test CA",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "tls.key",
+            "-out",
+            "tls.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "tls.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "tls.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "tls.ext",
+        ],
+    ];
+    for args in steps {
+        let out = run(Command::new("openssl").args(args).current_dir(&lab.dir));
+        assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+    }
+}
+
+#[test]
+fn over_tls_the_client_trusts_only_the_ca_it_is_given_and_curl_agrees() {
+    let lab = Lab::new("ed25519");
+    tls_files(&lab);
+    let (cert, key) = (lab.path("tls.pem"), lab.path("tls.key"));
+    let tls = [
+        "--tls-cert",
+        cert.to_str().expect("utf-8"),
+        "--tls-key",
+        key.to_str().expect("utf-8"),
+    ];
+    let server = AcmeServerProc::start_with(&lab, &tls);
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    lab.keygen("id_user", "ed25519");
+    allow(&lab, &lab.path("id_user.pub"), "deploy");
+    let issue = ["issue", "user", "--key", "id_user", "--principal", "deploy"];
+
+    let out = server.client(&lab, &issue);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the test CA is not in the system bundle"
+    );
+    assert!(
+        text(&out).to_lowercase().contains("certificate"),
+        "{}",
+        text(&out)
+    );
+    assert!(!lab.path("id_user-cert.pub").exists());
+
+    let ca = lab.path("ca.pem").to_string_lossy().into_owned();
+    let with_ca: Vec<&str> = ["--tls-ca", ca.as_str()].into_iter().chain(issue).collect();
+    let out = server.client(&lab, &with_ca);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = run(Command::new("ssh-keygen")
+        .arg("-Lf")
+        .arg(lab.path("id_user-cert.pub")));
+    assert!(text(&shown).contains("deploy"), "{}", text(&shown));
+
+    let curl = run(Command::new("curl")
+        .args(["-sS", "--fail", "--cacert", &ca])
+        .arg(format!("{}/directory", server.url)));
+    assert!(curl.status.success(), "{}", text(&curl));
+    let dir: serde_json::Value = serde_json::from_slice(&curl.stdout).expect("directory JSON");
+    assert!(
+        dir["newOrder"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("https://")),
+        "{dir}"
+    );
+    // Oversized bodies are refused over TLS as over plain HTTP.
+    let big = run(Command::new("curl")
+        .args([
+            "-sS",
+            "--cacert",
+            &ca,
+            "-H",
+            "Content-Type: application/jose+json",
+        ])
+        .args(["--data-binary", &"x".repeat(100_000)])
+        .arg(format!("{}/acme/new-order", server.url)));
+    assert!(text(&big).contains("malformed"), "{}", text(&big));
+}
+
+#[test]
+fn serve_names_an_unusable_tls_file_and_does_not_start() {
+    let lab = Lab::new("ed25519");
+    tls_files(&lab);
+    std::fs::write(lab.path("bad.key"), "not a key\n").expect("bad key");
+    let out = Command::new(ACME)
+        .args(["serve", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(lab.ca_dir())
+        .arg("--tls-cert")
+        .arg(lab.path("tls.pem"))
+        .arg("--tls-key")
+        .arg(lab.path("bad.key"))
+        .output()
+        .expect("serve");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("bad.key"), "{}", text(&out));
+    let out = Command::new(ACME)
+        .args(["serve", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(lab.ca_dir())
+        .arg("--tls-cert")
+        .arg(lab.path("tls.pem"))
+        .output()
+        .expect("serve");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a certificate without its key is a usage error"
+    );
+}
