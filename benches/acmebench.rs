@@ -5,7 +5,9 @@
 //! 2. paced at 500 issuances/s in total (the goal's rate): latency below capacity;
 //! 3. four times as many clients (four times the requests in flight) with the server's request
 //!    timeout at 50 ms: what waits longer than that must be refused fast (`rateLimited`), not
-//!    queued forever.
+//!    queued forever;
+//! 4. closed loop again over HTTPS (`--tls-cert`, a certificate made with openssl): what TLS,
+//!    with a new connection per request, costs.
 //!
 //! Reports issuances per second, p50/p99 latency of a whole issuance, errors (split into
 //! rate-limited and other) and whether every serial is unique.
@@ -32,8 +34,12 @@ struct Phase {
     unique: bool,
 }
 
-/// Starts `ssh-acme serve` on `ca` and returns the process and its URL.
-fn start_server(ca: &std::path::Path, timeout_ms: u64) -> (std::process::Child, String) {
+/// Starts `ssh-acme serve` on `ca` (with `extra` flags) and returns the process and its URL.
+fn start_server(
+    ca: &std::path::Path,
+    timeout_ms: u64,
+    extra: &[&str],
+) -> (std::process::Child, String) {
     let mut server = Command::new(env!("CARGO_BIN_EXE_ssh-acme"))
         .args([
             "serve",
@@ -44,6 +50,7 @@ fn start_server(ca: &std::path::Path, timeout_ms: u64) -> (std::process::Child, 
             "--dir",
         ])
         .arg(ca)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -141,6 +148,37 @@ fn row(name: String, p: &Phase) -> Row {
     Row { name, cols }
 }
 
+/// A CA and a server certificate for 127.0.0.1 made with openssl; returns the serve flags.
+fn tls_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::write(
+        dir.join("tls.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("ext");
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1";
+    let steps = [
+        format!("req -x509 {ec} -keyout ca.key -out ca.pem"),
+        format!("req {ec} -keyout tls.key -out tls.csr"),
+        "x509 -req -in tls.csr -CA ca.pem -CAkey ca.key -out tls.pem -days 1 -extfile tls.ext"
+            .to_string(),
+    ];
+    for args in steps {
+        let out = Command::new("openssl")
+            .args(args.split(' '))
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "openssl {args}");
+    }
+    let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    vec![
+        "--tls-cert".into(),
+        path("tls.pem"),
+        "--tls-key".into(),
+        path("tls.key"),
+    ]
+}
+
 fn main() {
     let clients = env_n("BENCH_CLIENTS", 100) as usize;
     let secs = env_n("BENCH_SECS", 10);
@@ -173,15 +211,23 @@ fn main() {
             .expect("allow");
         assert!(out.status.success());
     }
-    let (mut server, url) = start_server(&ca, 10_000);
+    let (mut server, url) = start_server(&ca, 10_000, &[]);
     let closed = phase(&url, &keys, secs, 0.0);
     let paced = phase(&url, &keys, secs, 500.0);
     let _ = server.kill();
     let _ = server.wait();
-    let (mut server, url) = start_server(&ca, 50);
+    let (mut server, url) = start_server(&ca, 50, &[]);
     // Four clients per account, closed loop: four times the in-flight requests of phase 1.
     let crowd: Vec<PrivateKey> = keys.iter().cycle().take(4 * keys.len()).cloned().collect();
     let over = phase(&url, &crowd, secs, 0.0);
+    let _ = server.kill();
+    let _ = server.wait();
+    let tls = tls_files(tmp.path());
+    bitrot::acme::tls::trust(&tmp.path().join("ca.pem")).expect("trust the test CA");
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    let (mut server, url) = start_server(&ca, 10_000, &tls);
+    assert!(url.starts_with("https://"), "{url}");
+    let closed_tls = phase(&url, &keys, secs, 0.0);
     let _ = server.kill();
     let _ = server.wait();
     print_table(
@@ -206,23 +252,31 @@ fn main() {
                 format!("{} clients (overload), request timeout 50 ms", crowd.len()),
                 &over,
             ),
+            row(
+                format!("closed loop over TLS, {clients} clients"),
+                &closed_tls,
+            ),
         ],
     );
-    for p in [&closed, &paced, &over] {
+    for p in [&closed, &paced, &over, &closed_tls] {
         if let Some(e) = p.other_errors.first() {
             println!("first other error: {e}");
         }
     }
     let ms = |p: &Phase, q: f64| p.hist.value_at_quantile(q) as f64 / 1e6;
     println!(
-        "\nRESULT capacity_per_s={:.0} paced500_p50_ms={:.1} paced500_p99_ms={:.1} overload_p99_ms={:.1} overload_rate_limited={} errors={} serials_unique={} loadavg={}",
+        "\nRESULT capacity_per_s={:.0} capacity_tls_per_s={:.0} paced500_p50_ms={:.1} paced500_p99_ms={:.1} overload_p99_ms={:.1} overload_rate_limited={} errors={} serials_unique={} loadavg={}",
         closed.rate,
+        closed_tls.rate,
         ms(&paced, 0.5),
         ms(&paced, 0.99),
         ms(&over, 0.99),
         over.limited,
-        closed.other_errors.len() + paced.other_errors.len() + over.other_errors.len(),
-        closed.unique && paced.unique && over.unique,
+        closed.other_errors.len()
+            + paced.other_errors.len()
+            + over.other_errors.len()
+            + closed_tls.other_errors.len(),
+        closed.unique && paced.unique && over.unique && closed_tls.unique,
         loadavg()
     );
 }
