@@ -56,9 +56,10 @@ enum Command {
     },
     /// Create (or find) the account of a key
     Register {
-        /// Account key (OpenSSH private key)
+        /// Account key, an OpenSSH private key [default: ~/.ssh/id_ed25519, id_ecdsa or id_rsa,
+        /// the first that exists]
         #[arg(long)]
-        key: PathBuf,
+        key: Option<PathBuf>,
         #[arg(long)]
         contact: Vec<String>,
         /// External account binding key id (from the operator)
@@ -75,9 +76,11 @@ enum Command {
     },
     /// Renew a certificate once the server's renewal window opens (does nothing before)
     Renew {
-        /// Account key (for user certificates also the certificate's key)
+        /// Account key, an OpenSSH private key [default: ~/.ssh/id_ed25519, id_ecdsa or id_rsa,
+        /// the first that exists]
+        /// (for user certificates also the certificate's key)
         #[arg(long)]
-        key: PathBuf,
+        key: Option<PathBuf>,
         /// The certificate to renew; replaced atomically
         #[arg(long)]
         cert: PathBuf,
@@ -105,8 +108,10 @@ enum Command {
     },
     /// Revoke a certificate this account ordered
     Revoke {
+        /// Account key, an OpenSSH private key [default: ~/.ssh/id_ed25519, id_ecdsa or id_rsa,
+        /// the first that exists]
         #[arg(long)]
-        key: PathBuf,
+        key: Option<PathBuf>,
         #[arg(long, default_value = "unspecified")]
         reason: String,
         cert: PathBuf,
@@ -147,8 +152,10 @@ enum AccountCommand {
 enum IssueCommand {
     /// A user certificate for KEY (the account key is the certificate's key)
     User {
+        /// Account key, an OpenSSH private key [default: ~/.ssh/id_ed25519, id_ecdsa or id_rsa,
+        /// the first that exists]
         #[arg(long)]
-        key: PathBuf,
+        key: Option<PathBuf>,
         #[arg(long = "principal", required = true)]
         principals: Vec<String>,
         /// Validity, e.g. 8h (capped by the CA's policy)
@@ -160,9 +167,10 @@ enum IssueCommand {
     },
     /// A host certificate for the names, proven by ssh-hostkey-01 against this host's sshd
     Host {
-        /// Account key
+        /// Account key, an OpenSSH private key [default: ~/.ssh/id_ed25519, id_ecdsa or id_rsa,
+        /// the first that exists]
         #[arg(long)]
-        key: PathBuf,
+        key: Option<PathBuf>,
         /// The host's private key (the certificate's key; signs the proof of possession)
         #[arg(long)]
         host_key: PathBuf,
@@ -261,7 +269,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             eab_kid,
             eab_hmac_key,
         } => {
-            let mut c = Client::new(&server()?, read_private(&key)?)?;
+            let mut c = Client::new(&server()?, read_private(&account_key(key)?)?)?;
             let eab = eab_kid.as_deref().zip(eab_hmac_key.as_deref());
             let kid = c.register_with(&contact, eab)?;
             writeln!(out, "{kid}")?;
@@ -289,7 +297,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
         } => renew(
             &server()?,
             &RenewArgs {
-                key,
+                key: account_key(key)?,
                 cert,
                 host_key,
                 force,
@@ -298,7 +306,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             out,
         ),
         Command::Revoke { key, reason, cert } => {
-            let mut c = Client::new(&server()?, read_private(&key)?)?;
+            let mut c = Client::new(&server()?, read_private(&account_key(key)?)?)?;
             let text = std::fs::read_to_string(&cert)
                 .with_context(|| format!("reading {}", cert.display()))?;
             c.revoke(text.trim(), &reason)?;
@@ -316,6 +324,7 @@ fn issue(what: IssueCommand, server: &str, out: &mut dyn Write) -> Result<ExitCo
             validity,
             out: target,
         } => {
+            let key = account_key(key)?;
             let private = read_private(&key)?;
             let mut c = Client::new(server, private.clone())?;
             let cert = c.issue_user(&private, &principals, validity.as_deref())?;
@@ -330,7 +339,7 @@ fn issue(what: IssueCommand, server: &str, out: &mut dyn Write) -> Result<ExitCo
             http_01_dir,
         } => {
             let host = read_private(&host_key)?;
-            let mut c = Client::new(server, read_private(&key)?)?;
+            let mut c = Client::new(server, read_private(&account_key(key)?)?)?;
             let proof = match http_01_dir {
                 Some(dir) => Proof::Http01 { webroot: dir },
                 None => Proof::SshHostKey,
@@ -508,6 +517,28 @@ fn cert_path(key: &Path) -> PathBuf {
     let mut s = key.as_os_str().to_owned();
     s.push("-cert.pub");
     PathBuf::from(s)
+}
+
+/// The account key: the one given, else the first of ~/.ssh/id_ed25519, id_ecdsa, id_rsa.
+fn account_key(given: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(k) = given {
+        return Ok(k);
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| anyhow!("no --key given and HOME is not set"))?;
+    let ssh = Path::new(&home).join(".ssh");
+    let tried: Vec<PathBuf> = ["id_ed25519", "id_ecdsa", "id_rsa"]
+        .iter()
+        .map(|n| ssh.join(n))
+        .collect();
+    tried.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+        let names: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+        anyhow!(
+            "no account key: give --key, or create one of {} (ssh-keygen -t ed25519)",
+            names.join(", ")
+        )
+    })
 }
 
 fn read_private(path: &Path) -> Result<PrivateKey> {

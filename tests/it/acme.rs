@@ -1364,3 +1364,43 @@ fn serve_names_an_unusable_tls_file_and_does_not_start() {
         "a certificate without its key is a usage error"
     );
 }
+
+#[test]
+fn without_key_the_client_uses_the_usual_ssh_key_and_names_the_places_it_looked() {
+    let lab = Lab::new("ed25519");
+    let server = AcmeServerProc::start(&lab);
+    let home = lab.path("home");
+    std::fs::create_dir_all(home.join(".ssh")).expect("~/.ssh");
+    let client = |args: &[&str]| {
+        let out = Command::new(ACME)
+            .arg("--server")
+            .arg(&server.url)
+            .args(args)
+            .env("HOME", &home)
+            .current_dir(&lab.dir)
+            .output()
+            .expect("client");
+        eprintln!("ssh-acme {args:?} -> {}\n{}", out.status, text(&out));
+        out
+    };
+    let issue = ["issue", "user", "--principal", "deploy"];
+    let out = client(&issue);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains(".ssh/id_ed25519") && text(&out).contains(".ssh/id_rsa"),
+        "{}",
+        text(&out)
+    );
+
+    let key = home.join(".ssh/id_ecdsa");
+    let made = run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ecdsa", "-N", "", "-f"])
+        .arg(&key));
+    assert!(made.status.success(), "{}", text(&made));
+    allow(&lab, &home.join(".ssh/id_ecdsa.pub"), "deploy");
+    let out = client(&issue);
+    assert!(out.status.success(), "{}", text(&out));
+    let cert = home.join(".ssh/id_ecdsa-cert.pub");
+    let shown = run(Command::new("ssh-keygen").arg("-Lf").arg(&cert));
+    assert!(text(&shown).contains("deploy"), "{}", text(&shown));
+}
