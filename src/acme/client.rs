@@ -12,7 +12,7 @@ use super::tls;
 use base64ct::{Base64UrlUnpadded, Encoding};
 use ssh_key::encoding::Encode;
 use ssh_key::{HashAlg, PrivateKey, PublicKey};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -58,11 +58,12 @@ pub fn http(method: &str, url: &str, body: Option<&[u8]>) -> Result<Reply, Clien
     let (host, path) = rest
         .split_once('/')
         .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
-    let tcp = TcpStream::connect(host).map_err(|e| err(e.to_string()))?;
+    let (name, port) = split_authority(host, if tls { 443 } else { 80 }).map_err(err)?;
+    let tcp = TcpStream::connect((name, port)).map_err(|e| err(e.to_string()))?;
     tcp.set_read_timeout(Some(Duration::from_secs(60)))
         .map_err(|e| err(e.to_string()))?;
     let mut s: Box<dyn tls::Stream> = if tls {
-        tls::connect(host, tcp).map_err(|e| err(e.to_string()))?
+        tls::connect(name, tcp).map_err(|e| err(e.to_string()))?
     } else {
         Box::new(tcp)
     };
@@ -81,6 +82,32 @@ pub fn http(method: &str, url: &str, body: Option<&[u8]>) -> Result<Reply, Clien
     }
     read_reply(BufReader::new(s), method == "HEAD").map_err(|e| err(e.to_string()))
 }
+
+/// Splits `host[:port]` or `[v6][:port]` into the bare host and the port.
+fn split_authority(authority: &str, default_port: u16) -> Result<(&str, u16), String> {
+    let bad = || format!("{authority:?} is not host[:port]");
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(rest) => {
+            let (h, after) = rest.split_once(']').ok_or_else(bad)?;
+            (h, after.strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let port = match port {
+        Some(p) => p.parse().map_err(|_| bad())?,
+        None => default_port,
+    };
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((host, port))
+}
+
+/// Largest response body the client takes (certificates and KRLs are far smaller).
+const MAX_REPLY: usize = 8 << 20;
 
 /// Reads a response; a reply to HEAD has headers only, whatever Content-Length says.
 fn read_reply(mut r: impl BufRead, head_only: bool) -> std::io::Result<Reply> {
@@ -115,12 +142,17 @@ fn read_reply(mut r: impl BufRead, head_only: bool) -> std::io::Result<Reply> {
         });
     }
     match len {
+        Some(n) if n > MAX_REPLY => {
+            return Err(std::io::Error::other(format!(
+                "the reply announces {n} bytes, over the {MAX_REPLY}-byte limit"
+            )));
+        }
         Some(n) => {
             body.resize(n, 0);
             r.read_exact(&mut body)?;
         }
         None => {
-            r.read_to_end(&mut body)?;
+            r.take(MAX_REPLY as u64).read_to_end(&mut body)?;
         }
     }
     Ok(Reply {
@@ -530,5 +562,24 @@ struct RemoveOnDrop(std::path::PathBuf);
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_authority;
+
+    #[test]
+    fn authorities_split_into_host_and_port_with_the_scheme_default() {
+        assert_eq!(
+            split_authority("127.0.0.1:14000", 80),
+            Ok(("127.0.0.1", 14000))
+        );
+        assert_eq!(split_authority("ca.example", 443), Ok(("ca.example", 443)));
+        assert_eq!(split_authority("[::1]:8443", 443), Ok(("::1", 8443)));
+        assert_eq!(split_authority("[::1]", 443), Ok(("::1", 443)));
+        assert!(split_authority("[::1", 443).is_err());
+        assert!(split_authority("host:port", 80).is_err());
+        assert!(split_authority(":80", 80).is_err());
     }
 }

@@ -18,7 +18,7 @@ Exit status:
   1  the server refused the request (the problem document is printed)
   2  bad usage or bad input
   3  the server could not be reached
-  4  the CA directory or a key is missing, unreadable or unsafe";
+  4  the CA directory, a key or a TLS file is missing, unreadable or unsafe";
 
 /// An ACME-style certificate authority for SSH certificates: server and client.
 #[derive(Parser, Debug)]
@@ -27,7 +27,8 @@ pub struct Cli {
     /// Server URL for client commands, e.g. http://127.0.0.1:14000 or https://ca.example:14000
     #[arg(long, global = true, env = "SSH_ACME_SERVER")]
     server: Option<String>,
-    /// PEM certificates to trust for an https:// server [default: the system bundle]
+    /// PEM certificates to trust for an https:// server (client commands) [default: the system
+    /// bundle]
     #[arg(long, global = true, env = "SSH_ACME_TLS_CA")]
     tls_ca: Option<PathBuf>,
     /// Print the man page or the bash completion script and exit (for packagers)
@@ -76,9 +77,9 @@ enum Command {
     },
     /// Renew a certificate once the server's renewal window opens (does nothing before)
     Renew {
-        /// Account key, an OpenSSH private key [default: ~/.ssh/id_ed25519, id_ecdsa or id_rsa,
-        /// the first that exists]
-        /// (for user certificates also the certificate's key)
+        /// Account key, an OpenSSH private key; for user certificates also the certificate's
+        /// key [default: the key next to --cert (KEY-cert.pub), else ~/.ssh/id_ed25519,
+        /// id_ecdsa or id_rsa, the first that exists]
         #[arg(long)]
         key: Option<PathBuf>,
         /// The certificate to renew; replaced atomically
@@ -204,6 +205,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             ClientError::Http { .. } => 3,
         };
     }
+    if let Some(crate::acme::tls::TlsError::File { .. }) = e.downcast_ref() {
+        return 4;
+    }
     match e.downcast_ref::<CaError>() {
         Some(CaError::BadInput { .. } | CaError::Options(_) | CaError::Validity(_)) | None => 2,
         Some(_) => 4,
@@ -220,10 +224,11 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
         Cli::command().print_help()?;
         return Ok(ExitCode::from(2));
     };
-    if let Some(ca) = &cli.tls_ca {
-        crate::acme::tls::trust(ca)?;
-    }
-    let server = || {
+    // Client commands only: a stale SSH_ACME_TLS_CA must not stop `serve`.
+    let server = || -> Result<String> {
+        if let Some(ca) = &cli.tls_ca {
+            crate::acme::tls::trust(ca)?;
+        }
         cli.server
             .clone()
             .ok_or_else(|| anyhow!("give --server URL (or SSH_ACME_SERVER)"))
@@ -297,7 +302,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
         } => renew(
             &server()?,
             &RenewArgs {
-                key: account_key(key)?,
+                // A user certificate's own key is its account key; a host's is not.
+                key: account_key(
+                    key.or_else(|| host_key.is_none().then(|| key_of_cert(&cert)).flatten()),
+                )?,
                 cert,
                 host_key,
                 force,
@@ -519,6 +527,13 @@ fn cert_path(key: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// The private key next to a certificate named the OpenSSH way (KEY-cert.pub), if it exists.
+fn key_of_cert(cert: &Path) -> Option<PathBuf> {
+    let name = cert.file_name()?.to_str()?.strip_suffix("-cert.pub")?;
+    let key = cert.with_file_name(name);
+    key.is_file().then_some(key)
+}
+
 /// The account key: the one given, else the first of ~/.ssh/id_ed25519, id_ecdsa, id_rsa.
 fn account_key(given: Option<PathBuf>) -> Result<PathBuf> {
     if let Some(k) = given {
@@ -631,10 +646,10 @@ struct ServeSettings {
     #[arg(long)]
     passphrase_file: Option<PathBuf>,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key)
-    #[arg(long, requires = "tls_key")]
+    #[arg(long)]
     tls_cert: Option<PathBuf>,
     /// The PEM private key of --tls-cert
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long)]
     tls_key: Option<PathBuf>,
     /// Milliseconds a request may wait for a worker before it is refused as rate limited
     /// [default: 10000]
@@ -687,7 +702,10 @@ impl ServeSettings {
         let tls = match (self.tls_cert, self.tls_key) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
-            _ => anyhow::bail!("tls-cert and tls-key go together: give both or neither"),
+            _ => anyhow::bail!(
+                "--tls-cert and --tls-key (tls_cert and tls_key in --config) go together: \
+                 give both or neither"
+            ),
         };
         Ok(ServeOpts {
             tls,

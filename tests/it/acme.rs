@@ -1271,10 +1271,17 @@ fn tls_files(lab: &Lab) {
 fn over_tls_the_client_trusts_only_the_ca_it_is_given_and_curl_agrees() {
     let lab = Lab::new("ed25519");
     tls_files(&lab);
+    // The certificate from the config file, its key from a flag: the two sources combine.
     let (cert, key) = (lab.path("tls.pem"), lab.path("tls.key"));
+    std::fs::write(
+        lab.path("acme.yaml"),
+        format!("tls_cert: {}\n", cert.display()),
+    )
+    .expect("config");
+    let cfg = lab.path("acme.yaml").to_string_lossy().into_owned();
     let tls = [
-        "--tls-cert",
-        cert.to_str().expect("utf-8"),
+        "--config",
+        cfg.as_str(),
         "--tls-key",
         key.to_str().expect("utf-8"),
     ];
@@ -1349,8 +1356,12 @@ fn serve_names_an_unusable_tls_file_and_does_not_start() {
         .arg(lab.path("bad.key"))
         .output()
         .expect("serve");
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("bad.key"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(
+        text(&out).contains("bad.key") && text(&out).contains("not a PEM private key"),
+        "{}",
+        text(&out)
+    );
     let out = Command::new(ACME)
         .args(["serve", "--listen", "127.0.0.1:0", "--dir"])
         .arg(lab.ca_dir())
