@@ -397,10 +397,16 @@ impl AcmeServerProc {
     }
 
     fn client(&self, lab: &Lab, args: &[&str]) -> std::process::Output {
+        self.client_env(lab, args, &[])
+    }
+
+    /// `client` with extra environment variables.
+    fn client_env(&self, lab: &Lab, args: &[&str], env: &[(&str, &Path)]) -> std::process::Output {
         let out = Command::new(ACME)
             .arg("--server")
             .arg(&self.url)
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(&lab.dir)
             .output()
             .expect("client");
@@ -1382,18 +1388,7 @@ fn without_key_the_client_uses_the_usual_ssh_key_and_names_the_places_it_looked(
     let server = AcmeServerProc::start(&lab);
     let home = lab.path("home");
     std::fs::create_dir_all(home.join(".ssh")).expect("~/.ssh");
-    let client = |args: &[&str]| {
-        let out = Command::new(ACME)
-            .arg("--server")
-            .arg(&server.url)
-            .args(args)
-            .env("HOME", &home)
-            .current_dir(&lab.dir)
-            .output()
-            .expect("client");
-        eprintln!("ssh-acme {args:?} -> {}\n{}", out.status, text(&out));
-        out
-    };
+    let client = |args: &[&str]| server.client_env(&lab, args, &[("HOME", &home)]);
     let issue = ["issue", "user", "--principal", "deploy"];
     let out = client(&issue);
     assert_eq!(out.status.code(), Some(2));
