@@ -28,6 +28,9 @@ pub(crate) struct Timers {
     /// Keyed by (release in executor ns, sequence).
     pub(crate) map: BTreeMap<(u64, u64), TimerItem>,
     stop: bool,
+    /// Set by `cancel_timers`: nothing added later will ever be released, so it is completed
+    /// with `Shutdown` at once instead of waiting (and its join hanging) for ever.
+    closed: bool,
 }
 
 pub(crate) fn spawn(inner: Arc<Inner>, name: &str) -> std::io::Result<JoinHandle<()>> {
@@ -92,6 +95,10 @@ impl Inner {
 
     pub(crate) fn add_timer(&self, at: u64, seq: u64, item: TimerItem) {
         let mut t = self.timers.lock().unwrap_or_else(|p| p.into_inner());
+        if t.closed {
+            drop(t);
+            return self.shut(item);
+        }
         let earliest = t.map.first_key_value().is_none_or(|(k, _)| (at, seq) < *k);
         t.map.insert((at, seq), item);
         if earliest {
@@ -106,17 +113,24 @@ impl Inner {
 
     /// Completes everything still waiting for its release with `Shutdown`; returns how many.
     pub(crate) fn cancel_timers(&self) -> usize {
-        let items = std::mem::take(&mut self.timers.lock().unwrap_or_else(|p| p.into_inner()).map);
+        let items = {
+            let mut t = self.timers.lock().unwrap_or_else(|p| p.into_inner());
+            t.closed = true;
+            std::mem::take(&mut t.map)
+        };
         let n = items.len();
-        for item in items.into_values() {
-            match item {
-                TimerItem::Job(job) => {
-                    self.fail_unstarted(&job, JoinError::Shutdown);
-                }
-                TimerItem::Periodic(p) => p.finish(Err(JoinError::Shutdown)),
-            }
-        }
+        items.into_values().for_each(|item| self.shut(item));
         n
+    }
+
+    /// Completes a timer item that will never be released with `Shutdown`.
+    fn shut(&self, item: TimerItem) {
+        match item {
+            TimerItem::Job(job) => {
+                self.fail_unstarted(&job, JoinError::Shutdown);
+            }
+            TimerItem::Periodic(p) => p.finish(Err(JoinError::Shutdown)),
+        }
     }
 
     pub(crate) fn stop_timer(&self) {
@@ -229,6 +243,19 @@ impl PeriodicState {
             self.release(inner);
         } else {
             inner.add_timer(next, self.seq, TimerItem::Periodic(self.clone()));
+            // `cancel` may have looked for the previous release between the store above and
+            // the insert; whoever removes the entry finishes the task, exactly once.
+            if self.token.is_cancelled() {
+                let removed = inner
+                    .timers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .map
+                    .remove(&(next, self.seq));
+                if removed.is_some() {
+                    self.finish(Err(JoinError::Cancelled));
+                }
+            }
         }
     }
 }

@@ -559,6 +559,12 @@ fn drain_runs_the_queue_and_cancel_all_removes_it() {
             .all(|t| matches!(t.join(), Err(JoinError::Shutdown)))
     );
     assert!(matches!(timer.join(), Err(JoinError::Shutdown)));
+    // A timer set after the shutdown would never fire: it is completed at once.
+    let late = exec.spawn_at(far, Opts::new(far), |_| ());
+    assert!(matches!(
+        late.join_timeout(Duration::from_secs(5)),
+        Ok(Err(JoinError::Shutdown))
+    ));
 }
 
 #[test]
