@@ -174,6 +174,9 @@ struct NewAccount {
     terms_of_service_agreed: bool,
     #[serde(default)]
     external_account_binding: Option<ExternalAccountBinding>,
+    /// Look the account up only; never create one (RFC 8555 §7.3.1).
+    #[serde(default)]
+    only_return_existing: bool,
 }
 
 #[derive(Deserialize)]
@@ -214,6 +217,10 @@ struct RevokeCert {
 
 fn malformed(d: impl Into<String>) -> Problem {
     Problem::new(ProblemType::Malformed, d)
+}
+
+fn not_ready(status: &str) -> Problem {
+    Problem::new(ProblemType::OrderNotReady, format!("the order is {status}"))
 }
 
 fn internal(e: impl std::fmt::Display) -> Problem {
@@ -324,7 +331,7 @@ impl AcmeServer {
                     "hostCA": self.url("/ca/host.pub"),
                     "knownHosts": self.url("/ca/known_hosts"),
                     "krl": self.url("/krl"),
-                    "externalAccountRequired": false,
+                    "externalAccountRequired": self.opts.eab_required,
                 }
             }),
         )
@@ -378,7 +385,15 @@ impl AcmeServer {
             (_, Signer::Account(kid)) => {
                 let account = self.account_id(kid)?;
                 match segs {
-                    ["account", id] if *id == account.to_string() => self.account_json(account),
+                    ["account", id] if *id == account.to_string() => {
+                        if !verified.payload.is_empty() {
+                            return Err(malformed(
+                                "account updates (contact, deactivation) are not supported; \
+                                 POST-as-GET only",
+                            ));
+                        }
+                        self.account_json(account)
+                    }
                     ["new-order"] => self.new_order(account, &verified.payload, now),
                     ["order", id] => self.order_json(account, id),
                     ["order", id, "finalize"] => self.finalize(account, id, &verified.payload, now),
@@ -428,6 +443,12 @@ impl AcmeServer {
         let fp = fingerprint(key);
         let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
         let existing = store::account_by_fp(ca.store_connection(), &fp).map_err(internal)?;
+        if existing.is_none() && req.only_return_existing {
+            return Err(Problem::new(
+                ProblemType::AccountDoesNotExist,
+                "no account has this key (onlyReturnExisting)",
+            ));
+        }
         if existing.is_none() && self.opts.eab_required && req.external_account_binding.is_none() {
             return Err(Problem::new(
                 ProblemType::ExternalAccountRequired,
@@ -585,6 +606,31 @@ impl AcmeServer {
         })
     }
 
+    /// Refuses to move an order that has expired, turning it `invalid` first if it was still
+    /// pending or ready (one transaction: the status with its error).
+    fn refuse_if_expired(&self, o: &store::OrderRow, now: u64) -> Result<(), Problem> {
+        if now < o.expires {
+            return Ok(());
+        }
+        let p = Problem::new(
+            ProblemType::Malformed,
+            "the order has expired; place a new one",
+        );
+        if matches!(o.status.as_str(), "pending" | "ready") {
+            let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+            store::set_order(
+                ca.store_connection(),
+                o.id,
+                "invalid",
+                None,
+                None,
+                Some(&p.to_json()),
+            )
+            .map_err(internal)?;
+        }
+        Err(p)
+    }
+
     fn order_value(&self, id: i64) -> Result<serde_json::Value, Problem> {
         let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
         let o = store::order(ca.store_connection(), id)
@@ -686,6 +732,7 @@ impl AcmeServer {
         let i: usize = n.parse().map_err(|_| malformed("bad challenge index"))?;
         let a = self.authz_row(o.id, i)?;
         if a.status == "pending" {
+            self.refuse_if_expired(&o, crate::ca::unix_now())?;
             let req: NewOrder = serde_json::from_str(&o.request).map_err(internal)?;
             let host = req
                 .identifiers
@@ -740,6 +787,14 @@ impl AcmeServer {
             .unchecked_transaction()
             .map_err(internal)?;
         let conn: &rusqlite::Connection = &tx;
+        // A verdict that lost a race with another challenge of the same authorization, or that
+        // arrives after the order moved on, changes nothing.
+        let still_pending = |a: Option<&store::AuthzRow>| a.is_some_and(|a| a.status == "pending");
+        let order_row = store::order(conn, order).map_err(internal)?;
+        let authz = store::authzs(conn, order).map_err(internal)?;
+        if !still_pending(authz.get(i)) || order_row.is_none_or(|o| o.status != "pending") {
+            return Ok(());
+        }
         match verdict {
             Ok(()) => store::set_authz(conn, order, i as i64, "valid", None, Some(now)),
             Err(p) => store::set_authz(conn, order, i as i64, "invalid", Some(&p.to_json()), None),
@@ -762,11 +817,9 @@ impl AcmeServer {
         now: u64,
     ) -> Result<HttpResponse, Problem> {
         let o = self.load_order(account, id)?;
+        self.refuse_if_expired(&o, now)?;
         if o.status != "ready" {
-            return Err(Problem::new(
-                ProblemType::OrderNotReady,
-                format!("the order is {}", o.status),
-            ));
+            return Err(not_ready(&o.status));
         }
         let req: NewOrder = serde_json::from_str(&o.request).map_err(internal)?;
         let subject = PublicKey::from_openssh(&req.public_key).map_err(internal)?;
@@ -807,6 +860,15 @@ impl AcmeServer {
             subject,
         };
         let mut ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+        // Checked again under the lock every state change takes: of two finalize requests
+        // racing past the check above, only the first signs.
+        let now_status = store::order(ca.store_connection(), o.id)
+            .map_err(internal)?
+            .map(|r| r.status)
+            .unwrap_or_default();
+        if now_status != "ready" {
+            return Err(not_ready(&now_status));
+        }
         let signer = match req.cert_type {
             CertType::User => &self.user_signer,
             CertType::Host => &self.host_signer,

@@ -1089,6 +1089,9 @@ fn a_host_can_prove_its_names_with_http_01_from_its_web_root() {
 fn an_external_account_binding_key_binds_one_account_to_its_grants() {
     let lab = Lab::new("ed25519");
     let server = AcmeServerProc::start_with(&lab, &["--eab-required"]);
+    let dir: serde_json::Value =
+        serde_json::from_slice(&this::fetch(&format!("{}/directory", server.url))).expect("JSON");
+    assert_eq!(dir["meta"]["externalAccountRequired"], true, "{dir}");
     lab.keygen("alice", "ed25519");
     lab.keygen("mallory", "ed25519");
     let out = server.client(&lab, &["register", "--key", "alice"]);
@@ -1328,6 +1331,7 @@ fn over_tls_the_client_trusts_only_the_ca_it_is_given_and_curl_agrees() {
         .arg(format!("{}/directory", server.url)));
     assert!(curl.status.success(), "{}", text(&curl));
     let dir: serde_json::Value = serde_json::from_slice(&curl.stdout).expect("directory JSON");
+    assert_eq!(dir["meta"]["externalAccountRequired"], false, "{dir}");
     assert!(
         dir["newOrder"]
             .as_str()
