@@ -171,12 +171,12 @@ impl Ca {
         } else {
             None
         };
-        let subject = PublicKey::from(cert.public_key().clone());
+        let subject_fp = fingerprint(&PublicKey::from(cert.public_key().clone()));
         let revoked = self
             .store
             .revocations()?
             .into_iter()
-            .filter(|r| covers(r, cert, &ca_fp, &subject))
+            .filter(|r| covers(r, &ca_fp, cert.serial(), cert.key_id(), &subject_fp))
             .collect();
         Ok(Provenance {
             issued_here: record.is_some(),
@@ -241,13 +241,14 @@ impl Ca {
     }
 }
 
-fn covers(r: &Revocation, cert: &Certificate, ca_fp: &str, subject: &PublicKey) -> bool {
+/// Whether revocation `r` covers a certificate with this issuing CA, serial, key id and
+/// subject key (fingerprints as [`fingerprint`] writes them). Serial and key-id revocations
+/// belong to one CA; a key revocation covers every certificate of that key.
+pub fn covers(r: &Revocation, ca_fp: &str, serial: u64, key_id: &str, subject_fp: &str) -> bool {
     match r.kind.as_str() {
-        "serial" => r.ca_fp == ca_fp && r.value == cert.serial().to_string(),
-        "key_id" => r.ca_fp == ca_fp && r.value == cert.key_id(),
-        "key" => {
-            PublicKey::from_openssh(&r.value).is_ok_and(|k| k.key_data() == subject.key_data())
-        }
+        "serial" => r.ca_fp == ca_fp && r.value == serial.to_string(),
+        "key_id" => r.ca_fp == ca_fp && r.value == key_id,
+        "key" => PublicKey::from_openssh(&r.value).is_ok_and(|k| fingerprint(&k) == subject_fp),
         _ => false,
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::ca::inspect::{read_cert, render_like_ssh_keygen};
 use crate::ca::keys::{self, KeyType};
-use crate::ca::store::{AuditCheck, Revocation};
+use crate::ca::store::{AuditCheck, Revocation, StoreError};
 use crate::ca::{Ca, CaError, CertType, SignRequest, fingerprint, validity};
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, Parser, Subcommand};
@@ -167,6 +167,8 @@ pub fn main() -> ExitCode {
 fn exit_code(e: &anyhow::Error) -> u8 {
     match e.downcast_ref::<CaError>() {
         Some(CaError::Policy(_)) => 3,
+        // A -z serial that is taken or out of range is bad input, not a broken store.
+        Some(CaError::Store(StoreError::SerialTaken(_) | StoreError::SerialRange(_))) => 2,
         Some(
             CaError::NotInitialised(_)
             | CaError::AlreadyInitialised(_)
@@ -395,7 +397,8 @@ fn sign(ca: &mut Ca, a: SignArgs, json: bool, out: &mut dyn Write) -> Result<Exi
             validity: a.validity.clone(),
             options: a.options.clone(),
             profile: a.profile.clone(),
-            serial: a.serial.map(|s| s + i as u64),
+            // The store numbers a batch from the first request's serial, with its own checks.
+            serial: a.serial.filter(|_| i == 0),
             subject: subject.clone(),
         })
         .collect();
@@ -470,10 +473,10 @@ fn list(
         )?;
     }
     for c in rows {
-        let status = if revoked.iter().any(|r| {
-            (r.kind == "serial" && r.value == c.serial.to_string() && r.ca_fp == c.ca_fp)
-                || (r.kind == "key_id" && r.value == c.key_id && r.ca_fp == c.ca_fp)
-        }) {
+        let status = if revoked
+            .iter()
+            .any(|r| crate::ca::inspect::covers(r, &c.ca_fp, c.serial, &c.key_id, &c.subject_fp))
+        {
             "revoked"
         } else if c.valid_before <= t {
             "expired"

@@ -616,6 +616,19 @@ fn ssh_ca_and_ssh_keygen_certificates_differ_only_in_nonce_and_signature() {
     let mut ca_args = vec!["--user", "-V", "-5m:+1h"];
     ca_args.extend(same);
     let ours = lab.sign("id_a", &ca_args);
+    let before = std::fs::read(&ours).expect("cert");
+    let again = lab.ca(&[
+        "sign", "--user", "-I", "again", "-n", "u", "-z", "42", "id_b.pub",
+    ]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "a taken -z serial is bad input: {}",
+        text(&again)
+    );
+    assert!(text(&again).contains("42"), "{}", text(&again));
+    assert_eq!(std::fs::read(&ours).expect("cert"), before);
+    assert!(!lab.path("id_b-cert.pub").exists());
     // Same inputs to ssh-keygen, with the exact validity ssh-ca recorded.
     let rec = lab.ca(&["--json", "list"]);
     let rec: serde_json::Value = serde_json::from_str(
@@ -1072,6 +1085,17 @@ fn revocations_by_key_id_and_by_key_are_in_the_krl_ssh_keygen_reads() {
             "{}: ssh-keygen -Q",
             cert.display()
         );
+    }
+    // `list` agrees with the KRL, key revocations included.
+    let listed = lab.ca(&["--json", "list"]);
+    for line in String::from_utf8_lossy(&listed.stdout).lines() {
+        let rec: serde_json::Value = serde_json::from_str(line).expect("json line");
+        let want = if rec["key_id"] == "keep" {
+            "valid"
+        } else {
+            "revoked"
+        };
+        assert_eq!(rec["status"], want, "{rec}");
     }
     assert_eq!(
         lab.ca(&["revoke", "--serial", "999"]).status.code(),
