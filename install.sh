@@ -185,8 +185,8 @@ stage_from_download() {
 replace_block() {
   local out
   out=$(BLK=$2 awk -v b="$MARK_BEGIN" -v e="$MARK_END" \
-    '$0 == b {if (ENVIRON["BLK"] != "") print ENVIRON["BLK"]; skip = 1; next} skip && $0 == e {skip = 0; next} !skip' "$1"
-    printf x)
+    '$0 == b {if (ENVIRON["BLK"] != "") print ENVIRON["BLK"]; skip = 1; next} skip && $0 == e {skip = 0; next} !skip' "$1" &&
+    printf x) || return 1
   out=${out%x}
   if [ -s "$1" ] && [ -n "$(tail -c1 -- "$1")" ]; then out=${out%$'\n'}; fi
   printf '%s' "$out"
@@ -194,6 +194,18 @@ replace_block() {
 
 has_block() {
   [ -f "$1" ] && grep -qxF "$MARK_BEGIN" "$1"
+}
+
+# Refuses (before anything is written) an rc file whose marker lines do not pair up: editing
+# it would drop the user's lines after a begin marker whose end marker was deleted.
+check_markers() {
+  local rc
+  for rc in "$@"; do
+    [ -f "$rc" ] || continue
+    awk -v b="$MARK_BEGIN" -v e="$MARK_END" \
+      '$0 == b {if (open) exit 1; open = 1} $0 == e {if (!open) exit 1; open = 0} END {exit open}' "$rc" ||
+      die "$rc: the '$MARK_BEGIN' and '$MARK_END' lines do not pair up; mend or remove them by hand (nothing was changed)"
+  done
 }
 
 backup_once() {
@@ -215,7 +227,7 @@ set_block() {
   old=$(cat -- "$rc" 2>/dev/null; printf x)
   old=${old%x}
   if has_block "$rc"; then
-    new=$(replace_block "$rc" "$block"; printf x)
+    new=$(replace_block "$rc" "$block" && printf x) || die "cannot edit $rc"
   else
     new=$(printf '%s\n%s' "$block" "$old"; printf x)
   fi
@@ -276,6 +288,8 @@ install_tree() {
 
 write_manifest() {
   local old=() line
+  # First, so that a share/bitrot made only for the manifest (--no-dotfiles) is listed in it.
+  do_mkdir "$(dirname -- "$(manifest)")"
   if [ -f "$(manifest)" ]; then
     while IFS= read -r line; do old+=("$line"); done <"$(manifest)"
   fi
@@ -288,7 +302,6 @@ write_manifest() {
     printf 'rc %s\n' "$HOME/.bashrc" "$(login_rc)" "$HOME/.tmux.conf"
   } | grep -v '^$' | awk '!seen[$0]++' >"$MANIFEST_TMP"
   if cmp -s "$MANIFEST_TMP" "$(manifest)"; then return 0; fi
-  do_mkdir "$(dirname -- "$(manifest)")"
   do_write "$(manifest)" 644 <"$MANIFEST_TMP"
 }
 
@@ -303,6 +316,7 @@ refuse_sudo_into_home() {
 do_install() {
   local stage
   refuse_sudo_into_home
+  [ "$NO_RC" = 1 ] || check_markers "$HOME/.bashrc" "$(login_rc)" "$HOME/.tmux.conf"
   stage=$(mktemp -d)
   STAGE_DIR=$stage
   if [ -n "$FROM" ]; then
@@ -325,10 +339,13 @@ do_uninstall() {
   local kind path rest
   [ -f "$(manifest)" ] || die "bitrot is not installed under $PREFIX (no $(manifest))"
   while read -r kind path; do
+    [ "$kind" = rc ] && check_markers "$path"
+  done <"$(manifest)"
+  while read -r kind path; do
     case "$kind" in
       rc)
         has_block "$path" || continue
-        rest=$(replace_block "$path" ""; printf x)
+        rest=$(replace_block "$path" "" && printf x) || die "cannot edit $path"
         printf '%s' "${rest%x}" | do_write "$path"
         say "removed the bitrot block from $path"
         ;;

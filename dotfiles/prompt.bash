@@ -56,6 +56,12 @@ __bitrot_git_state() {
 # The PROMPT_COMMAND hook. Keeps $? for hooks that run after it.
 __bitrot_prompt() {
   local rc=$?
+  # Distribution rc files (Debian's /etc/skel/.bashrc among them) set PS1 after our block ran;
+  # the first prompt puts ours back, once, so a PS1 set later by hand is left alone.
+  if [[ -z ${__bitrot_ps1_applied-} ]]; then
+    __bitrot_ps1_applied=1
+    PS1=$__bitrot_ps1
+  fi
   __bitrot_git_state
   if ((rc != 0)); then
     __bitrot_status=" [$rc]"
@@ -74,7 +80,8 @@ __bitrot_build_ps1() {
   fi
   # Single quotes: PS1 expands these variables at each prompt, never their contents.
   # shellcheck disable=SC2016
-  PS1="$who:$bold\w$reset"'${__bitrot_git}'"$red"'${__bitrot_status}'"$reset $mark "
+  __bitrot_ps1="$who:$bold\w$reset"'${__bitrot_git}'"$red"'${__bitrot_status}'"$reset $mark "
+  PS1=$__bitrot_ps1
 }
 __bitrot_build_ps1
 

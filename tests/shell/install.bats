@@ -46,6 +46,35 @@ setup() { fresh_home; }
   cmp <(printf 'alias ll=1\n') "$HOME/.bashrc.bitrot.bak"
 }
 
+@test "an rc file whose markers do not pair up is refused and left as it was" {
+  piped_install --yes
+  sed -i '/# <<< bitrot <<</d' "$HOME/.bashrc"
+  printf 'alias keep=1\n' >>"$HOME/.bashrc"
+  before=$(home_snapshot)
+  run piped_install --yes
+  [ "$status" -ne 0 ]
+  [[ "$output" == *".bashrc"*"do not pair up"* ]]
+  run piped_install --yes --uninstall
+  [ "$status" -ne 0 ]
+  [ "$before" = "$(home_snapshot)" ]
+  grep -qx 'alias keep=1' "$HOME/.bashrc"
+}
+
+@test "a distribution .bashrc that sets PS1 after our block still gets the bitrot prompt" {
+  printf '%s\n' "PS1='\\u@\\h:\\w\\$ '" >"$HOME/.bashrc"
+  piped_install --yes
+  run env -i HOME="$HOME" TERM=xterm PATH=/usr/bin:/bin bash -i -c \
+    'for h in "${PROMPT_COMMAND[@]}"; do eval "$h"; done; printf "%s" "$PS1"'
+  [[ "$output" == *'${__bitrot_git}'* ]]
+}
+
+@test "--no-dotfiles then uninstall leaves no share/bitrot behind" {
+  before=$(home_snapshot)
+  piped_install --yes --no-dotfiles
+  piped_install --yes --uninstall
+  [ "$before" = "$(home_snapshot)" ]
+}
+
 @test "uninstall removes exactly what install added and restores rc files byte for byte" {
   printf 'x\ny' >"$HOME/.bashrc"     # no final newline on purpose
   printf 'set -g mouse off\n' >"$HOME/.tmux.conf"
