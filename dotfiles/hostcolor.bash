@@ -7,9 +7,10 @@
 #                       between 0.10 and 0.30 (readable on dark and light backgrounds: at least
 #                       3:1 against both black and white); reds are left out for root/errors
 #   BITROT_COLOR_RGB    the truecolor choice (rrggbb, OKLCH L=0.60 C=0.12, hue from the hash)
-#   BITROT_COLOR_SGR    the SGR parameters to use: 38;2;r;g;b on truecolor terminals
-#                       (COLORTERM=truecolor|24bit), else 38;5;N
-# BITROT_HOST_COLOR overrides: a 256-colour index (0-255) or #rrggbb.
+#   BITROT_COLOR_MODE   rgb on truecolor terminals (COLORTERM=truecolor|24bit), else 256
+#   BITROT_COLOR_SGR    the SGR parameters for that mode: 38;2;r;g;b or 38;5;N
+# BITROT_HOST_COLOR overrides: a 256-colour index (0-255, decimal) or #rrggbb; either sets
+# the mode to its own kind.
 
 # 53 xterm-256 entries with 0.10 <= L <= 0.30, greys and reds excluded.
 BITROT_PALETTE_256=(25 26 27 28 29 30 31 32 33 58 60 61 62 63 64 65 66 67 68 69 92 93 94 96 97
@@ -44,19 +45,30 @@ bitrot_host_color() {
   local h=$REPLY rgb
   BITROT_COLOR_INDEX=${BITROT_PALETTE_256[h % ${#BITROT_PALETTE_256[@]}]}
   BITROT_COLOR_RGB=${BITROT_PALETTE_RGB[h % ${#BITROT_PALETTE_RGB[@]}]}
+  # Truecolor where the terminal has it; an override picks its own kind, whatever the terminal.
+  case ${COLORTERM:-} in
+    truecolor | 24bit) BITROT_COLOR_MODE=rgb ;;
+    *) BITROT_COLOR_MODE=256 ;;
+  esac
   case ${BITROT_HOST_COLOR:-} in
     '') ;;
     \#[0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F])
       BITROT_COLOR_RGB=${BITROT_HOST_COLOR#\#}
+      BITROT_COLOR_MODE=rgb
       ;;
     *[!0-9]*) ;;
-    *) ((BITROT_HOST_COLOR <= 255)) && BITROT_COLOR_INDEX=$BITROT_HOST_COLOR ;;
-  esac
-  case ${COLORTERM:-} in
-    truecolor | 24bit)
-      rgb=$BITROT_COLOR_RGB
-      BITROT_COLOR_SGR="38;2;$((16#${rgb:0:2}));$((16#${rgb:2:2}));$((16#${rgb:4:2}))"
+    *)
+      # 10#: a leading zero (08) is decimal, not a bad octal number.
+      if ((10#$BITROT_HOST_COLOR <= 255)); then
+        BITROT_COLOR_INDEX=$((10#$BITROT_HOST_COLOR))
+        BITROT_COLOR_MODE=256
+      fi
       ;;
-    *) BITROT_COLOR_SGR="38;5;$BITROT_COLOR_INDEX" ;;
   esac
+  if [[ $BITROT_COLOR_MODE == rgb ]]; then
+    rgb=$BITROT_COLOR_RGB
+    BITROT_COLOR_SGR="38;2;$((16#${rgb:0:2}));$((16#${rgb:2:2}));$((16#${rgb:4:2}))"
+  else
+    BITROT_COLOR_SGR="38;5;$BITROT_COLOR_INDEX"
+  fi
 }

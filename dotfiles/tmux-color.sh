@@ -4,7 +4,7 @@ set -euo pipefail
 # shellcheck source=dotfiles/hostcolor.bash
 . "${BASH_SOURCE[0]%/*}/hostcolor.bash"
 bitrot_host_color
-if [[ ${COLORTERM:-} == truecolor || ${COLORTERM:-} == 24bit ]]; then
+if [[ $BITROT_COLOR_MODE == rgb ]]; then
   colour="#$BITROT_COLOR_RGB"
 else
   colour="colour$BITROT_COLOR_INDEX"

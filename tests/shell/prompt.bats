@@ -51,6 +51,11 @@ PY
   [ "$output" = "38;2;16;32;48" ]
   run bash -c ". '$DOT/hostcolor.bash'; COLORTERM=truecolor bitrot_host_color; echo \$BITROT_COLOR_SGR"
   [[ "$output" == "38;2;"* ]]
+  # An override wins whatever the terminal; a leading zero is decimal.
+  run bash -c ". '$DOT/hostcolor.bash'; COLORTERM=truecolor BITROT_HOST_COLOR=09 bitrot_host_color; echo \$BITROT_COLOR_SGR"
+  [ "$output" = "38;5;9" ]
+  run bash -c ". '$DOT/hostcolor.bash'; COLORTERM= BITROT_HOST_COLOR='#102030' bitrot_host_color; echo \$BITROT_COLOR_SGR"
+  [ "$output" = "38;2;16;32;48" ]
 }
 
 @test "every escape in PS1 is wrapped in \\[ \\]" {
