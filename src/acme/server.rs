@@ -219,6 +219,14 @@ fn malformed(d: impl Into<String>) -> Problem {
     Problem::new(ProblemType::Malformed, d)
 }
 
+/// Turns order `id` invalid with `p` as its error; returns `p` to send, or the store's error.
+fn fail_order(conn: &rusqlite::Connection, id: i64, p: Problem) -> Problem {
+    match store::set_order(conn, id, "invalid", None, None, Some(&p.to_json())) {
+        Ok(()) => p,
+        Err(e) => internal(e),
+    }
+}
+
 fn not_ready(status: &str) -> Problem {
     Problem::new(ProblemType::OrderNotReady, format!("the order is {status}"))
 }
@@ -618,15 +626,7 @@ impl AcmeServer {
         );
         if matches!(o.status.as_str(), "pending" | "ready") {
             let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
-            store::set_order(
-                ca.store_connection(),
-                o.id,
-                "invalid",
-                None,
-                None,
-                Some(&p.to_json()),
-            )
-            .map_err(internal)?;
+            return Err(fail_order(ca.store_connection(), o.id, p));
         }
         Err(p)
     }
@@ -889,16 +889,7 @@ impl AcmeServer {
             Ok(_) => {}
             Err(e) => {
                 let p = Problem::new(ProblemType::Unauthorized, e.to_string());
-                store::set_order(
-                    ca.store_connection(),
-                    o.id,
-                    "invalid",
-                    None,
-                    None,
-                    Some(&p.to_json()),
-                )
-                .map_err(internal)?;
-                return Err(p);
+                return Err(fail_order(ca.store_connection(), o.id, p));
             }
         }
         drop(ca);
