@@ -10,5 +10,7 @@ pub mod sched;
 
 pub mod acme;
 pub mod ca;
+pub mod git;
+pub mod surgery;
 
 pub mod cli;

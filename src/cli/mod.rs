@@ -33,6 +33,7 @@ pub fn init_logging(json_log: Option<&Path>) -> anyhow::Result<LogGuard> {
         ..Config::default()
     })?)
 }
+pub mod git_surgery;
 pub mod ssh_ca;
 
 /// Prints an error chain once as `TOOL: error: ...` and returns `code`; a broken pipe on

@@ -1,0 +1,155 @@
+//! Writes a pack (version 2, whole objects, no deltas) and its `.idx` (version 2).
+//!
+//! Invariants: every object is hashed as it is added, so the index can only name what the pack
+//! holds; both files are written to temporary names, fsynced, and renamed pack first, index
+//! last (git only sees a pack once its index exists), then the directory is fsynced. A crash
+//! leaves either nothing visible or a complete pack.
+
+use super::object::{Kind, Oid, hash_object};
+use flate2::{Compression, write::ZlibEncoder};
+use sha1::{Digest, Sha1};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Accumulates objects for one pack.
+#[derive(Default)]
+pub struct PackWriter {
+    body: Vec<u8>,
+    entries: Vec<(Oid, u32, u64)>,
+}
+
+impl PackWriter {
+    pub fn new() -> PackWriter {
+        PackWriter::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Adds an object (duplicates are ignored) and returns its id.
+    pub fn add(&mut self, kind: Kind, data: &[u8]) -> Oid {
+        let id = hash_object(kind, data);
+        if self.entries.iter().any(|e| e.0 == id) {
+            return id;
+        }
+        let start = self.body.len();
+        let mut size = data.len() as u64;
+        let mut c = ((kind as u8) << 4) | (size & 15) as u8;
+        size >>= 4;
+        while size > 0 {
+            self.body.push(c | 0x80);
+            c = (size & 0x7f) as u8;
+            size >>= 7;
+        }
+        self.body.push(c);
+        let mut z = ZlibEncoder::new(&mut self.body, Compression::new(1));
+        // Writing into a Vec cannot fail.
+        let _ = z.write_all(data);
+        let _ = z.finish();
+        let crc = crc32fast::hash(&self.body[start..]);
+        self.entries.push((id, crc, start as u64 + 12));
+        id
+    }
+
+    /// Writes `pack-<sum>.pack` and `.idx` into `dir`; returns the pack path.
+    pub fn finish(mut self, dir: &Path) -> std::io::Result<PathBuf> {
+        let mut pack = Vec::with_capacity(self.body.len() + 32);
+        pack.extend_from_slice(b"PACK");
+        pack.extend_from_slice(&2u32.to_be_bytes());
+        pack.extend_from_slice(&(self.entries.len() as u32).to_be_bytes());
+        pack.append(&mut self.body);
+        let sum: [u8; 20] = Sha1::digest(&pack).into();
+        pack.extend_from_slice(&sum);
+        let idx = index_bytes(&mut self.entries, &sum);
+        let name = format!("pack-{}", Oid(sum));
+        let pack_path = dir.join(format!("{name}.pack"));
+        write_durably(dir, &pack_path, &pack)?;
+        write_durably(dir, &dir.join(format!("{name}.idx")), &idx)?;
+        sync_dir(dir)?;
+        Ok(pack_path)
+    }
+}
+
+fn index_bytes(entries: &mut [(Oid, u32, u64)], pack_sum: &[u8; 20]) -> Vec<u8> {
+    entries.sort_by_key(|e| e.0);
+    let mut idx = Vec::new();
+    idx.extend_from_slice(b"\xfftOc");
+    idx.extend_from_slice(&2u32.to_be_bytes());
+    let mut fan = [0u32; 256];
+    for e in entries.iter() {
+        fan[usize::from(e.0.0[0])] += 1;
+    }
+    let mut acc = 0;
+    for f in fan {
+        acc += f;
+        idx.extend_from_slice(&acc.to_be_bytes());
+    }
+    for e in entries.iter() {
+        idx.extend_from_slice(&e.0.0);
+    }
+    for e in entries.iter() {
+        idx.extend_from_slice(&e.1.to_be_bytes());
+    }
+    let mut large = Vec::new();
+    for e in entries.iter() {
+        if e.2 < 0x8000_0000 {
+            idx.extend_from_slice(&(e.2 as u32).to_be_bytes());
+        } else {
+            idx.extend_from_slice(&(0x8000_0000u32 | large.len() as u32).to_be_bytes());
+            large.push(e.2);
+        }
+    }
+    for l in large {
+        idx.extend_from_slice(&l.to_be_bytes());
+    }
+    idx.extend_from_slice(pack_sum);
+    let sum: [u8; 20] = Sha1::digest(&idx).into();
+    idx.extend_from_slice(&sum);
+    idx
+}
+
+/// Writes `bytes` to `path` through a temporary file in `dir`, fsynced, read-only like git's.
+pub fn write_durably(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix("tmp_surgery_")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    let mut perm = tmp.as_file().metadata()?.permissions();
+    perm.set_readonly(true);
+    tmp.as_file().set_permissions(perm)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// fsyncs a directory so the renames in it survive a crash.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::pack::{Index, Pack};
+    use super::*;
+
+    #[test]
+    fn written_pack_reads_back() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut w = PackWriter::new();
+        let a = w.add(Kind::Blob, b"alpha\n");
+        let b = w.add(Kind::Blob, &vec![7u8; 100_000]);
+        let path = w.finish(dir.path()).expect("write");
+        let idx = std::fs::read(path.with_extension("idx")).expect("idx");
+        let pack = Pack::open(&path, Index::parse(&idx).expect("parses")).expect("open");
+        assert!(pack.check_envelope().is_empty());
+        let pa = pack.index.find(&a).expect("a indexed");
+        assert_eq!(pack.read(pa).expect("reads").1, b"alpha\n");
+        let pb = pack.index.find(&b).expect("b indexed");
+        assert_eq!(pack.read(pb).expect("reads").1.len(), 100_000);
+    }
+}

@@ -1,0 +1,103 @@
+//! Finding a repository's directories without trusting its damaged files.
+//!
+//! A repository is found even when HEAD or config is garbage (git itself refuses such a
+//! repository, which is exactly when git-surgery is needed): a directory with `objects/` and
+//! `refs/` is a git directory.
+
+use std::path::{Path, PathBuf};
+
+/// The directories of one repository.
+#[derive(Clone, Debug)]
+pub struct Repo {
+    /// `.git` (or the bare repository, or a linked worktree's private directory).
+    pub git_dir: PathBuf,
+    /// Where objects, refs and config live (differs from `git_dir` in a linked worktree).
+    pub common_dir: PathBuf,
+    pub objects: PathBuf,
+    pub work_tree: Option<PathBuf>,
+}
+
+/// Why no repository was found.
+#[derive(Debug, thiserror::Error)]
+pub enum FindError {
+    #[error("{0}: not a git repository (no .git, and no objects/ and refs/ here or above)")]
+    NotFound(PathBuf),
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn looks_like_git_dir(d: &Path) -> bool {
+    d.join("objects").is_dir() && (d.join("refs").is_dir() || d.join("HEAD").is_file())
+}
+
+fn gitdir_file(f: &Path) -> Result<PathBuf, FindError> {
+    let text = std::fs::read_to_string(f).map_err(|source| FindError::Io {
+        path: f.to_path_buf(),
+        source,
+    })?;
+    let target = text
+        .trim()
+        .strip_prefix("gitdir:")
+        .map(str::trim)
+        .unwrap_or("");
+    let base = f.parent().unwrap_or(Path::new("."));
+    Ok(base.join(target))
+}
+
+impl Repo {
+    /// Finds the repository containing `start`, searching upwards like git.
+    pub fn find(start: &Path) -> Result<Repo, FindError> {
+        let start = std::fs::canonicalize(start).map_err(|source| FindError::Io {
+            path: start.to_path_buf(),
+            source,
+        })?;
+        for dir in start.ancestors() {
+            let dotgit = dir.join(".git");
+            if dotgit.is_dir() && looks_like_git_dir(&dotgit) {
+                return Ok(Repo::at(dotgit, Some(dir.to_path_buf())));
+            }
+            if dotgit.is_file() {
+                let gd = gitdir_file(&dotgit)?;
+                return Ok(Repo::at(gd, Some(dir.to_path_buf())));
+            }
+            if looks_like_git_dir(dir) {
+                return Ok(Repo::at(dir.to_path_buf(), None));
+            }
+        }
+        Err(FindError::NotFound(start))
+    }
+
+    fn at(git_dir: PathBuf, work_tree: Option<PathBuf>) -> Repo {
+        let common_dir = std::fs::read_to_string(git_dir.join("commondir"))
+            .map(|c| git_dir.join(c.trim()))
+            .unwrap_or_else(|_| git_dir.clone());
+        let objects = common_dir.join("objects");
+        Repo {
+            git_dir,
+            common_dir,
+            objects,
+            work_tree,
+        }
+    }
+
+    /// Where git-surgery keeps its log, quarantine and temporary repositories.
+    pub fn surgery_dir(&self) -> PathBuf {
+        self.common_dir.join("surgery")
+    }
+
+    /// The object directories named in `objects/info/alternates` (relative ones resolved
+    /// against `objects/`), in order, whether or not they exist.
+    pub fn alternates(&self) -> Vec<PathBuf> {
+        let Ok(text) = std::fs::read_to_string(self.objects.join("info/alternates")) else {
+            return Vec::new();
+        };
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| self.objects.join(l))
+            .collect()
+    }
+}

@@ -1,0 +1,50 @@
+//! Running per-item work in parallel on `bitrot::sched`.
+//!
+//! Invariant: results come back in input order; a task that panics loses only its own chunk,
+//! whose items are then run again on the calling thread so no verdict is silently dropped.
+
+use crate::sched::Executor;
+use indicatif::ProgressBar;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Maps `f` over `items` in chunks of `chunk`, on `exec`'s workers, in order.
+pub fn par_map<T, R, F>(
+    exec: &Executor,
+    items: Vec<T>,
+    chunk: usize,
+    f: F,
+    bar: Option<ProgressBar>,
+) -> Vec<R>
+where
+    T: Send + Clone + 'static,
+    R: Send + 'static,
+    F: Fn(T) -> R + Send + Sync + 'static,
+{
+    let f = Arc::new(f);
+    // One deadline for the whole batch: EDF then runs the chunks in submission order.
+    let deadline = exec.now() + Duration::from_secs(3600);
+    let mut tasks = Vec::new();
+    let mut it = items.into_iter().peekable();
+    while it.peek().is_some() {
+        let part: Vec<T> = it.by_ref().take(chunk.max(1)).collect();
+        let (g, b, keep) = (f.clone(), bar.clone(), part.clone());
+        let task = exec.spawn(deadline, move |_ctx| {
+            let n = part.len() as u64;
+            let out: Vec<R> = part.into_iter().map(|x| g(x)).collect();
+            if let Some(b) = b {
+                b.inc(n);
+            }
+            out
+        });
+        tasks.push((task, keep));
+    }
+    let mut out = Vec::new();
+    for (task, keep) in tasks {
+        match task.join() {
+            Ok(v) => out.extend(v),
+            Err(_) => out.extend(keep.into_iter().map(|x| f(x))),
+        }
+    }
+    out
+}

@@ -1,0 +1,959 @@
+//! `git surgery repair`: the plan run in order, each step safe to repeat.
+//!
+//! Steps: refuse if a git process works in the repository → scan → quarantine leftovers →
+//! salvage damaged packs (good entries into a new pack, then the pack into quarantine) →
+//! quarantine bad loose objects, orphans, stale commit-graph/MIDX/.rev/.bitmap → repair refs,
+//! reflogs and HEADs → recover missing objects (reference copies, then remotes) → rebuild the
+//! index → park refs whose history is lost (with `--force`) → regenerate the commit-graph →
+//! verify with a fresh scan and `git fsck --full --strict`.
+//!
+//! Invariant: every step either leaves the repository as it was or moves it strictly closer to
+//! healthy, and writes only complete files, so a run killed anywhere converges when rerun.
+
+use super::quarantine::{self, Quarantine};
+use super::recover::{self, FetchFailure, Source, Store};
+use super::scan::{Finding, Loc, Missing, PackState, Scan, scan};
+use crate::git::object::{Kind, Oid};
+use crate::git::pack::{Index, Pack};
+use crate::git::packwrite::{PackWriter, write_durably};
+use crate::git::refs;
+use crate::git::repo::Repo;
+use crate::sched::Executor;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Repair errors: the run could not start or could not change the repository safely.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("git is working in this repository (pid {0}); run repair when it has finished")]
+    Busy(String),
+    #[error("another git surgery repair holds {0}")]
+    Locked(PathBuf),
+    #[error(transparent)]
+    Quarantine(#[from] quarantine::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What the user asked for.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub remotes: Vec<String>,
+    pub references: Vec<PathBuf>,
+    pub dry_run: bool,
+    pub force: bool,
+    pub reset_broken: bool,
+    /// Test hook: the process kills itself (SIGKILL) after this step.
+    pub kill_after: Option<String>,
+}
+
+/// One thing repair did (or, in a dry run, would do).
+#[derive(Clone, Debug, Serialize)]
+pub struct Action {
+    pub action: &'static str,
+    pub target: String,
+    pub detail: String,
+}
+
+/// An object brought back, and from where.
+#[derive(Clone, Debug, Serialize)]
+pub struct Recovered {
+    pub oid: Oid,
+    pub source: String,
+}
+
+/// The outcome of a repair.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub healthy: bool,
+    pub dry_run: bool,
+    pub found: Vec<Finding>,
+    pub actions: Vec<Action>,
+    pub recovered: Vec<Recovered>,
+    pub fetch_failures: Vec<FetchFailure>,
+    /// What is still wrong after the repair.
+    pub remaining: Vec<Finding>,
+    /// Objects no source had, with the refs that need them.
+    pub lost: Vec<Missing>,
+    pub fsck_ok: Option<bool>,
+    pub fsck_output: String,
+    pub quarantine: Option<PathBuf>,
+}
+
+struct Run<'a> {
+    repo: &'a Repo,
+    exec: &'a Executor,
+    opts: &'a Options,
+    actions: Vec<Action>,
+    q: Option<Quarantine>,
+    recovered: Vec<Recovered>,
+    failures: Vec<FetchFailure>,
+    regenerate_graph: bool,
+    regenerate_midx: bool,
+}
+
+/// Repairs `repo`.
+pub fn repair(repo: &Repo, exec: &Executor, opts: &Options) -> Result<Report, Error> {
+    check_busy(repo)?;
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        Some(RunLock::take(repo)?)
+    };
+    let before = scan(repo, exec);
+    let mut run = Run {
+        repo,
+        exec,
+        opts,
+        actions: Vec::new(),
+        q: None,
+        recovered: Vec::new(),
+        failures: Vec::new(),
+        regenerate_graph: false,
+        regenerate_midx: false,
+    };
+    if opts.dry_run {
+        run.plan(&before);
+        return Ok(run.report(before.findings.clone(), &before, None));
+    }
+    if !before.healthy() {
+        run.fix(&before)?;
+    }
+    let after = scan(repo, exec);
+    let fsck = fsck(repo);
+    let _ = std::fs::remove_dir_all(repo.surgery_dir().join("tmp"));
+    Ok(run.report(before.findings, &after, Some(fsck)))
+}
+
+impl Run<'_> {
+    fn act(&mut self, action: &'static str, target: impl Into<String>, detail: impl Into<String>) {
+        let (target, detail) = (target.into(), detail.into());
+        crate::info!(
+            "repair action",
+            action = action,
+            target = target.clone(),
+            detail = detail.clone()
+        );
+        self.actions.push(Action {
+            action,
+            target,
+            detail,
+        });
+    }
+
+    fn kill_point(&self, step: &str) {
+        if self.opts.kill_after.as_deref() == Some(step) {
+            let _ = crate::logging::flush_global(std::time::Duration::from_secs(2));
+            // SAFETY: kill(2) on our own pid with a valid signal number has no memory effects.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+    }
+
+    fn quarantine(&mut self) -> Result<&mut Quarantine, Error> {
+        if self.q.is_none() {
+            self.q = Some(Quarantine::create(&self.repo.common_dir)?);
+        }
+        Ok(self.q.as_mut().expect("just created"))
+    }
+
+    fn take(&mut self, path: &Path, reason: &str) -> Result<(), Error> {
+        if !path.exists() {
+            return Ok(());
+        }
+        self.quarantine()?.take(path, reason)?;
+        self.act("quarantine", path.display().to_string(), reason.to_string());
+        Ok(())
+    }
+
+    /// The dry run: what `fix` would do, without doing it.
+    fn plan(&mut self, s: &Scan) {
+        for p in &s.leftovers {
+            self.act(
+                "quarantine",
+                p.display().to_string(),
+                "stale lock or temporary file",
+            );
+        }
+        for p in s.packs.iter().filter(|p| p.damaged) {
+            self.act(
+                "salvage",
+                p.pack.display().to_string(),
+                "copy readable objects to a new pack, quarantine the pack",
+            );
+        }
+        for b in &s.bad {
+            if let Loc::Loose(p) = &b.loc {
+                self.act("quarantine", p.display().to_string(), b.why.clone());
+            }
+        }
+        for f in s.findings.iter().filter(|f| {
+            !matches!(
+                f.code,
+                "missing-object" | "loose-corrupt" | "packed-object-corrupt" | "leftover"
+            )
+        }) {
+            self.act(
+                "fix",
+                f.path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                format!("{}: {}", f.code, f.detail),
+            );
+        }
+        for m in &s.missing {
+            self.act(
+                "recover",
+                m.oid.to_hex(),
+                format!(
+                    "fetch from {}",
+                    self.sources()
+                        .iter()
+                        .map(source_name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+    }
+
+    fn fix(&mut self, s: &Scan) -> Result<(), Error> {
+        for p in &s.leftovers {
+            self.take(p, "stale lock or temporary file")?;
+        }
+        self.kill_point("leftovers");
+        for p in s.packs.iter().filter(|p| p.damaged) {
+            self.salvage(p)?;
+        }
+        self.kill_point("salvage");
+        self.quarantine_bad(s)?;
+        self.kill_point("quarantine");
+        self.fix_refs(s)?;
+        self.kill_point("refs");
+        self.recover_missing()?;
+        self.kill_point("recover");
+        self.fix_index(s)?;
+        self.park_broken_refs()?;
+        self.regenerate();
+        self.kill_point("rebuild");
+        Ok(())
+    }
+
+    fn salvage(&mut self, p: &PackState) -> Result<(), Error> {
+        if !p.pack.exists() {
+            return Ok(());
+        }
+        if (!p.has_idx || !idx_ok(&p.pack)) && self.reindex(&p.pack)? {
+            return Ok(());
+        }
+        let mut w = PackWriter::new();
+        let mut bad = 0;
+        match open_pack(&p.pack) {
+            Some(pack) => {
+                for pos in 0..pack.index.len() {
+                    match pack.read(pos) {
+                        Ok((kind, data)) => {
+                            w.add(kind, &data);
+                        }
+                        Err(_) => bad += 1,
+                    }
+                }
+            }
+            None => self.unpack_salvage(&p.pack, &mut w)?,
+        }
+        let n = w.len();
+        if n > 0 {
+            let new = self.write_pack(w, p.promisor)?;
+            self.act(
+                "salvage",
+                p.pack.display().to_string(),
+                format!(
+                    "{n} readable objects copied to {}; {bad} unreadable",
+                    new.display()
+                ),
+            );
+        }
+        for ext in ["pack", "idx", "rev", "bitmap", "keep", "mtimes", "promisor"] {
+            self.take(
+                &p.pack.with_extension(ext),
+                "damaged pack (readable objects salvaged)",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds a missing or corrupt `.idx` with `git index-pack`; true when the pack is whole.
+    fn reindex(&mut self, pack: &Path) -> Result<bool, Error> {
+        let tmp = pack.with_extension("idx.surgery-tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let ok = Command::new("git")
+            .arg("index-pack")
+            .arg("-o")
+            .arg(&tmp)
+            .arg(pack)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            let _ = std::fs::remove_file(&tmp);
+            return Ok(false);
+        }
+        let idx = pack.with_extension("idx");
+        self.take(&idx, "corrupt pack index (rebuilt from the pack)")?;
+        std::fs::rename(&tmp, &idx).map_err(io(&idx))?;
+        self.act(
+            "reindex",
+            pack.display().to_string(),
+            "pack index rebuilt with git index-pack",
+        );
+        Ok(true)
+    }
+
+    /// Salvages a pack without a usable index by unpacking it sequentially (`unpack-objects -r`)
+    /// into a temporary repository and taking every hash-checked object from there.
+    fn unpack_salvage(&mut self, pack: &Path, w: &mut PackWriter) -> Result<(), Error> {
+        let tmp = self.repo.surgery_dir().join("tmp").join("unpack");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        let _ = Command::new("git")
+            .args(["init", "-q", "--bare"])
+            .arg(&tmp)
+            .output();
+        let input = std::fs::File::open(pack).map_err(io(pack))?;
+        let _ = Command::new("git")
+            .arg("--git-dir")
+            .arg(&tmp)
+            .args(["unpack-objects", "-r", "-q"])
+            .stdin(input)
+            .output();
+        for (path, id) in crate::git::loose::list(&tmp.join("objects")).map_err(io(&tmp))? {
+            if let Some(o) = id.and_then(|id| crate::git::loose::read(&path, id).ok()) {
+                w.add(o.kind, &o.data);
+            }
+        }
+        Ok(())
+    }
+
+    fn write_pack(&mut self, w: PackWriter, promisor: bool) -> Result<PathBuf, Error> {
+        let dir = self.repo.objects.join("pack");
+        let path = w.finish(&dir).map_err(io(&dir))?;
+        if promisor {
+            let marker = path.with_extension("promisor");
+            std::fs::write(&marker, b"").map_err(io(&marker))?;
+        }
+        Ok(path)
+    }
+
+    fn quarantine_bad(&mut self, s: &Scan) -> Result<(), Error> {
+        for b in &s.bad {
+            if let Loc::Loose(p) = &b.loc {
+                self.take(p, &format!("corrupt loose object: {}", b.why))?;
+            }
+        }
+        for f in &s.findings {
+            let Some(p) = &f.path else { continue };
+            match f.code {
+                "orphan-pack-file" | "rev-corrupt" | "bitmap-corrupt" => self.take(p, &f.detail)?,
+                "commit-graph-corrupt" | "commit-graph-stale" => {
+                    self.regenerate_graph = true;
+                    self.take(p, &f.detail)?;
+                    let chain = self
+                        .repo
+                        .objects
+                        .join("info/commit-graphs/commit-graph-chain");
+                    if p.starts_with(self.repo.objects.join("info/commit-graphs")) {
+                        self.take(&chain, "commit-graph chain with a stale layer")?;
+                    }
+                }
+                "midx-corrupt" | "midx-stale" => {
+                    self.regenerate_midx = true;
+                    self.take(p, &f.detail)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn fix_refs(&mut self, s: &Scan) -> Result<(), Error> {
+        let mut bad_lines: HashMap<PathBuf, HashSet<usize>> = HashMap::new();
+        for f in &s.findings {
+            let Some(p) = &f.path else { continue };
+            match (f.code, f.line) {
+                ("packed-refs-line" | "reflog-line", Some(l)) => {
+                    bad_lines.entry(p.clone()).or_default().insert(l);
+                }
+                ("ref-corrupt", _) => self.take(p, &format!("unreadable ref: {}", f.detail))?,
+                ("head-corrupt", _) => self.fix_head(p)?,
+                ("worktree-head-corrupt", _) => self.fix_worktree_head(p)?,
+                _ => {}
+            }
+        }
+        for (path, lines) in bad_lines {
+            self.drop_lines(&path, &lines, "lines that are not valid entries")?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites `path` without the given 1-based lines, keeping the original in quarantine.
+    fn drop_lines(&mut self, path: &Path, lines: &HashSet<usize>, why: &str) -> Result<(), Error> {
+        let bytes = std::fs::read(path).map_err(io(path))?;
+        let mut kept: Vec<u8> = Vec::with_capacity(bytes.len());
+        for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+            if !lines.contains(&(i + 1)) && !line.is_empty() {
+                kept.extend_from_slice(line);
+                kept.push(b'\n');
+            }
+        }
+        self.quarantine()?.keep_copy(path, why)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        write_plain(dir, path, &kept)?;
+        self.act(
+            "rewrite",
+            path.display().to_string(),
+            format!("dropped {} {why}", lines.len()),
+        );
+        Ok(())
+    }
+
+    fn fix_head(&mut self, head: &Path) -> Result<(), Error> {
+        let branch = ["refs/heads/main", "refs/heads/master"]
+            .into_iter()
+            .find(|b| {
+                self.repo.common_dir.join(b).is_file() || packed_has(&self.repo.common_dir, b)
+            })
+            .map(str::to_string)
+            .or_else(|| first_branch(&self.repo.common_dir))
+            .unwrap_or_else(|| "refs/heads/main".into());
+        self.take(head, "unreadable HEAD")?;
+        let dir = head.parent().unwrap_or(Path::new("."));
+        write_plain(dir, head, format!("ref: {branch}\n").as_bytes())?;
+        self.act(
+            "rewrite",
+            head.display().to_string(),
+            format!("HEAD now points at {branch}"),
+        );
+        Ok(())
+    }
+
+    fn fix_worktree_head(&mut self, head: &Path) -> Result<(), Error> {
+        let log = head.parent().map(|d| d.join("logs/HEAD"));
+        let last = log
+            .map(|l| refs::reflog(&l).0)
+            .and_then(|e| e.last().map(|e| e.new));
+        self.take(head, "unreadable worktree HEAD")?;
+        if let Some(id) = last {
+            let dir = head.parent().unwrap_or(Path::new("."));
+            write_plain(dir, head, format!("{id}\n").as_bytes())?;
+            self.act(
+                "rewrite",
+                head.display().to_string(),
+                format!("detached at {id}, its last reflog entry"),
+            );
+        }
+        Ok(())
+    }
+
+    fn sources(&self) -> Vec<Source> {
+        let mut v: Vec<Source> = self
+            .opts
+            .references
+            .iter()
+            .cloned()
+            .map(Source::Reference)
+            .collect();
+        v.extend(recover::remotes(&self.repo.common_dir, &self.opts.remotes));
+        v
+    }
+
+    /// Rounds of: rescan, fetch what is missing from each source in turn, add it as a pack.
+    fn recover_missing(&mut self) -> Result<(), Error> {
+        let mut given_up: HashSet<Oid> = HashSet::new();
+        for round in 0..8 {
+            let s = scan(self.repo, self.exec);
+            let want: Vec<Oid> = s
+                .missing
+                .iter()
+                .map(|m| m.oid)
+                .filter(|o| !given_up.contains(o))
+                .collect();
+            if want.is_empty() {
+                return Ok(());
+            }
+            crate::info!(
+                "recovering objects",
+                round = round as u64,
+                wanted = want.len() as u64
+            );
+            let got = self.recover_round(&s, &want)?;
+            if got == 0 {
+                given_up.extend(want);
+            }
+        }
+        Ok(())
+    }
+
+    fn recover_round(&mut self, s: &Scan, want: &[Oid]) -> Result<usize, Error> {
+        let mut w = PackWriter::new();
+        let mut have: HashSet<Oid> = HashSet::new();
+        for (i, src) in self.sources().into_iter().enumerate() {
+            let still: Vec<Oid> = want.iter().copied().filter(|o| !have.contains(o)).collect();
+            if still.is_empty() {
+                break;
+            }
+            let store = match &src {
+                Source::Reference(p) => {
+                    Store::open(&p.display().to_string(), &reference_objects(p))
+                }
+                Source::Remote { name, url } => {
+                    let tmp = self
+                        .repo
+                        .surgery_dir()
+                        .join("tmp")
+                        .join(format!("fetch-{i}"));
+                    match recover::fetch(name, url, &still, &tmp) {
+                        Ok((store, how)) => {
+                            self.act(
+                                "fetch",
+                                name.clone(),
+                                format!("{} wanted objects, {how}", still.len()),
+                            );
+                            store
+                        }
+                        Err(f) => {
+                            self.failures.push(f);
+                            continue;
+                        }
+                    }
+                }
+            };
+            self.take_closure(&store, &still, s, &mut w, &mut have);
+        }
+        let n = w.len();
+        if n > 0 {
+            let p = self.write_pack(w, false)?;
+            self.act(
+                "recover",
+                p.display().to_string(),
+                format!("{n} objects written to a new pack"),
+            );
+        }
+        Ok(n)
+    }
+
+    /// Adds `want` and everything below them that the repository lacks, from `store`.
+    fn take_closure(
+        &mut self,
+        store: &Store,
+        want: &[Oid],
+        s: &Scan,
+        w: &mut PackWriter,
+        have: &mut HashSet<Oid>,
+    ) {
+        let mut stack: Vec<Oid> = want.to_vec();
+        while let Some(id) = stack.pop() {
+            if have.contains(&id) || s.objects.contains_key(&id) {
+                continue;
+            }
+            let Some((kind, data)) = store.get(id) else {
+                continue;
+            };
+            let links = crate::git::object::links(kind, &data).unwrap_or_default();
+            w.add(kind, &data);
+            have.insert(id);
+            self.recovered.push(Recovered {
+                oid: id,
+                source: store.name.clone(),
+            });
+            stack.extend(links);
+        }
+    }
+
+    fn fix_index(&mut self, s: &Scan) -> Result<(), Error> {
+        let index = self.repo.git_dir.join("index");
+        if s.index_corrupt && self.repo.work_tree.is_some() {
+            self.take(&index, "corrupt index")?;
+            let o = self.git(&["read-tree", "HEAD"]);
+            self.act(
+                "rebuild",
+                index.display().to_string(),
+                format!(
+                    "index rebuilt from HEAD ({}); the working tree is untouched",
+                    status(&o)
+                ),
+            );
+        }
+        let now = scan(self.repo, self.exec);
+        let paths: Vec<String> = now
+            .missing
+            .iter()
+            .flat_map(|m| m.needed_by.iter())
+            .filter_map(|n| n.strip_prefix("index:"))
+            .map(str::to_string)
+            .collect();
+        if !paths.is_empty() && index.exists() {
+            self.quarantine()?
+                .keep_copy(&index, "index entries whose blobs are lost")?;
+            let mut args = vec!["reset", "-q", "HEAD", "--"];
+            args.extend(paths.iter().map(String::as_str));
+            let o = self.git(&args);
+            self.act(
+                "rebuild",
+                index.display().to_string(),
+                format!(
+                    "staged entries with lost blobs reset to HEAD: {} ({})",
+                    paths.join(", "),
+                    status(&o)
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// With `--force`: refs whose history is lost move to `refs/surgery/broken/<name>`
+    /// (and, with `--reset-broken`, branches go back to their newest intact commit); reflog
+    /// entries naming lost objects are dropped (the original reflog kept in quarantine).
+    fn park_broken_refs(&mut self) -> Result<(), Error> {
+        let now = scan(self.repo, self.exec);
+        if now.missing.is_empty() || !self.opts.force {
+            return Ok(());
+        }
+        let broken: HashSet<&str> = now
+            .missing
+            .iter()
+            .flat_map(|m| m.needed_by.iter())
+            .map(String::as_str)
+            .collect();
+        for (name, id) in now
+            .roots
+            .iter()
+            .filter(|(n, _)| n.starts_with("refs/") && broken.contains(n.as_str()))
+        {
+            let parked = format!("refs/surgery/broken/{}", name.trim_start_matches("refs/"));
+            let o = self.git(&["update-ref", &parked, &id.to_hex()]);
+            if !o.as_ref().is_ok_and(|o| o.status.success()) {
+                continue;
+            }
+            let intact = if self.opts.reset_broken && name.starts_with("refs/heads/") {
+                newest_intact(&now, *id)
+            } else {
+                None
+            };
+            let o = match intact {
+                Some(good) => self.git(&[
+                    "update-ref",
+                    "-m",
+                    "git surgery: reset to newest intact commit",
+                    name,
+                    &good.to_hex(),
+                ]),
+                None => self.git(&["update-ref", "-d", name, &id.to_hex()]),
+            };
+            let what = intact.map_or("moved".to_string(), |g| {
+                format!("kept at {parked}, branch reset to {g}")
+            });
+            self.act("park-ref", name.clone(), format!("{what} ({})", status(&o)));
+        }
+        let lost: HashSet<Oid> = now.missing.iter().map(|m| m.oid).collect();
+        for f in refs::reflog_files(&self.repo.common_dir) {
+            let (_, _) = refs::reflog(&f);
+            let bytes = std::fs::read(&f).unwrap_or_default();
+            let bad: HashSet<usize> = bytes
+                .split(|&b| b == b'\n')
+                .enumerate()
+                .filter(|(_, l)| {
+                    l.len() >= 81
+                        && [&l[..40], &l[41..81]].iter().any(|h| {
+                            Oid::from_hex(h)
+                                .is_some_and(|o| lost.contains(&o) || !reaches_intact(&now, o))
+                        })
+                })
+                .map(|(i, _)| i + 1)
+                .collect();
+            if !bad.is_empty() {
+                self.drop_lines(&f, &bad, "reflog entries naming lost objects")?;
+            }
+        }
+        Ok(())
+    }
+
+    fn regenerate(&mut self) {
+        let had_graph = self.regenerate_graph;
+        if had_graph {
+            let o = self.git(&["commit-graph", "write", "--reachable"]);
+            self.act("rebuild", "objects/info/commit-graph", status(&o));
+        }
+        if self.regenerate_midx {
+            let o = self.git(&["multi-pack-index", "write"]);
+            self.act("rebuild", "objects/pack/multi-pack-index", status(&o));
+        }
+    }
+
+    fn git(&self, args: &[&str]) -> std::io::Result<Output> {
+        git_in(self.repo).args(args).output()
+    }
+
+    fn report(self, found: Vec<Finding>, after: &Scan, fsck: Option<(bool, String)>) -> Report {
+        let fsck_ok = fsck.as_ref().map(|f| f.0);
+        let healthy = after.healthy() && fsck_ok.unwrap_or(true) && !self.opts.dry_run;
+        Report {
+            healthy: healthy || (self.opts.dry_run && found.is_empty()),
+            dry_run: self.opts.dry_run,
+            found,
+            actions: self.actions,
+            recovered: self.recovered,
+            fetch_failures: self.failures,
+            remaining: if self.opts.dry_run {
+                Vec::new()
+            } else {
+                after.findings.clone()
+            },
+            lost: if self.opts.dry_run {
+                Vec::new()
+            } else {
+                after.missing.clone()
+            },
+            fsck_ok,
+            fsck_output: fsck.map(|f| f.1).unwrap_or_default(),
+            quarantine: self.q.map(|q| q.dir),
+        }
+    }
+}
+
+fn source_name(s: &Source) -> String {
+    match s {
+        Source::Reference(p) => p.display().to_string(),
+        Source::Remote { name, .. } => name.clone(),
+    }
+}
+
+fn status(o: &std::io::Result<Output>) -> String {
+    match o {
+        Ok(o) if o.status.success() => "ok".into(),
+        Ok(o) => format!("failed: {}", String::from_utf8_lossy(&o.stderr).trim()),
+        Err(e) => format!("cannot run git: {e}"),
+    }
+}
+
+/// The first-parent ancestor of `tip` (itself included) whose whole history is intact.
+fn newest_intact(s: &Scan, tip: Oid) -> Option<Oid> {
+    let mut cur = Some(tip);
+    while let Some(c) = cur {
+        if reaches_intact(s, c) {
+            return Some(c);
+        }
+        cur = s
+            .objects
+            .get(&c)
+            .filter(|i| i.kind == Kind::Commit)
+            .and_then(|i| i.links.get(1).copied());
+    }
+    None
+}
+
+/// Whether everything reachable from `id` has a good copy.
+fn reaches_intact(s: &Scan, id: Oid) -> bool {
+    let mut seen = HashSet::new();
+    let mut stack = vec![id];
+    while let Some(o) = stack.pop() {
+        if !seen.insert(o) {
+            continue;
+        }
+        match s.objects.get(&o) {
+            Some(i) => stack.extend(i.links.iter().copied()),
+            None => return false,
+        }
+    }
+    true
+}
+
+fn reference_objects(p: &Path) -> PathBuf {
+    if p.join(".git/objects").is_dir() {
+        p.join(".git/objects")
+    } else if p.join("objects").is_dir() {
+        p.join("objects")
+    } else {
+        p.to_path_buf()
+    }
+}
+
+fn idx_ok(pack: &Path) -> bool {
+    std::fs::read(pack.with_extension("idx"))
+        .map_err(|e| e.to_string())
+        .and_then(|b| Index::parse(&b))
+        .is_ok()
+}
+
+fn open_pack(pack: &Path) -> Option<Pack> {
+    let idx = std::fs::read(pack.with_extension("idx")).ok()?;
+    Pack::open(pack, Index::parse(&idx).ok()?).ok()
+}
+
+fn packed_has(common: &Path, name: &str) -> bool {
+    refs::packed_refs(common).0.iter().any(|r| r.name == name)
+}
+
+fn first_branch(common: &Path) -> Option<String> {
+    let (loose, _) = refs::loose_refs(common);
+    let (packed, _) = refs::packed_refs(common);
+    loose
+        .into_iter()
+        .chain(packed)
+        .map(|r| r.name)
+        .filter(|n| n.starts_with("refs/heads/"))
+        .min()
+}
+
+/// Writes a small file by temp + fsync + rename (refs, HEAD, packed-refs, reflogs).
+fn write_plain(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    write_durably(dir, path, bytes).map_err(io(path))?;
+    let mut perm = std::fs::metadata(path).map_err(io(path))?.permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    std::fs::set_permissions(path, perm).map_err(io(path))
+}
+
+/// git run against this repository, whatever the caller's environment says.
+pub fn git_in(repo: &Repo) -> Command {
+    let mut c = Command::new("git");
+    c.arg("--git-dir").arg(&repo.git_dir);
+    if let Some(wt) = &repo.work_tree {
+        c.arg("--work-tree").arg(wt).current_dir(wt);
+    }
+    c.env_remove("GIT_INDEX_FILE")
+        .env_remove("GIT_OBJECT_DIRECTORY")
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+/// `git fsck --full --strict`: whether it passed, and what it printed.
+pub fn fsck(repo: &Repo) -> (bool, String) {
+    match git_in(repo)
+        .args([
+            "fsck",
+            "--full",
+            "--strict",
+            "--no-dangling",
+            "--no-progress",
+        ])
+        .output()
+    {
+        Ok(o) => (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        ),
+        Err(e) => (false, format!("cannot run git fsck: {e}")),
+    }
+}
+
+/// Refuses when a git process (not one of our ancestors, such as the `git` that ran
+/// `git surgery`) has its working directory inside the repository.
+fn check_busy(repo: &Repo) -> Result<(), Error> {
+    let ancestors = ancestors();
+    let roots: Vec<PathBuf> = [Some(repo.common_dir.clone()), repo.work_tree.clone()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Ok(());
+    };
+    let mut busy = Vec::new();
+    for e in rd.filter_map(Result::ok) {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if ancestors.contains(&pid) {
+            continue;
+        }
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        let comm = comm.trim();
+        if !(comm == "git" || comm.starts_with("git-")) || comm == "git-surgery" {
+            continue;
+        }
+        if let Ok(cwd) = std::fs::read_link(e.path().join("cwd"))
+            && roots.iter().any(|r| cwd.starts_with(r))
+        {
+            busy.push(pid.to_string());
+        }
+    }
+    if busy.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Busy(busy.join(", ")))
+    }
+}
+
+fn ancestors() -> HashSet<u32> {
+    let mut out = HashSet::new();
+    let mut pid = std::process::id();
+    while pid > 1 && out.insert(pid) {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The parent pid is the second field after the parenthesised command name.
+        pid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+    }
+    out
+}
+
+/// Our own run lock, `surgery/repair.lock`, holding the pid; a lock whose pid is gone is stale.
+struct RunLock(PathBuf);
+
+impl RunLock {
+    fn take(repo: &Repo) -> Result<RunLock, Error> {
+        let dir = repo.surgery_dir();
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let path = dir.join("repair.lock");
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    use std::io::Write;
+                    let _ = writeln!(f, "{}", std::process::id());
+                    return Ok(RunLock(path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let pid = std::fs::read_to_string(&path).unwrap_or_default();
+                    let alive = pid
+                        .trim()
+                        .parse::<u32>()
+                        .is_ok_and(|p| Path::new(&format!("/proc/{p}")).exists());
+                    if alive {
+                        return Err(Error::Locked(path));
+                    }
+                    std::fs::remove_file(&path).map_err(io(&path))?;
+                }
+                Err(e) => return Err(Error::Io { path, source: e }),
+            }
+        }
+        Err(Error::Locked(path))
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

@@ -1,0 +1,698 @@
+//! `git surgery scan`: every check, read-only, collecting all damage instead of stopping at the
+//! first.
+//!
+//! Invariants: nothing under the repository is written. Every object gets a verdict from its
+//! own bytes (loose: inflate + hash; packed: CRC32 + inflate + delta chain + hash); an object is
+//! "present" only when a good copy exists. Objects below a shallow boundary or referenced only
+//! from promisor objects are legitimately absent, not damage.
+
+use super::par::par_map;
+use crate::git::files;
+use crate::git::object::{Kind, Oid};
+use crate::git::pack::{self, Base, Checked, Index, Pack};
+use crate::git::refs::{self, Target};
+use crate::git::{loose, repo::Repo};
+use crate::sched::Executor;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// One thing that is wrong, with where it is.
+#[derive(Clone, Debug, Serialize)]
+pub struct Finding {
+    /// A stable code for scripts (`loose-corrupt`, `pack-corrupt`, `missing-object`, ...).
+    pub code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oid: Option<Oid>,
+    pub detail: String,
+}
+
+impl Finding {
+    fn at(code: &'static str, path: &Path, detail: impl Into<String>) -> Finding {
+        Finding {
+            code,
+            path: Some(path.to_path_buf()),
+            line: None,
+            oid: None,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Where a copy of an object lives.
+#[derive(Clone, Debug)]
+pub enum Loc {
+    Loose(PathBuf),
+    Packed { pack: PathBuf, pos: usize },
+    Alternate,
+}
+
+/// A good object: its kind, what it links to, where a good copy is.
+#[derive(Clone, Debug)]
+pub struct Info {
+    pub kind: Kind,
+    pub links: Box<[Oid]>,
+    pub loc: Loc,
+    pub promisor: bool,
+}
+
+/// A copy that failed its checks.
+#[derive(Clone, Debug)]
+pub struct BadCopy {
+    pub oid: Oid,
+    pub loc: Loc,
+    pub why: String,
+}
+
+/// An object something needs that has no good copy.
+#[derive(Clone, Debug, Serialize)]
+pub struct Missing {
+    pub oid: Oid,
+    /// The object or root that first referenced it.
+    pub referenced_by: String,
+    /// Refs (and HEADs, reflogs, index) whose history needs it.
+    pub needed_by: Vec<String>,
+    /// A damaged copy exists (as opposed to no copy at all).
+    pub damaged_copy: bool,
+}
+
+/// A pack file and its companions, with what is wrong with them.
+#[derive(Clone, Debug, Default)]
+pub struct PackState {
+    pub pack: PathBuf,
+    pub has_idx: bool,
+    pub damaged: bool,
+    pub promisor: bool,
+}
+
+/// Everything a scan found.
+#[derive(Default)]
+pub struct Scan {
+    pub findings: Vec<Finding>,
+    pub objects: HashMap<Oid, Info>,
+    pub bad: Vec<BadCopy>,
+    pub missing: Vec<Missing>,
+    pub packs: Vec<PackState>,
+    /// Roots of the connectivity walk: name (ref, `HEAD`, `index:<path>`, `reflog:<file>`) and id.
+    pub roots: Vec<(String, Oid)>,
+    pub loose_count: usize,
+    pub packed_count: usize,
+    pub index_corrupt: bool,
+    pub leftovers: Vec<PathBuf>,
+}
+
+impl Scan {
+    pub fn healthy(&self) -> bool {
+        self.findings.is_empty()
+    }
+
+    fn add(&mut self, f: Finding) {
+        self.findings.push(f);
+    }
+}
+
+/// Runs every check on `repo`, in parallel on `exec`.
+pub fn scan(repo: &Repo, exec: &Executor) -> Scan {
+    let mut s = Scan::default();
+    scan_loose(repo, exec, &mut s);
+    scan_packs(&repo.objects, exec, &mut s);
+    scan_alternates(repo, exec, &mut s);
+    scan_aux(repo, &mut s);
+    scan_refs(repo, &mut s);
+    scan_index(repo, &mut s);
+    scan_leftovers(repo, &mut s);
+    connectivity(repo, &mut s);
+    crate::info!(
+        "scan finished",
+        findings = s.findings.len() as u64,
+        objects = s.objects.len() as u64
+    );
+    s
+}
+
+type LooseVerdict = (PathBuf, Option<Oid>, Result<(Kind, Vec<Oid>), String>);
+
+fn check_loose(path: PathBuf, id: Option<Oid>) -> LooseVerdict {
+    let r = match id {
+        None => Err("file name is not an object id".into()),
+        Some(id) => loose::read(&path, id).and_then(|o| {
+            crate::git::object::links(o.kind, &o.data)
+                .map(|l| (o.kind, l))
+                .map_err(|e| format!("malformed {}: {e}", o.kind.name()))
+        }),
+    };
+    (path, id, r)
+}
+
+fn scan_loose(repo: &Repo, exec: &Executor, s: &mut Scan) {
+    let files = match loose::list(&repo.objects) {
+        Ok(f) => f,
+        Err(e) => {
+            s.add(Finding::at(
+                "objects-unreadable",
+                &repo.objects,
+                e.to_string(),
+            ));
+            return;
+        }
+    };
+    let bar = crate::logging::progress_bar(files.len() as u64, "loose objects");
+    let verdicts = par_map(
+        exec,
+        files,
+        512,
+        move |(p, id)| check_loose(p, id),
+        Some(bar.clone()),
+    );
+    bar.finish_and_clear();
+    for (path, id, r) in verdicts {
+        s.loose_count += 1;
+        match (id, r) {
+            (Some(id), Ok((kind, links))) => {
+                s.objects.insert(
+                    id,
+                    Info {
+                        kind,
+                        links: links.into(),
+                        loc: Loc::Loose(path),
+                        promisor: false,
+                    },
+                );
+            }
+            (id, Err(why)) => {
+                let mut f = Finding::at("loose-corrupt", &path, why.clone());
+                f.oid = id;
+                s.add(f);
+                if let Some(oid) = id {
+                    s.bad.push(BadCopy {
+                        oid,
+                        loc: Loc::Loose(path),
+                        why,
+                    });
+                }
+            }
+            (None, Ok(_)) => {}
+        }
+    }
+}
+
+fn pack_files(objects: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(objects.join("pack"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
+}
+
+fn scan_packs(objects: &Path, exec: &Executor, s: &mut Scan) {
+    let files = pack_files(objects);
+    let has = |p: &Path, ext: &str| files.contains(&p.with_extension(ext));
+    for f in &files {
+        let ext = f.extension().and_then(|e| e.to_str()).unwrap_or("");
+        let stem_is_pack = f
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("pack-"));
+        match ext {
+            "pack" if !has(f, "idx") => {
+                s.add(Finding::at(
+                    "pack-without-index",
+                    f,
+                    "pack has no .idx: git cannot see its objects",
+                ));
+                s.packs.push(PackState {
+                    pack: f.clone(),
+                    has_idx: false,
+                    damaged: true,
+                    promisor: has(f, "promisor"),
+                });
+            }
+            "pack" => scan_pack(f, has(f, "promisor"), exec, s),
+            "idx" | "rev" | "bitmap" | "keep" | "promisor" | "mtimes"
+                if stem_is_pack && !has(f, "pack") =>
+            {
+                s.add(Finding::at(
+                    "orphan-pack-file",
+                    f,
+                    format!(".{ext} without its .pack"),
+                ));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn scan_pack(path: &Path, promisor: bool, exec: &Executor, s: &mut Scan) {
+    let mut state = PackState {
+        pack: path.to_path_buf(),
+        has_idx: true,
+        damaged: false,
+        promisor,
+    };
+    let idx_path = path.with_extension("idx");
+    let index = std::fs::read(&idx_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| Index::parse(&b));
+    let index = match index {
+        Ok(i) => i,
+        Err(e) => {
+            s.add(Finding::at("index-corrupt", &idx_path, e));
+            state.damaged = true;
+            s.packs.push(state);
+            return;
+        }
+    };
+    let pack = match Pack::open(path, index) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            s.add(Finding::at("pack-unreadable", path, e.to_string()));
+            state.damaged = true;
+            s.packs.push(state);
+            return;
+        }
+    };
+    for p in pack.check_envelope() {
+        s.add(Finding::at("pack-corrupt", path, p));
+        state.damaged = true;
+    }
+    check_pack_companions(path, &pack, s);
+    let verdicts = verify_entries(&pack, exec);
+    s.packed_count += verdicts.len();
+    for (pos, r) in verdicts.into_iter().enumerate() {
+        let oid = pack.index.oids[pos];
+        let loc = Loc::Packed {
+            pack: path.to_path_buf(),
+            pos,
+        };
+        match r {
+            Ok((kind, links)) => {
+                let better = s
+                    .objects
+                    .get(&oid)
+                    .is_none_or(|i| matches!(i.loc, Loc::Alternate));
+                if better {
+                    s.objects.insert(
+                        oid,
+                        Info {
+                            kind,
+                            links: links.into(),
+                            loc,
+                            promisor,
+                        },
+                    );
+                }
+            }
+            Err(why) => {
+                let mut f = Finding::at("packed-object-corrupt", path, why.clone());
+                f.oid = Some(oid);
+                s.add(f);
+                s.bad.push(BadCopy { oid, loc, why });
+                state.damaged = true;
+            }
+        }
+    }
+    s.packs.push(state);
+}
+
+fn check_pack_companions(path: &Path, pack: &Pack, s: &mut Scan) {
+    let sum = &pack.index.pack_checksum;
+    for (ext, check) in [
+        (
+            "rev",
+            files::check_rev as fn(&[u8], &[u8]) -> Result<(), String>,
+        ),
+        ("bitmap", files::check_bitmap),
+    ] {
+        let p = path.with_extension(ext);
+        if let Ok(b) = std::fs::read(&p)
+            && let Err(e) = check(&b, sum)
+        {
+            s.add(Finding::at(
+                if ext == "rev" {
+                    "rev-corrupt"
+                } else {
+                    "bitmap-corrupt"
+                },
+                &p,
+                e,
+            ));
+        }
+    }
+}
+
+type EntryVerdict = Result<(Kind, Vec<Oid>), String>;
+
+/// Verdicts for every entry of `pack`, by index position.
+fn verify_entries(pack: &Arc<Pack>, exec: &Executor) -> Vec<EntryVerdict> {
+    let n = pack.index.len();
+    let bar = crate::logging::progress_bar(n as u64, "pack entries");
+    let order = pack.by_pack_order();
+    let p = pack.clone();
+    let first = par_map(
+        exec,
+        order,
+        1024,
+        move |pos| (pos, pack::check_entry(&p, pos)),
+        Some(bar.clone()),
+    );
+    let mut out: Vec<Option<EntryVerdict>> = (0..n).map(|_| None).collect();
+    let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut roots = Vec::new();
+    for (pos, r) in first {
+        match r {
+            Ok(Checked::Full(kind, links)) => {
+                out[pos] = Some(Ok((kind, links)));
+                roots.push(pos);
+            }
+            Ok(Checked::Delta(base)) => children.entry(base).or_default().push(pos),
+            Err(why) => out[pos] = Some(Err(why)),
+        }
+    }
+    let children = Arc::new(children);
+    let roots: Vec<usize> = roots
+        .into_iter()
+        .filter(|r| children.contains_key(r))
+        .collect();
+    let (p, c) = (pack.clone(), children.clone());
+    for vs in par_map(
+        exec,
+        roots,
+        8,
+        move |root| pack::resolve_from(&p, root, &c),
+        Some(bar.clone()),
+    ) {
+        for v in vs {
+            out[v.pos] = Some(v.result);
+        }
+    }
+    bar.finish_and_clear();
+    out.into_iter()
+        .enumerate()
+        .map(|(pos, v)| v.unwrap_or_else(|| Err(unresolved(pack, pos))))
+        .collect()
+}
+
+fn unresolved(pack: &Pack, pos: usize) -> String {
+    match pack::entry_header(&pack.data, pack.index.offsets[pos]).map(|h| h.base) {
+        Ok(Base::Ofs(o)) => format!("delta base at offset {o} is damaged"),
+        Ok(Base::Ref(id)) => format!("delta base {id} is damaged"),
+        _ => "delta chain cannot be resolved".into(),
+    }
+}
+
+fn scan_alternates(repo: &Repo, exec: &Executor, s: &mut Scan) {
+    for alt in repo.alternates() {
+        if !alt.is_dir() {
+            s.add(Finding::at(
+                "alternate-missing",
+                &repo.objects.join("info/alternates"),
+                format!(
+                    "alternate object directory {} does not exist",
+                    alt.display()
+                ),
+            ));
+            continue;
+        }
+        let mut sub = Scan::default();
+        scan_packs(&alt, exec, &mut sub);
+        let sub_repo = Repo {
+            objects: alt.clone(),
+            ..repo.clone()
+        };
+        scan_loose(&sub_repo, exec, &mut sub);
+        for f in sub.findings {
+            s.add(Finding {
+                code: "alternate-damaged",
+                ..f
+            });
+        }
+        for (oid, mut info) in sub.objects {
+            info.loc = Loc::Alternate;
+            s.objects.entry(oid).or_insert(info);
+        }
+    }
+}
+
+fn scan_aux(repo: &Repo, s: &mut Scan) {
+    let info = repo.objects.join("info");
+    let mut graphs = vec![info.join("commit-graph")];
+    if let Ok(rd) = std::fs::read_dir(info.join("commit-graphs")) {
+        graphs.extend(
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "graph")),
+        );
+    }
+    for g in graphs {
+        let Ok(b) = std::fs::read(&g) else { continue };
+        match files::commit_graph_oids(&b) {
+            Err(e) => s.add(Finding::at("commit-graph-corrupt", &g, e)),
+            Ok(ids) => {
+                if let Some(id) = ids.iter().find(|id| !s.objects.contains_key(id)) {
+                    let mut f = Finding::at(
+                        "commit-graph-stale",
+                        &g,
+                        format!("lists commit {id}, which has no good copy"),
+                    );
+                    f.oid = Some(*id);
+                    s.add(f);
+                }
+            }
+        }
+    }
+    let midx = repo.objects.join("pack/multi-pack-index");
+    if let Ok(b) = std::fs::read(&midx) {
+        match files::midx_packs(&b) {
+            Err(e) => s.add(Finding::at("midx-corrupt", &midx, e)),
+            Ok(names) => {
+                let pack_dir = repo.objects.join("pack");
+                let gone: Vec<&String> = names
+                    .iter()
+                    .filter(|n| !pack_dir.join(n).with_extension("pack").is_file())
+                    .collect();
+                let damaged = s.packs.iter().any(|p| p.damaged);
+                if !gone.is_empty() || damaged {
+                    s.add(Finding::at(
+                        "midx-stale",
+                        &midx,
+                        format!("covers packs that are missing or damaged: {gone:?}"),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn add_problems(s: &mut Scan, code: &'static str, problems: Vec<refs::Problem>) {
+    for p in problems {
+        s.add(Finding {
+            code,
+            path: Some(p.path),
+            line: p.line,
+            oid: None,
+            detail: p.what,
+        });
+    }
+}
+
+fn scan_refs(repo: &Repo, s: &mut Scan) {
+    let (packed, pp) = refs::packed_refs(&repo.common_dir);
+    add_problems(s, "packed-refs-line", pp);
+    let (loose, lp) = refs::loose_refs(&repo.common_dir);
+    add_problems(s, "ref-corrupt", lp);
+    let mut by_name: HashMap<String, refs::Ref> = HashMap::new();
+    for r in packed.into_iter().chain(loose) {
+        by_name.insert(r.name.clone(), r);
+    }
+    let mut names: Vec<&String> = by_name.keys().collect();
+    names.sort();
+    for name in names {
+        let r = &by_name[name];
+        if let Target::Object(id) = r.target {
+            s.roots.push((name.clone(), id));
+        }
+    }
+    head(s, &repo.git_dir.join("HEAD"), "HEAD", "head-corrupt");
+    if repo.git_dir != repo.common_dir {
+        head(
+            s,
+            &repo.common_dir.join("HEAD"),
+            "main-worktree:HEAD",
+            "head-corrupt",
+        );
+    }
+    if let Ok(rd) = std::fs::read_dir(repo.common_dir.join("worktrees")) {
+        for wt in rd.filter_map(Result::ok) {
+            let name = format!("worktree:{}:HEAD", wt.file_name().to_string_lossy());
+            head(s, &wt.path().join("HEAD"), &name, "worktree-head-corrupt");
+        }
+    }
+    for f in refs::reflog_files(&repo.common_dir) {
+        let (entries, problems) = refs::reflog(&f);
+        add_problems(s, "reflog-line", problems);
+        let rel = f
+            .strip_prefix(&repo.common_dir)
+            .unwrap_or(&f)
+            .display()
+            .to_string();
+        for e in entries {
+            for id in [e.old, e.new].into_iter().filter(|i| !i.is_zero()) {
+                s.roots.push((format!("reflog:{rel}"), id));
+            }
+        }
+    }
+}
+
+fn head(s: &mut Scan, path: &Path, name: &str, code: &'static str) {
+    match std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| refs::parse_ref_file(&b))
+    {
+        Ok(Target::Object(id)) => s.roots.push((name.to_string(), id)),
+        Ok(Target::Symbolic(_)) => {}
+        Err(e) => s.add(Finding::at(code, path, e)),
+    }
+}
+
+fn scan_index(repo: &Repo, s: &mut Scan) {
+    let path = repo.git_dir.join("index");
+    let Ok(b) = std::fs::read(&path) else { return };
+    match files::read_index(&b) {
+        Ok(idx) => {
+            for (name, id) in idx.entries {
+                s.roots.push((format!("index:{name}"), id));
+            }
+        }
+        Err(e) => {
+            s.index_corrupt = true;
+            s.add(Finding::at("index-file-corrupt", &path, e));
+        }
+    }
+}
+
+fn scan_leftovers(repo: &Repo, s: &mut Scan) {
+    for p in files::leftovers(&repo.git_dir, &repo.common_dir) {
+        s.add(Finding::at(
+            "leftover",
+            &p,
+            "lock or temporary file left by an interrupted git",
+        ));
+        s.leftovers.push(p);
+    }
+}
+
+/// Walks from every root; records objects that are needed but have no good copy.
+fn connectivity(repo: &Repo, s: &mut Scan) {
+    let shallow: HashSet<Oid> = files::shallow(&repo.common_dir).into_iter().collect();
+    let bad: HashSet<Oid> = s.bad.iter().map(|b| b.oid).collect();
+    let mut seen: HashSet<Oid> = HashSet::new();
+    let mut missing: HashMap<Oid, String> = HashMap::new();
+    for (name, root) in &s.roots {
+        walk(&s.objects, &shallow, *root, name, &mut seen, &mut missing);
+    }
+    for b in &s.bad {
+        if !s.objects.contains_key(&b.oid) {
+            missing
+                .entry(b.oid)
+                .or_insert_with(|| "(damaged copy, unreferenced)".into());
+        }
+    }
+    if missing.is_empty() {
+        return;
+    }
+    let needed = needed_by(s, &shallow, &missing);
+    let mut list: Vec<Missing> = missing
+        .into_iter()
+        .map(|(oid, by)| Missing {
+            oid,
+            referenced_by: by,
+            needed_by: needed.get(&oid).cloned().unwrap_or_default(),
+            damaged_copy: bad.contains(&oid),
+        })
+        .collect();
+    list.sort_by_key(|m| m.oid);
+    for m in &list {
+        let d = if m.damaged_copy {
+            "damaged and no good copy"
+        } else {
+            "missing"
+        };
+        let roots = if m.needed_by.is_empty() {
+            "nothing".to_string()
+        } else {
+            m.needed_by.join(", ")
+        };
+        s.findings.push(Finding {
+            code: "missing-object",
+            path: None,
+            line: None,
+            oid: Some(m.oid),
+            detail: format!("{d}; referenced by {}; needed by {roots}", m.referenced_by),
+        });
+    }
+    s.missing = list;
+}
+
+fn walk(
+    objects: &HashMap<Oid, Info>,
+    shallow: &HashSet<Oid>,
+    root: Oid,
+    name: &str,
+    seen: &mut HashSet<Oid>,
+    missing: &mut HashMap<Oid, String>,
+) {
+    let mut stack = vec![(root, None::<Oid>)];
+    while let Some((id, from)) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        let Some(info) = objects.get(&id) else {
+            let promised = from
+                .and_then(|f| objects.get(&f))
+                .is_some_and(|i| i.promisor);
+            if !promised {
+                missing
+                    .entry(id)
+                    .or_insert_with(|| from.map_or_else(|| name.to_string(), |f| f.to_hex()));
+            }
+            continue;
+        };
+        let links: &[Oid] = if info.kind == Kind::Commit && shallow.contains(&id) {
+            &info.links[..1]
+        } else {
+            &info.links
+        };
+        stack.extend(links.iter().map(|l| (*l, Some(id))));
+    }
+}
+
+/// For each missing object, the roots whose history reaches it (one walk per root).
+fn needed_by(
+    s: &Scan,
+    shallow: &HashSet<Oid>,
+    missing: &HashMap<Oid, String>,
+) -> HashMap<Oid, Vec<String>> {
+    let mut out: HashMap<Oid, Vec<String>> = HashMap::new();
+    let mut done: HashSet<&str> = HashSet::new();
+    for (name, root) in &s.roots {
+        let mut seen = HashSet::new();
+        let mut m = HashMap::new();
+        walk(&s.objects, shallow, *root, name, &mut seen, &mut m);
+        let short = name.split(':').take(2).collect::<Vec<_>>().join(":");
+        for id in m.keys().filter(|k| missing.contains_key(k)) {
+            let v = out.entry(*id).or_default();
+            if !v.contains(&short) {
+                v.push(short.clone());
+            }
+        }
+        done.insert(name);
+    }
+    out
+}
