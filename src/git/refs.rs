@@ -124,11 +124,10 @@ pub fn packed_refs(common: &Path) -> (Vec<Ref>, Vec<Problem>) {
         let parsed = (line.len() > 41 && line[40] == b' ')
             .then(|| Oid::from_hex(&line[..40]))
             .flatten()
-            .zip(
-                std::str::from_utf8(&line[41..])
-                    .ok()
-                    .filter(|n| n.starts_with("refs/")),
-            );
+            .and_then(|id| {
+                let name = std::str::from_utf8(&line[41..]).ok()?;
+                name.starts_with("refs/").then_some((id, name))
+            });
         match parsed {
             Some((id, name)) => refs.push(Ref {
                 name: name.to_string(),

@@ -6,3 +6,4 @@ mod harness;
 mod logging;
 mod sched;
 mod ssh_ca;
+mod surgery;
