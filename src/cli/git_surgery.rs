@@ -108,6 +108,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
     };
     let log = match &command {
         Command::Repair { dry_run: false, .. } => {
+            // Refuse before writing anything, the log included.
+            repair::check_busy(&repo)?;
             let dir = repo.surgery_dir();
             std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
             Some(dir.join("log.jsonl"))

@@ -204,6 +204,24 @@ pub fn leftovers(git_dir: &Path, common: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Checks that a config file parses, by asking git (the authority on its own syntax).
+pub fn check_config(path: &Path) -> Result<(), String> {
+    if !path.exists() {
+        return Err("config file is missing".into());
+    }
+    let o = std::process::Command::new("git")
+        .args(["config", "--file"])
+        .arg(path)
+        .arg("--list")
+        .output()
+        .map_err(|e| format!("cannot run git config: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&o.stderr).trim().to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -89,15 +89,42 @@ impl Repo {
     }
 
     /// The object directories named in `objects/info/alternates` (relative ones resolved
-    /// against `objects/`), in order, whether or not they exist.
-    pub fn alternates(&self) -> Vec<PathBuf> {
+    /// against `objects/`) with their 1-based line numbers, in order, whether or not they exist.
+    pub fn alternates(&self) -> Vec<(usize, PathBuf)> {
         let Ok(text) = std::fs::read_to_string(self.objects.join("info/alternates")) else {
             return Vec::new();
         };
         text.lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(|l| self.objects.join(l))
+            .enumerate()
+            .map(|(i, l)| (i + 1, l.trim()))
+            .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+            .map(|(i, l)| (i, self.objects.join(l)))
+            .collect()
+    }
+
+    /// The git directories of submodules under `modules/` (nested ones included).
+    pub fn submodules(&self) -> Vec<Repo> {
+        walkdir::WalkDir::new(self.common_dir.join("modules"))
+            .min_depth(1)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_type().is_dir()
+                    && e.path().join("objects").is_dir()
+                    && e.path().join("HEAD").exists()
+            })
+            .map(|e| {
+                let wt = std::fs::read_to_string(e.path().join("config"))
+                    .ok()
+                    .and_then(|c| {
+                        c.lines().find_map(|l| {
+                            l.trim()
+                                .strip_prefix("worktree = ")
+                                .map(|w| e.path().join(w.trim()))
+                        })
+                    });
+                Repo::at(e.path().to_path_buf(), wt.filter(|w| w.is_dir()))
+            })
             .collect()
     }
 }

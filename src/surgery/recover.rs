@@ -126,25 +126,9 @@ pub fn fetch(
             String::from_utf8_lossy(&init.stderr).trim().to_string(),
         ));
     }
-    let ids: Vec<String> = want.iter().map(Oid::to_hex).collect();
-    let by_id = git(tmp)
-        .args([
-            "-c",
-            "protocol.version=2",
-            "fetch",
-            "-q",
-            "--no-tags",
-            "--no-write-fetch-head",
-            url,
-        ])
-        .args(&ids)
-        .output();
-    let by_id_err = match by_id {
-        Ok(o) if o.status.success() => {
-            return Ok((Store::open(name, &tmp.join("objects")), "by-id"));
-        }
-        Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
-        Err(e) => e.to_string(),
+    let by_id_err = match fetch_by_id(url, want, tmp) {
+        Ok(()) => return Ok((Store::open(name, &tmp.join("objects")), "by-id")),
+        Err(e) => e,
     };
     crate::warn!(
         "fetch by id refused, fetching all refs",
@@ -168,6 +152,41 @@ pub fn fetch(
         ))),
         Err(e) => Err(fail(e.to_string())),
     }
+}
+
+/// Fetches `want` by id. A server that does not have one id refuses the whole request
+/// ("not our ref <id>"): that id is dropped and the rest asked again, so an object no remote
+/// has never turns into a download of the whole remote. Any other refusal is returned.
+fn fetch_by_id(url: &str, want: &[Oid], tmp: &Path) -> Result<(), String> {
+    let mut ids: Vec<String> = want.iter().map(Oid::to_hex).collect();
+    while !ids.is_empty() {
+        let o = git(tmp)
+            .args([
+                "-c",
+                "protocol.version=2",
+                "fetch",
+                "-q",
+                "--no-tags",
+                "--no-write-fetch-head",
+                url,
+            ])
+            .args(&ids)
+            .output()
+            .map_err(|e| format!("cannot run git: {e}"))?;
+        if o.status.success() {
+            return Ok(());
+        }
+        let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+        let unknown = err
+            .split("not our ref ")
+            .nth(1)
+            .map(|r| r.chars().take(40).collect::<String>());
+        match unknown {
+            Some(id) if ids.contains(&id) => ids.retain(|i| *i != id),
+            _ => return Err(err),
+        }
+    }
+    Ok(())
 }
 
 /// The remotes to try: `--remote` names, else `surgery.remote` values, else every configured

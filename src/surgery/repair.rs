@@ -250,7 +250,34 @@ impl Run<'_> {
         self.park_broken_refs()?;
         self.regenerate();
         self.kill_point("rebuild");
+        self.repair_submodules();
         Ok(())
+    }
+
+    /// Repairs each damaged submodule repository with its own remotes.
+    fn repair_submodules(&mut self) {
+        let opts = Options {
+            force: self.opts.force,
+            reset_broken: self.opts.reset_broken,
+            ..Options::default()
+        };
+        for sub in self.repo.submodules() {
+            if scan(&sub, self.exec).healthy() {
+                continue;
+            }
+            let name = sub.git_dir.display().to_string();
+            match repair(&sub, self.exec, &opts) {
+                Ok(r) => {
+                    self.actions.extend(r.actions.into_iter().map(|a| Action {
+                        target: format!("{name}: {}", a.target),
+                        ..a
+                    }));
+                    self.recovered.extend(r.recovered);
+                    self.failures.extend(r.fetch_failures);
+                }
+                Err(e) => self.act("submodule", name, format!("not repaired: {e}")),
+            }
+        }
     }
 
     fn salvage(&mut self, p: &PackState) -> Result<(), Error> {
@@ -393,12 +420,13 @@ impl Run<'_> {
         for f in &s.findings {
             let Some(p) = &f.path else { continue };
             match (f.code, f.line) {
-                ("packed-refs-line" | "reflog-line", Some(l)) => {
+                ("packed-refs-line" | "reflog-line" | "alternate-missing", Some(l)) => {
                     bad_lines.entry(p.clone()).or_default().insert(l);
                 }
                 ("ref-corrupt", _) => self.take(p, &format!("unreadable ref: {}", f.detail))?,
                 ("head-corrupt", _) => self.fix_head(p)?,
                 ("worktree-head-corrupt", _) => self.fix_worktree_head(p)?,
+                ("config-corrupt", _) => self.fix_config(p)?,
                 _ => {}
             }
         }
@@ -426,6 +454,35 @@ impl Run<'_> {
             path.display().to_string(),
             format!("dropped {} {why}", lines.len()),
         );
+        Ok(())
+    }
+
+    /// Keeps the lines of a broken config that git can still parse (NUL runs and binary junk
+    /// dropped); if nothing survives, writes a minimal config. The original is quarantined.
+    fn fix_config(&mut self, path: &Path) -> Result<(), Error> {
+        let bytes = std::fs::read(path).unwrap_or_default();
+        let text: String = String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|l| !l.contains('\0') && !l.contains('\u{fffd}'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let minimal = format!(
+            "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = {}\n",
+            self.repo.work_tree.is_none()
+        );
+        self.take(path, "config git cannot parse")?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        write_plain(dir, path, text.as_bytes())?;
+        let kept = crate::git::files::check_config(path).is_ok() && !text.trim().is_empty();
+        if !kept {
+            write_plain(dir, path, minimal.as_bytes())?;
+        }
+        let what = if kept {
+            "kept the lines git can parse"
+        } else {
+            "nothing parseable survived: minimal config written; give remotes with --remote URL"
+        };
+        self.act("rewrite", path.display().to_string(), what);
         Ok(())
     }
 
@@ -509,6 +566,7 @@ impl Run<'_> {
     fn recover_round(&mut self, s: &Scan, want: &[Oid]) -> Result<usize, Error> {
         let mut w = PackWriter::new();
         let mut have: HashSet<Oid> = HashSet::new();
+        self.take_from_work_tree(s, want, &mut w, &mut have);
         for (i, src) in self.sources().into_iter().enumerate() {
             let still: Vec<Oid> = want.iter().copied().filter(|o| !have.contains(o)).collect();
             if still.is_empty() {
@@ -541,6 +599,17 @@ impl Run<'_> {
                 }
             };
             self.take_closure(&store, &still, s, &mut w, &mut have);
+            let lacking = still.iter().filter(|o| !have.contains(o)).count();
+            if lacking > 0 {
+                let error = format!(
+                    "does not have {lacking} of the {} wanted objects",
+                    still.len()
+                );
+                self.failures.push(FetchFailure {
+                    source: store.name.clone(),
+                    error,
+                });
+            }
         }
         let n = w.len();
         if n > 0 {
@@ -552,6 +621,35 @@ impl Run<'_> {
             );
         }
         Ok(n)
+    }
+
+    /// A staged blob that was never written may still be in the working tree: hash the file
+    /// the index names and take it when it matches.
+    fn take_from_work_tree(
+        &mut self,
+        s: &Scan,
+        want: &[Oid],
+        w: &mut PackWriter,
+        have: &mut HashSet<Oid>,
+    ) {
+        let Some(wt) = self.repo.work_tree.clone() else {
+            return;
+        };
+        for m in s.missing.iter().filter(|m| want.contains(&m.oid)) {
+            for path in m.needed_by.iter().filter_map(|n| n.strip_prefix("index:")) {
+                let Ok(data) = std::fs::read(wt.join(path)) else {
+                    continue;
+                };
+                if crate::git::object::hash_object(Kind::Blob, &data) == m.oid && have.insert(m.oid)
+                {
+                    w.add(Kind::Blob, &data);
+                    self.recovered.push(Recovered {
+                        oid: m.oid,
+                        source: format!("working tree file {path}"),
+                    });
+                }
+            }
+        }
     }
 
     /// Adds `want` and everything below them that the repository lacks, from `store`.
@@ -637,56 +735,83 @@ impl Run<'_> {
             .flat_map(|m| m.needed_by.iter())
             .map(String::as_str)
             .collect();
-        for (name, id) in now
+        let to_park: Vec<(String, Oid)> = now
             .roots
             .iter()
-            .filter(|(n, _)| n.starts_with("refs/") && broken.contains(n.as_str()))
-        {
-            let parked = format!("refs/surgery/broken/{}", name.trim_start_matches("refs/"));
-            let o = self.git(&["update-ref", &parked, &id.to_hex()]);
-            if !o.as_ref().is_ok_and(|o| o.status.success()) {
-                continue;
-            }
-            let intact = if self.opts.reset_broken && name.starts_with("refs/heads/") {
-                newest_intact(&now, *id)
-            } else {
-                None
-            };
-            let o = match intact {
-                Some(good) => self.git(&[
-                    "update-ref",
-                    "-m",
-                    "git surgery: reset to newest intact commit",
-                    name,
-                    &good.to_hex(),
-                ]),
-                None => self.git(&["update-ref", "-d", name, &id.to_hex()]),
-            };
-            let what = intact.map_or("moved".to_string(), |g| {
-                format!("kept at {parked}, branch reset to {g}")
-            });
-            self.act("park-ref", name.clone(), format!("{what} ({})", status(&o)));
+            .filter(|(n, _)| {
+                n.starts_with("refs/")
+                    && !n.starts_with("refs/surgery/")
+                    && broken.contains(n.as_str())
+            })
+            .cloned()
+            .collect();
+        for (name, id) in to_park {
+            self.park_ref(&now, &name, id)?;
         }
-        let lost: HashSet<Oid> = now.missing.iter().map(|m| m.oid).collect();
         for f in refs::reflog_files(&self.repo.common_dir) {
-            let (_, _) = refs::reflog(&f);
             let bytes = std::fs::read(&f).unwrap_or_default();
+            let gone = |h: &[u8]| {
+                Oid::from_hex(h).is_some_and(|o| !o.is_zero() && !now.objects.contains_key(&o))
+            };
             let bad: HashSet<usize> = bytes
                 .split(|&b| b == b'\n')
                 .enumerate()
-                .filter(|(_, l)| {
-                    l.len() >= 81
-                        && [&l[..40], &l[41..81]].iter().any(|h| {
-                            Oid::from_hex(h)
-                                .is_some_and(|o| lost.contains(&o) || !reaches_intact(&now, o))
-                        })
-                })
+                .filter(|(_, l)| l.len() >= 81 && (gone(&l[..40]) || gone(&l[41..81])))
                 .map(|(i, _)| i + 1)
                 .collect();
             if !bad.is_empty() {
                 self.drop_lines(&f, &bad, "reflog entries naming lost objects")?;
             }
         }
+        Ok(())
+    }
+
+    /// Moves one ref to `refs/surgery/broken/...`: the parked ref is written directly (git
+    /// refuses refs to missing objects), then the original is removed or, with
+    /// `--reset-broken`, reset to the newest intact first-parent ancestor.
+    fn park_ref(&mut self, now: &Scan, name: &str, id: Oid) -> Result<(), Error> {
+        let parked = format!("refs/surgery/broken/{}", name.trim_start_matches("refs/"));
+        let path = self.repo.common_dir.join(&parked);
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        write_plain(&dir, &path, format!("{id}\n").as_bytes())?;
+        let intact = if self.opts.reset_broken && name.starts_with("refs/heads/") {
+            newest_intact(now, &self.repo.common_dir, name, id)
+        } else {
+            None
+        };
+        if let Some(good) = intact {
+            let o = self.git(&[
+                "update-ref",
+                "-m",
+                "git surgery: reset to newest intact commit",
+                name,
+                &good.to_hex(),
+            ]);
+            self.act(
+                "park-ref",
+                name,
+                format!("kept at {parked}; branch reset to {good} ({})", status(&o)),
+            );
+            return Ok(());
+        }
+        let loose = self.repo.common_dir.join(name);
+        if loose.is_file() {
+            self.take(
+                &loose,
+                &format!("ref with lost history, parked at {parked}"),
+            )?;
+        }
+        let packed = self.repo.common_dir.join("packed-refs");
+        let lines = packed_ref_lines(&packed, name);
+        if !lines.is_empty() {
+            self.drop_lines(
+                &packed,
+                &lines,
+                "refs with lost history, parked under refs/surgery/broken/",
+            )?;
+        }
+        self.act("park-ref", name, format!("moved to {parked}"));
         Ok(())
     }
 
@@ -748,8 +873,10 @@ fn status(o: &std::io::Result<Output>) -> String {
     }
 }
 
-/// The first-parent ancestor of `tip` (itself included) whose whole history is intact.
-fn newest_intact(s: &Scan, tip: Oid) -> Option<Oid> {
+/// The newest commit a broken branch can go back to with its whole history intact: its
+/// first-parent ancestors while they exist, then its reflog (newest first), then the
+/// remote-tracking branches of the same name.
+fn newest_intact(s: &Scan, common: &Path, name: &str, tip: Oid) -> Option<Oid> {
     let mut cur = Some(tip);
     while let Some(c) = cur {
         if reaches_intact(s, c) {
@@ -761,7 +888,21 @@ fn newest_intact(s: &Scan, tip: Oid) -> Option<Oid> {
             .filter(|i| i.kind == Kind::Commit)
             .and_then(|i| i.links.get(1).copied());
     }
-    None
+    let log = refs::reflog(&common.join("logs").join(name)).0;
+    if let Some(e) = log
+        .iter()
+        .rev()
+        .find(|e| !e.new.is_zero() && reaches_intact(s, e.new))
+    {
+        return Some(e.new);
+    }
+    let short = name.strip_prefix("refs/heads/")?;
+    let tracking = format!("/{short}");
+    s.roots
+        .iter()
+        .filter(|(n, _)| n.starts_with("refs/remotes/") && n.ends_with(&tracking))
+        .map(|(_, id)| *id)
+        .find(|id| reaches_intact(s, *id))
 }
 
 /// Whether everything reachable from `id` has a good copy.
@@ -800,6 +941,21 @@ fn idx_ok(pack: &Path) -> bool {
 fn open_pack(pack: &Path) -> Option<Pack> {
     let idx = std::fs::read(pack.with_extension("idx")).ok()?;
     Pack::open(pack, Index::parse(&idx).ok()?).ok()
+}
+
+/// The 1-based lines of packed-refs that hold `name` (and its peel line).
+fn packed_ref_lines(packed: &Path, name: &str) -> HashSet<usize> {
+    let bytes = std::fs::read(packed).unwrap_or_default();
+    let mut out = HashSet::new();
+    let mut prev = false;
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let hit = line.len() > 41 && &line[41..] == name.as_bytes();
+        if hit || (prev && line.starts_with(b"^")) {
+            out.insert(i + 1);
+        }
+        prev = hit;
+    }
+    out
 }
 
 fn packed_has(common: &Path, name: &str) -> bool {
@@ -865,7 +1021,7 @@ pub fn fsck(repo: &Repo) -> (bool, String) {
 
 /// Refuses when a git process (not one of our ancestors, such as the `git` that ran
 /// `git surgery`) has its working directory inside the repository.
-fn check_busy(repo: &Repo) -> Result<(), Error> {
+pub fn check_busy(repo: &Repo) -> Result<(), Error> {
     let ancestors = ancestors();
     let roots: Vec<PathBuf> = [Some(repo.common_dir.clone()), repo.work_tree.clone()]
         .into_iter()

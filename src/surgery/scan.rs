@@ -126,7 +126,9 @@ pub fn scan(repo: &Repo, exec: &Executor) -> Scan {
     scan_refs(repo, &mut s);
     scan_index(repo, &mut s);
     scan_leftovers(repo, &mut s);
+    scan_config(repo, &mut s);
     connectivity(repo, &mut s);
+    scan_submodules(repo, exec, &mut s);
     crate::info!(
         "scan finished",
         findings = s.findings.len() as u64,
@@ -408,16 +410,18 @@ fn unresolved(pack: &Pack, pos: usize) -> String {
 }
 
 fn scan_alternates(repo: &Repo, exec: &Executor, s: &mut Scan) {
-    for alt in repo.alternates() {
+    for (line, alt) in repo.alternates() {
         if !alt.is_dir() {
-            s.add(Finding::at(
+            let mut f = Finding::at(
                 "alternate-missing",
                 &repo.objects.join("info/alternates"),
                 format!(
                     "alternate object directory {} does not exist",
                     alt.display()
                 ),
-            ));
+            );
+            f.line = Some(line);
+            s.add(f);
             continue;
         }
         let mut sub = Scan::default();
@@ -695,4 +699,27 @@ fn needed_by(
         done.insert(name);
     }
     out
+}
+
+/// The config must parse (git refuses to run at all when it does not).
+fn scan_config(repo: &Repo, s: &mut Scan) {
+    let path = repo.common_dir.join("config");
+    if let Err(e) = files::check_config(&path) {
+        s.add(Finding::at("config-corrupt", &path, e));
+    }
+}
+
+/// Submodule repositories under `modules/`: their damage is reported under the superproject.
+fn scan_submodules(repo: &Repo, exec: &Executor, s: &mut Scan) {
+    for sub in repo.submodules() {
+        let inner = scan(&sub, exec);
+        for f in inner.findings {
+            let detail = format!("{}: {}: {}", sub.git_dir.display(), f.code, f.detail);
+            s.add(Finding {
+                code: "submodule-damaged",
+                detail,
+                ..f
+            });
+        }
+    }
 }

@@ -365,3 +365,458 @@ touch .git/index.lock
 echo garbage >> .git/packed-refs
 flip .git/objects/info/commit-graph 300 '\xff'"#
 );
+
+scenario!(
+    s19_nul_filled_config,
+    "config-corrupt",
+    r#"head -c $(stat -c %s .git/config) /dev/zero > .git/config.new; mv .git/config.new .git/config"#
+);
+scenario!(
+    s21_dangling_alternates_entry,
+    "alternate-missing",
+    r#"echo /nonexistent/objects > .git/objects/info/alternates"#
+);
+scenario!(
+    s26_linked_worktree_head_damaged,
+    "worktree-head-corrupt",
+    r#"git worktree add -q ../wt -b w; echo garbage > .git/worktrees/wt/HEAD"#
+);
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).expect("stdout is one JSON document")
+}
+
+#[test]
+fn s22_alternates_source_lost_is_recovered_from_the_remote() {
+    let lab = Lab::new();
+    let alt = lab.repo.parent().expect("parent").join("alt");
+    let o = Command::new("git")
+        .args(["clone", "-q", "--shared"])
+        .arg(&lab.repo)
+        .arg(&alt)
+        .output()
+        .expect("clone");
+    assert!(o.status.success());
+    git(
+        &alt,
+        &[
+            "remote",
+            "set-url",
+            "origin",
+            lab.remote.to_str().expect("utf-8"),
+        ],
+    );
+    let moved = lab.repo.parent().expect("parent").join("moved-packs");
+    std::fs::rename(lab.repo.join(".git/objects/pack"), &moved).expect("move packs away");
+    std::fs::create_dir(lab.repo.join(".git/objects/pack")).expect("mkdir");
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("-C")
+            .arg(&alt)
+            .args(args)
+            .output()
+            .expect("runs")
+    };
+    let scan = run(&["scan", "--json"]);
+    assert_eq!(
+        scan.status.code(),
+        Some(1),
+        "objects lost with the alternate are damage"
+    );
+    assert!(
+        json(&scan)["missing"]
+            .as_array()
+            .is_some_and(|m| !m.is_empty())
+    );
+    let rep = run(&["repair"]);
+    assert_eq!(
+        rep.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&rep.stdout)
+    );
+    let fsck = Command::new("git")
+        .arg("-C")
+        .arg(&alt)
+        .args(["fsck", "--full", "--strict"])
+        .status()
+        .expect("fsck");
+    assert!(fsck.success(), "the shared clone is whole again");
+}
+
+#[test]
+fn s24_shallow_clone_is_no_false_alarm_until_its_shallow_file_is_lost() {
+    let lab = Lab::new();
+    let s = lab.repo.parent().expect("parent").join("shallow");
+    let url = format!("file://{}", lab.remote.display());
+    let o = Command::new("git")
+        .args(["clone", "-q", "--depth", "3", &url])
+        .arg(&s)
+        .output()
+        .expect("clone");
+    assert!(o.status.success());
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("-C")
+            .arg(&s)
+            .args(args)
+            .output()
+            .expect("runs")
+    };
+    assert_eq!(
+        run(&["scan"]).status.code(),
+        Some(0),
+        "a shallow clone is healthy"
+    );
+    std::fs::remove_file(s.join(".git/shallow")).expect("rm shallow");
+    let scan = run(&["scan"]);
+    assert_eq!(
+        scan.status.code(),
+        Some(1),
+        "without .git/shallow the cut history is missing"
+    );
+    assert!(stdout(&scan).contains("missing-object"));
+}
+
+#[test]
+fn s25_partial_clone_is_no_false_alarm() {
+    let lab = Lab::new();
+    git(&lab.remote, &["config", "uploadpack.allowFilter", "true"]);
+    let p = lab.repo.parent().expect("parent").join("partial");
+    let url = format!("file://{}", lab.remote.display());
+    let o = Command::new("git")
+        .args(["clone", "-q", "--filter=blob:none", "--no-checkout", &url])
+        .arg(&p)
+        .output()
+        .expect("clone");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let scan = Command::new(BIN)
+        .arg("-C")
+        .arg(&p)
+        .arg("scan")
+        .output()
+        .expect("runs");
+    assert_eq!(
+        scan.status.code(),
+        Some(0),
+        "blobs a promisor remote has are not damage: {}",
+        stdout(&scan)
+    );
+}
+
+#[test]
+fn s27_damaged_submodule_is_found_and_repaired_from_its_own_remote() {
+    let lab = Lab::new();
+    let url = format!("file://{}", lab.remote.display());
+    let o = Command::new("git")
+        .arg("-C")
+        .arg(&lab.repo)
+        .args([
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            &url,
+            "sub",
+        ])
+        .output()
+        .expect("submodule add");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    git(
+        &lab.repo,
+        &[
+            "-c",
+            "user.name=T",
+            "-c",
+            "user.email=t@e.invalid",
+            "commit",
+            "-qm",
+            "add sub",
+        ],
+    );
+    lab.sh(r#"P=$(ls .git/modules/sub/objects/pack/*.pack | head -1); wr $P; truncate -s 300 $P"#);
+    let scan = lab.surgery(&["scan"]);
+    assert_eq!(
+        scan.status.code(),
+        Some(1),
+        "git fsck misses this; scan must not"
+    );
+    assert!(stdout(&scan).contains("submodule-damaged"));
+    let rep = lab.surgery(&["repair"]);
+    assert_eq!(rep.status.code(), Some(0));
+    let sub = lab.repo.join("sub");
+    assert!(
+        Command::new("git")
+            .arg("-C")
+            .arg(&sub)
+            .args(["fsck", "--full", "--strict"])
+            .status()
+            .expect("fsck")
+            .success()
+    );
+}
+
+#[test]
+fn s17b_ref_to_an_object_no_remote_has_ends_with_exit_2_and_the_exact_loss() {
+    let lab = Lab::new();
+    let ghost = "1234567890123456789012345678901234567890";
+    lab.sh(&format!("echo {ghost} > .git/refs/heads/ghost"));
+    let rep = lab.surgery(&["repair", "--json"]);
+    assert_eq!(rep.status.code(), Some(2), "damage remains");
+    let v = json(&rep);
+    let lost = v["lost"].as_array().expect("lost list");
+    assert_eq!(lost.len(), 1, "exactly the one lost object");
+    assert_eq!(lost[0]["oid"], ghost);
+    assert!(
+        lost[0]["needed_by"]
+            .as_array()
+            .expect("refs")
+            .iter()
+            .any(|r| r == "refs/heads/ghost")
+    );
+    assert!(
+        lab.repo.join(".git/refs/heads/ghost").exists(),
+        "without --force no ref is touched"
+    );
+    let forced = lab.surgery(&["repair", "--force"]);
+    assert_eq!(forced.status.code(), Some(2), "the loss is still reported");
+    assert!(!lab.repo.join(".git/refs/heads/ghost").exists());
+    assert_eq!(
+        git(&lab.repo, &["rev-parse", "refs/surgery/broken/heads/ghost"]).trim(),
+        ghost,
+        "the ref is parked, not deleted"
+    );
+}
+
+#[test]
+fn s30_lost_local_commits_are_listed_and_force_resets_the_branch_to_its_newest_intact_commit() {
+    let lab = Lab::new();
+    lab.sh(r#"
+for i in 1 2 3; do echo "local $i" > "local$i.txt"; git add -A; git -c user.name=T -c user.email=t@e.invalid commit -qm "local $i"; done"#);
+    let newest_intact = git(&lab.repo, &["rev-parse", "HEAD~2"]).trim().to_string();
+    lab.sh(r#"rm -f $(objpath $(git rev-parse HEAD~1))"#);
+    let tip = git(&lab.repo, &["rev-parse", "HEAD"]).trim().to_string();
+    let rep = lab.surgery(&["repair", "--json"]);
+    assert_eq!(rep.status.code(), Some(2));
+    let v = json(&rep);
+    assert!(v["lost"].as_array().expect("lost").iter().all(|m| {
+        m["needed_by"]
+            .as_array()
+            .expect("refs")
+            .iter()
+            .any(|r| r == "refs/heads/main")
+    }));
+    let forced = lab.surgery(&["repair", "--force", "--reset-broken"]);
+    assert_eq!(
+        forced.status.code(),
+        Some(2),
+        "the parked ref's history is still lost"
+    );
+    assert_eq!(
+        git(&lab.repo, &["rev-parse", "refs/surgery/broken/heads/main"]).trim(),
+        tip,
+        "the old tip is kept"
+    );
+    let main = git(&lab.repo, &["rev-parse", "refs/heads/main"])
+        .trim()
+        .to_string();
+    assert_eq!(
+        main, newest_intact,
+        "main is back at the newest commit whose history is whole (found in its reflog)"
+    );
+    assert!(
+        Command::new("git")
+            .arg("-C")
+            .arg(&lab.repo)
+            .args(["rev-list", "--objects", "--quiet", "main"])
+            .status()
+            .expect("rev-list")
+            .success()
+    );
+}
+
+#[test]
+fn repair_killed_after_each_step_converges_when_run_again() {
+    for step in [
+        "leftovers",
+        "salvage",
+        "quarantine",
+        "refs",
+        "recover",
+        "rebuild",
+    ] {
+        let lab = Lab::new();
+        lab.sh(r#"
+B=$(git rev-parse HEAD:l23.txt); F=$(objpath $B); wr $F; : > $F
+P=$(pack); flip $P $(( $(stat -c %s $P) / 2 )) '\x00'
+printf 'garbage\n' >> .git/logs/HEAD
+touch .git/index.lock
+echo garbage >> .git/packed-refs
+flip .git/objects/info/commit-graph 300 '\xff'"#);
+        let killed = Command::new(BIN)
+            .arg("-C")
+            .arg(&lab.repo)
+            .arg("repair")
+            .env("BITROT_SURGERY_KILL_AFTER", step)
+            .output()
+            .expect("runs");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            killed.status.signal(),
+            Some(9),
+            "repair was killed after {step}"
+        );
+        let again = lab.surgery(&["repair"]);
+        assert_eq!(
+            again.status.code(),
+            Some(0),
+            "rerun after a kill at {step} ends healthy"
+        );
+        assert!(lab.fsck_ok(), "fsck agrees after a kill at {step}");
+        assert!(lab.remote_refs_readable());
+    }
+}
+
+#[test]
+fn quarantine_keeps_what_repair_moved_and_restore_brings_it_back() {
+    let lab = Lab::new();
+    lab.sh(r#"B=$(git rev-parse HEAD:l23.txt); flip $(objpath $B) 5 '\xff'"#);
+    let bad = git(&lab.repo, &["rev-parse", "HEAD:l23.txt"])
+        .trim()
+        .to_string();
+    assert_eq!(lab.surgery(&["repair"]).status.code(), Some(0));
+    let list = json(&lab.surgery(&["quarantine", "list", "--json"]));
+    let q = &list.as_array().expect("list")[0];
+    let id = q["id"].as_str().expect("id").to_string();
+    let rel = format!("objects/{}/{}", &bad[..2], &bad[2..]);
+    assert!(
+        q["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .any(|f| f["path"] == rel.as_str()
+                && f["reason"].as_str().is_some_and(|r| r.contains("corrupt"))),
+        "the manifest names the moved object and why"
+    );
+    let log = std::fs::read_to_string(lab.repo.join(".git/surgery/log.jsonl"))
+        .expect("repair writes a JSON-lines log");
+    assert!(
+        log.lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "every log line is JSON"
+    );
+    assert!(log.contains("quarantined"));
+    assert_eq!(
+        lab.surgery(&["quarantine", "restore", &id]).status.code(),
+        Some(0)
+    );
+    assert!(
+        lab.repo.join(".git").join(&rel).exists(),
+        "restore puts the file back"
+    );
+    assert_eq!(
+        lab.surgery(&["scan"]).status.code(),
+        Some(1),
+        "the restored copy is the corrupt one"
+    );
+    assert_eq!(
+        lab.surgery(&["quarantine", "purge", &id]).status.code(),
+        Some(0)
+    );
+    assert_eq!(
+        lab.surgery(&["quarantine", "restore", &id]).status.code(),
+        Some(3),
+        "a purged quarantine is gone"
+    );
+}
+
+#[test]
+fn objects_only_the_second_remote_has_are_fetched_from_it_by_id() {
+    let lab = Lab::new();
+    let empty = lab.repo.parent().expect("parent").join("empty.git");
+    assert!(
+        Command::new("git")
+            .args(["init", "-q", "--bare"])
+            .arg(&empty)
+            .status()
+            .expect("init")
+            .success()
+    );
+    git(
+        &lab.repo,
+        &["remote", "add", "aaa-empty", empty.to_str().expect("utf-8")],
+    );
+    git(
+        &lab.repo,
+        &["config", "--add", "surgery.remote", "aaa-empty"],
+    );
+    git(&lab.repo, &["config", "--add", "surgery.remote", "origin"]);
+    lab.sh(r#"rm -f $(objpath $(git rev-parse HEAD))"#);
+    let rep = lab.surgery(&["repair", "--json"]);
+    assert_eq!(rep.status.code(), Some(0));
+    let v = json(&rep);
+    assert_eq!(
+        v["fetch_failures"][0]["source"], "aaa-empty",
+        "the first remote lacks the object"
+    );
+    assert_eq!(v["recovered"][0]["source"], "origin");
+    assert!(v["actions"].as_array().expect("actions").iter().any(
+        |a| a["action"] == "fetch" && a["detail"].as_str().is_some_and(|d| d.contains("by-id"))
+    ));
+    assert!(
+        v["recovered"].as_array().expect("recovered").len() < 10,
+        "only the missing objects are fetched, not the whole remote"
+    );
+}
+
+#[test]
+fn a_reference_copy_is_used_when_no_remote_is_configured() {
+    let lab = Lab::new();
+    git(&lab.repo, &["remote", "remove", "origin"]);
+    lab.sh(r#"P=$(pack); wr $P; truncate -s $(( $(stat -c %s $P) / 2 )) $P"#);
+    let r = lab.remote.to_str().expect("utf-8").to_string();
+    let rep = lab.surgery(&["repair", "--json", "--reference", &r]);
+    assert_eq!(rep.status.code(), Some(0));
+    assert!(
+        json(&rep)["recovered"]
+            .as_array()
+            .expect("recovered")
+            .iter()
+            .all(|x| x["source"] == r.as_str())
+    );
+    assert!(lab.fsck_ok());
+}
+
+#[test]
+fn repair_refuses_while_a_git_process_works_in_the_repository() {
+    let lab = Lab::new();
+    lab.sh(r#"B=$(git rev-parse HEAD:l23.txt); flip $(objpath $B) 5 '\xff'"#);
+    let mut busy = Command::new("git")
+        .args(["cat-file", "--batch"])
+        .current_dir(&lab.repo)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("git runs");
+    let before = lab.snapshot();
+    let rep = lab.surgery(&["repair"]);
+    let _ = busy.kill();
+    let _ = busy.wait();
+    assert_eq!(rep.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&rep.stderr).contains("git is working in this repository"));
+    assert!(before == lab.snapshot(), "a refused repair changes nothing");
+}
+
+#[test]
+fn not_a_repository_is_a_clear_error() {
+    let d = tempfile::tempdir().expect("tmp");
+    let o = Command::new(BIN)
+        .arg("-C")
+        .arg(d.path())
+        .arg("scan")
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a git repository"));
+}
