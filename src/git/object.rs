@@ -8,7 +8,7 @@ use sha1::{Digest, Sha1};
 use std::fmt;
 
 /// A SHA-1 object id (the repositories git-surgery handles use `objectFormat = sha1`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Oid(pub [u8; 20]);
 
 impl Oid {
@@ -71,6 +71,41 @@ impl serde::Serialize for Oid {
     }
 }
 
+impl std::hash::Hash for Oid {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Object ids are already uniformly distributed: eight of their bytes are a good hash.
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(b));
+    }
+}
+
+/// A hasher for [`Oid`] keys that passes their first eight bytes through (ids are SHA-1
+/// outputs, so they need no further mixing; hash flooding would need SHA-1 preimages).
+#[derive(Default, Clone, Copy)]
+pub struct OidHasher(u64);
+
+impl std::hash::Hasher for OidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// A map keyed by object id, hashed with [`OidHasher`].
+pub type OidMap<V> = std::collections::HashMap<Oid, V, std::hash::BuildHasherDefault<OidHasher>>;
+/// A set of object ids, hashed with [`OidHasher`].
+pub type OidSet = std::collections::HashSet<Oid, std::hash::BuildHasherDefault<OidHasher>>;
+
 /// The four object kinds, numbered as in pack entry headers.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -128,29 +163,37 @@ pub fn sha1(data: &[u8]) -> [u8; 20] {
 /// What an object points at. Gitlinks (submodule commits in trees) are not followed: they live
 /// in another repository.
 pub fn links(kind: Kind, data: &[u8]) -> Result<Vec<Oid>, String> {
+    let mut out = Vec::new();
+    links_into(kind, data, &mut out)?;
+    Ok(out)
+}
+
+/// Like [`links`], appending to `out` (which is left with a partial list on error).
+pub fn links_into(kind: Kind, data: &[u8], out: &mut Vec<Oid>) -> Result<(), String> {
     let hk = gix_hash::Kind::Sha1;
     let conv = |id: &gix_hash::oid| Oid::from_raw(id.as_bytes()).unwrap_or_default();
     match kind {
-        Kind::Blob => Ok(Vec::new()),
+        Kind::Blob => {}
         Kind::Commit => {
             let c = gix_object::CommitRef::from_bytes(data, hk).map_err(|e| e.to_string())?;
-            let mut out = vec![conv(&c.tree())];
+            out.push(conv(&c.tree()));
             out.extend(c.parents().map(|p| conv(&p)));
-            Ok(out)
         }
         Kind::Tree => {
             let t = gix_object::TreeRef::from_bytes(data, hk).map_err(|e| e.to_string())?;
-            Ok(t.entries
-                .iter()
-                .filter(|e| !e.mode.is_commit())
-                .map(|e| conv(e.oid))
-                .collect())
+            out.extend(
+                t.entries
+                    .iter()
+                    .filter(|e| !e.mode.is_commit())
+                    .map(|e| conv(e.oid)),
+            );
         }
         Kind::Tag => {
             let t = gix_object::TagRef::from_bytes(data, hk).map_err(|e| e.to_string())?;
-            Ok(vec![conv(&t.target())])
+            out.push(conv(&t.target()));
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

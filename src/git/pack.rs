@@ -7,7 +7,7 @@
 //! entries of a damaged pack can be salvaged.
 
 use super::loose::inflate;
-use super::object::{Kind, Oid, hash_object, links, sha1};
+use super::object::{Kind, Oid, hash_object, links_into, sha1};
 use memmap2::Mmap;
 use std::collections::HashMap;
 use std::path::Path;
@@ -256,7 +256,8 @@ pub fn apply_delta(base: &[u8], delta: &[u8]) -> Result<Vec<u8>, String> {
 pub struct Pack {
     pub data: Mmap,
     pub index: Index,
-    by_offset: HashMap<u64, usize>,
+    /// (offset, index position), sorted by offset.
+    by_offset: Vec<(u64, u32)>,
     /// Entry end offsets (the next entry's start, or the trailer) by index position.
     ends: Vec<u64>,
 }
@@ -275,7 +276,10 @@ impl Pack {
         for w in order.windows(2) {
             ends[w[0]] = index.offsets[w[1]];
         }
-        let by_offset = order.iter().map(|&i| (index.offsets[i], i)).collect();
+        let by_offset = order
+            .iter()
+            .map(|&i| (index.offsets[i], i as u32))
+            .collect();
         Ok(Pack {
             data,
             index,
@@ -335,10 +339,9 @@ impl Pack {
             Base::Full(_) => Ok(None),
             Base::Ofs(o) => self
                 .by_offset
-                .get(&o)
-                .copied()
-                .map(Some)
-                .ok_or_else(|| format!("delta base offset {o} is not an entry of this pack")),
+                .binary_search_by_key(&o, |e| e.0)
+                .map(|i| Some(self.by_offset[i].1 as usize))
+                .map_err(|_| format!("delta base offset {o} is not an entry of this pack")),
             Base::Ref(id) => self
                 .index
                 .find(&id)
@@ -407,90 +410,96 @@ impl Pack {
     }
 }
 
-/// The verdict on one packed object.
-pub struct Verdict {
-    pub pos: usize,
-    pub result: Result<(Kind, Vec<Oid>), String>,
+/// Verified objects of one batch of entries: their links live in one shared arena so that a
+/// pack of a million objects costs one allocation per batch, not one per object.
+#[derive(Default)]
+pub struct Batch {
+    pub links: Vec<Oid>,
+    /// (index position, kind, first link in `links`, number of links).
+    pub good: Vec<(u32, Kind, u32, u32)>,
+    pub bad: Vec<(u32, String)>,
+    /// (index position, position of its delta base).
+    pub deltas: Vec<(u32, u32)>,
 }
 
-/// An entry that passed the checks possible without its delta base.
-pub enum Checked {
-    /// A whole object: hash verified, links decoded.
-    Full(Kind, Vec<Oid>),
-    /// A delta whose base is the entry at this position.
-    Delta(usize),
-}
-
-/// Checks entry `pos` without resolving deltas: CRC, inflate, and for whole objects the hash
-/// and links. Deltas are resolved later by `resolve_from`.
-pub fn check_entry(pack: &Pack, pos: usize) -> Result<Checked, String> {
-    let (h, bytes) = pack.inflate_entry(pos)?;
-    match h.base {
-        Base::Full(kind) => full_verdict(pack, pos, kind, &bytes).map(|(k, l)| Checked::Full(k, l)),
-        b => pack
-            .base_pos(b)?
-            .map(Checked::Delta)
-            .ok_or_else(|| "delta without a base".into()),
+impl Batch {
+    fn verdict(&mut self, pack: &Pack, pos: usize, kind: Kind, data: &[u8]) -> bool {
+        let id = hash_object(kind, data);
+        if id != pack.index.oids[pos] {
+            let why = format!("entry hashes to {id}, index says {}", pack.index.oids[pos]);
+            self.bad.push((pos as u32, why));
+            return false;
+        }
+        let start = self.links.len();
+        if let Err(e) = links_into(kind, data, &mut self.links) {
+            self.links.truncate(start);
+            self.bad
+                .push((pos as u32, format!("malformed {}: {e}", kind.name())));
+            return false;
+        }
+        let n = self.links.len() - start;
+        self.good.push((pos as u32, kind, start as u32, n as u32));
+        true
     }
 }
 
-fn full_verdict(
-    pack: &Pack,
-    pos: usize,
-    kind: Kind,
-    data: &[u8],
-) -> Result<(Kind, Vec<Oid>), String> {
-    let id = hash_object(kind, data);
-    if id != pack.index.oids[pos] {
-        return Err(format!(
-            "entry hashes to {id}, index says {}",
-            pack.index.oids[pos]
-        ));
+/// Checks entries without resolving deltas: CRC, inflate, and for whole objects the hash and
+/// links. Deltas are listed with their base and resolved later by `resolve_from`.
+pub fn check_entries(pack: &Pack, positions: &[usize]) -> Batch {
+    let mut b = Batch::default();
+    for &pos in positions {
+        let r = pack.inflate_entry(pos).and_then(|(h, bytes)| match h.base {
+            Base::Full(kind) => {
+                b.verdict(pack, pos, kind, &bytes);
+                Ok(())
+            }
+            base => {
+                let bp = pack.base_pos(base)?.ok_or("delta without a base")?;
+                b.deltas.push((pos as u32, bp as u32));
+                Ok(())
+            }
+        });
+        if let Err(e) = r {
+            b.bad.push((pos as u32, e));
+        }
     }
-    let l = links(kind, data).map_err(|e| format!("malformed {}: {e}", kind.name()))?;
-    Ok((kind, l))
+    b
 }
 
-/// Resolves every delta below the full object at `root`, depth first, giving each a verdict.
-/// `children` maps a position to the deltas based on it.
-pub fn resolve_from(
-    pack: &Pack,
-    root: usize,
-    children: &HashMap<usize, Vec<usize>>,
-) -> Vec<Verdict> {
-    let mut out = Vec::new();
-    let Ok((h, data)) = pack.inflate_entry(root) else {
-        return out;
-    };
-    let Base::Full(kind) = h.base else {
-        return out;
-    };
-    let mut stack = vec![(root, kind, data)];
-    while let Some((pos, kind, data)) = stack.pop() {
-        for &child in children.get(&pos).map(Vec::as_slice).unwrap_or(&[]) {
-            let r = pack
-                .inflate_entry(child)
-                .and_then(|(_, delta)| apply_delta(&data, &delta));
-            match r {
-                Ok(cdata) => {
-                    let v = full_verdict(pack, child, kind, &cdata);
-                    let ok = v.is_ok();
-                    out.push(Verdict {
-                        pos: child,
-                        result: v,
-                    });
-                    if ok && children.contains_key(&child) {
-                        stack.push((child, kind, cdata));
+/// Resolves every delta below the whole objects at `roots`, depth first, giving each a
+/// verdict. `children` maps a position to the deltas based on it.
+pub fn resolve_from(pack: &Pack, roots: &[usize], children: &HashMap<u32, Vec<u32>>) -> Batch {
+    let mut b = Batch::default();
+    for &root in roots {
+        let Ok((h, data)) = pack.inflate_entry(root) else {
+            continue;
+        };
+        let Base::Full(kind) = h.base else { continue };
+        let mut stack = vec![(root, data)];
+        while let Some((pos, data)) = stack.pop() {
+            for &child in children
+                .get(&(pos as u32))
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+            {
+                let child = child as usize;
+                match pack
+                    .inflate_entry(child)
+                    .and_then(|(_, delta)| apply_delta(&data, &delta))
+                {
+                    Ok(cdata) => {
+                        if b.verdict(pack, child, kind, &cdata)
+                            && children.contains_key(&(child as u32))
+                        {
+                            stack.push((child, cdata));
+                        }
                     }
+                    Err(e) => b.bad.push((child as u32, e)),
                 }
-                Err(e) => out.push(Verdict {
-                    pos: child,
-                    result: Err(e),
-                }),
             }
         }
     }
-    out
+    b
 }
 
 #[cfg(test)]

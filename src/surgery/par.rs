@@ -8,6 +8,29 @@ use indicatif::ProgressBar;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Runs `f` on each chunk of `items` (at most `chunk` long) on `exec`'s workers; results in
+/// input order. A chunk whose task panicked is run again on the calling thread.
+pub fn par_chunks<T, R, F>(exec: &Executor, items: Vec<T>, chunk: usize, f: F) -> Vec<R>
+where
+    T: Send + Clone + 'static,
+    R: Send + 'static,
+    F: Fn(Vec<T>) -> R + Send + Sync + 'static,
+{
+    let f = Arc::new(f);
+    let deadline = exec.now() + Duration::from_secs(3600);
+    let mut tasks = Vec::new();
+    let mut it = items.into_iter().peekable();
+    while it.peek().is_some() {
+        let part: Vec<T> = it.by_ref().take(chunk.max(1)).collect();
+        let (g, keep) = (f.clone(), part.clone());
+        tasks.push((exec.spawn(deadline, move |_ctx| g(part)), keep));
+    }
+    tasks
+        .into_iter()
+        .map(|(t, keep)| t.join().unwrap_or_else(|_| f(keep)))
+        .collect()
+}
+
 /// Maps `f` over `items` in chunks of `chunk`, on `exec`'s workers, in order.
 pub fn par_map<T, R, F>(
     exec: &Executor,

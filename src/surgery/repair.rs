@@ -886,7 +886,7 @@ fn newest_intact(s: &Scan, common: &Path, name: &str, tip: Oid) -> Option<Oid> {
             .objects
             .get(&c)
             .filter(|i| i.kind == Kind::Commit)
-            .and_then(|i| i.links.get(1).copied());
+            .and_then(|i| s.links_of(i).get(1).copied());
     }
     let log = refs::reflog(&common.join("logs").join(name)).0;
     if let Some(e) = log
@@ -914,7 +914,7 @@ fn reaches_intact(s: &Scan, id: Oid) -> bool {
             continue;
         }
         match s.objects.get(&o) {
-            Some(i) => stack.extend(i.links.iter().copied()),
+            Some(i) => stack.extend(s.links_of(i).iter().copied()),
             None => return false,
         }
     }

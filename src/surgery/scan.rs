@@ -6,15 +6,15 @@
 //! "present" only when a good copy exists. Objects below a shallow boundary or referenced only
 //! from promisor objects are legitimately absent, not damage.
 
-use super::par::par_map;
+use super::par::{par_chunks, par_map};
 use crate::git::files;
-use crate::git::object::{Kind, Oid};
-use crate::git::pack::{self, Base, Checked, Index, Pack};
+use crate::git::object::{Kind, Oid, OidMap, OidSet};
+use crate::git::pack::{self, Base, Index, Pack};
 use crate::git::refs::{self, Target};
 use crate::git::{loose, repo::Repo};
-use crate::sched::Executor;
+use crate::sched::{Executor, OnMiss, Opts};
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -48,17 +48,32 @@ impl Finding {
 #[derive(Clone, Debug)]
 pub enum Loc {
     Loose(PathBuf),
-    Packed { pack: PathBuf, pos: usize },
+    /// In `Scan::packs[pack]`, at index position `pos`.
+    Packed {
+        pack: u32,
+        pos: u32,
+    },
     Alternate,
 }
 
-/// A good object: its kind, what it links to, where a good copy is.
-#[derive(Clone, Debug)]
+/// Where a good copy of an object is (without the path a loose copy has: good loose copies are
+/// never moved, so only bad copies need it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    Loose,
+    Packed { pack: u32, pos: u32 },
+    Alternate,
+}
+
+/// A good object: its kind, where a good copy is, and where its links are in `Scan::links`.
+#[derive(Clone, Copy, Debug)]
 pub struct Info {
     pub kind: Kind,
-    pub links: Box<[Oid]>,
-    pub loc: Loc,
     pub promisor: bool,
+    pub place: Place,
+    seg: u32,
+    start: u32,
+    len: u32,
 }
 
 /// A copy that failed its checks.
@@ -94,7 +109,10 @@ pub struct PackState {
 #[derive(Default)]
 pub struct Scan {
     pub findings: Vec<Finding>,
-    pub objects: HashMap<Oid, Info>,
+    pub objects: OidMap<Info>,
+    /// The links of every good object, in segments (one per verified batch; see `links_of`),
+    /// so that batches are kept as they come instead of being copied together.
+    pub links: Vec<Vec<Oid>>,
     pub bad: Vec<BadCopy>,
     pub missing: Vec<Missing>,
     pub packs: Vec<PackState>,
@@ -107,6 +125,46 @@ pub struct Scan {
 }
 
 impl Scan {
+    /// What a good object links to.
+    pub fn links_of(&self, i: &Info) -> &[Oid] {
+        &self.links[i.seg as usize][i.start as usize..(i.start + i.len) as usize]
+    }
+
+    /// Adds a good object whose links are `self.links[seg][start..start + len]`, unless a
+    /// better copy is known (loose and packed copies beat alternates).
+    fn add_good(
+        &mut self,
+        oid: Oid,
+        kind: Kind,
+        place: Place,
+        promisor: bool,
+        (seg, start, len): (u32, u32, u32),
+    ) {
+        let better = self
+            .objects
+            .get(&oid)
+            .is_none_or(|i| i.place == Place::Alternate);
+        if better {
+            self.objects.insert(
+                oid,
+                Info {
+                    kind,
+                    promisor,
+                    place,
+                    seg,
+                    start,
+                    len,
+                },
+            );
+        }
+    }
+
+    /// Stores a segment of links; returns its number.
+    fn push_links(&mut self, links: Vec<Oid>) -> u32 {
+        self.links.push(links);
+        (self.links.len() - 1) as u32
+    }
+
     pub fn healthy(&self) -> bool {
         self.findings.is_empty()
     }
@@ -127,7 +185,7 @@ pub fn scan(repo: &Repo, exec: &Executor) -> Scan {
     scan_index(repo, &mut s);
     scan_leftovers(repo, &mut s);
     scan_config(repo, &mut s);
-    connectivity(repo, &mut s);
+    connectivity(repo, exec, &mut s);
     scan_submodules(repo, exec, &mut s);
     crate::info!(
         "scan finished",
@@ -172,18 +230,19 @@ fn scan_loose(repo: &Repo, exec: &Executor, s: &mut Scan) {
         Some(bar.clone()),
     );
     bar.finish_and_clear();
+    let seg = s.push_links(Vec::new());
     for (path, id, r) in verdicts {
         s.loose_count += 1;
         match (id, r) {
             (Some(id), Ok((kind, links))) => {
-                s.objects.insert(
+                let start = s.links[seg as usize].len() as u32;
+                s.links[seg as usize].extend_from_slice(&links);
+                s.add_good(
                     id,
-                    Info {
-                        kind,
-                        links: links.into(),
-                        loc: Loc::Loose(path),
-                        promisor: false,
-                    },
+                    kind,
+                    Place::Loose,
+                    false,
+                    (seg, start, links.len() as u32),
                 );
             }
             (id, Err(why)) => {
@@ -280,44 +339,45 @@ fn scan_pack(path: &Path, promisor: bool, exec: &Executor, s: &mut Scan) {
             return;
         }
     };
-    for p in pack.check_envelope() {
+    // The trailer checksum reads the whole pack: run it beside the entry checks.
+    let p = pack.clone();
+    let opts = Opts::new(exec.now()).on_miss(OnMiss::RunLate);
+    let envelope = exec.spawn_with(opts, move |_| p.check_envelope());
+    check_pack_companions(path, &pack, s);
+    let verdicts = verify_entries(&pack, exec);
+    let envelope = envelope
+        .join()
+        .unwrap_or_else(|e| vec![format!("pack check failed: {e}")]);
+    for p in envelope {
         s.add(Finding::at("pack-corrupt", path, p));
         state.damaged = true;
     }
-    check_pack_companions(path, &pack, s);
-    let verdicts = verify_entries(&pack, exec);
-    s.packed_count += verdicts.len();
-    for (pos, r) in verdicts.into_iter().enumerate() {
-        let oid = pack.index.oids[pos];
-        let loc = Loc::Packed {
-            pack: path.to_path_buf(),
-            pos,
-        };
-        match r {
-            Ok((kind, links)) => {
-                let better = s
-                    .objects
-                    .get(&oid)
-                    .is_none_or(|i| matches!(i.loc, Loc::Alternate));
-                if better {
-                    s.objects.insert(
-                        oid,
-                        Info {
-                            kind,
-                            links: links.into(),
-                            loc,
-                            promisor,
-                        },
-                    );
-                }
-            }
-            Err(why) => {
-                let mut f = Finding::at("packed-object-corrupt", path, why.clone());
-                f.oid = Some(oid);
-                s.add(f);
-                s.bad.push(BadCopy { oid, loc, why });
-                state.damaged = true;
-            }
+    s.packed_count += pack.index.len();
+    let me = s.packs.len() as u32;
+    s.objects.reserve(pack.index.len());
+    for mut b in verdicts {
+        let seg = s.push_links(std::mem::take(&mut b.links));
+        for &(pos, kind, start, len) in &b.good {
+            let place = Place::Packed { pack: me, pos };
+            s.add_good(
+                pack.index.oids[pos as usize],
+                kind,
+                place,
+                promisor,
+                (seg, start, len),
+            );
+        }
+        for (pos, why) in b.bad {
+            let oid = pack.index.oids[pos as usize];
+            let mut f = Finding::at("packed-object-corrupt", path, why.clone());
+            f.oid = Some(oid);
+            s.add(f);
+            s.bad.push(BadCopy {
+                oid,
+                loc: Loc::Packed { pack: me, pos },
+                why,
+            });
+            state.damaged = true;
         }
     }
     s.packs.push(state);
@@ -349,56 +409,54 @@ fn check_pack_companions(path: &Path, pack: &Pack, s: &mut Scan) {
     }
 }
 
-type EntryVerdict = Result<(Kind, Vec<Oid>), String>;
-
-/// Verdicts for every entry of `pack`, by index position.
-fn verify_entries(pack: &Arc<Pack>, exec: &Executor) -> Vec<EntryVerdict> {
+/// Verifies every entry of `pack` on `exec`: whole objects first (in pack order, in batches),
+/// then the delta trees below them. Every index position ends up in exactly one batch's
+/// `good` or `bad` list.
+fn verify_entries(pack: &Arc<Pack>, exec: &Executor) -> Vec<pack::Batch> {
     let n = pack.index.len();
     let bar = crate::logging::progress_bar(n as u64, "pack entries");
     let order = pack.by_pack_order();
     let p = pack.clone();
-    let first = par_map(
-        exec,
-        order,
-        1024,
-        move |pos| (pos, pack::check_entry(&p, pos)),
-        Some(bar.clone()),
-    );
-    let mut out: Vec<Option<EntryVerdict>> = (0..n).map(|_| None).collect();
-    let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
-    let mut roots = Vec::new();
-    for (pos, r) in first {
-        match r {
-            Ok(Checked::Full(kind, links)) => {
-                out[pos] = Some(Ok((kind, links)));
-                roots.push(pos);
-            }
-            Ok(Checked::Delta(base)) => children.entry(base).or_default().push(pos),
-            Err(why) => out[pos] = Some(Err(why)),
+    let (b1, b2) = (bar.clone(), bar.clone());
+    let mut batches = par_chunks(exec, order, 2048, move |part: Vec<usize>| {
+        let b = pack::check_entries(&p, &part);
+        b1.inc((b.good.len() + b.bad.len()) as u64);
+        b
+    });
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for b in &mut batches {
+        for (pos, base) in b.deltas.drain(..) {
+            children.entry(base).or_default().push(pos);
         }
     }
-    let children = Arc::new(children);
-    let roots: Vec<usize> = roots
-        .into_iter()
+    let roots: Vec<usize> = batches
+        .iter()
+        .flat_map(|b| b.good.iter().map(|g| g.0))
         .filter(|r| children.contains_key(r))
+        .map(|r| r as usize)
         .collect();
+    let children = Arc::new(children);
     let (p, c) = (pack.clone(), children.clone());
-    for vs in par_map(
-        exec,
-        roots,
-        8,
-        move |root| pack::resolve_from(&p, root, &c),
-        Some(bar.clone()),
-    ) {
-        for v in vs {
-            out[v.pos] = Some(v.result);
-        }
-    }
+    batches.extend(par_chunks(exec, roots, 16, move |part: Vec<usize>| {
+        let b = pack::resolve_from(&p, &part, &c);
+        b2.inc((b.good.len() + b.bad.len()) as u64);
+        b
+    }));
     bar.finish_and_clear();
-    out.into_iter()
-        .enumerate()
-        .map(|(pos, v)| v.unwrap_or_else(|| Err(unresolved(pack, pos))))
-        .collect()
+    let mut done = vec![false; n];
+    for b in &batches {
+        b.good.iter().for_each(|g| done[g.0 as usize] = true);
+        b.bad.iter().for_each(|x| done[x.0 as usize] = true);
+    }
+    let lost: Vec<(u32, String)> = (0..n)
+        .filter(|&i| !done[i])
+        .map(|i| (i as u32, unresolved(pack, i)))
+        .collect();
+    batches.push(pack::Batch {
+        bad: lost,
+        ..Default::default()
+    });
+    batches
 }
 
 fn unresolved(pack: &Pack, pos: usize) -> String {
@@ -431,15 +489,22 @@ fn scan_alternates(repo: &Repo, exec: &Executor, s: &mut Scan) {
             ..repo.clone()
         };
         scan_loose(&sub_repo, exec, &mut sub);
-        for f in sub.findings {
+        for f in std::mem::take(&mut sub.findings) {
             s.add(Finding {
                 code: "alternate-damaged",
                 ..f
             });
         }
-        for (oid, mut info) in sub.objects {
-            info.loc = Loc::Alternate;
-            s.objects.entry(oid).or_insert(info);
+        let base = s.links.len() as u32;
+        s.links.append(&mut sub.links);
+        for (oid, i) in &sub.objects {
+            s.add_good(
+                *oid,
+                i.kind,
+                Place::Alternate,
+                i.promisor,
+                (base + i.seg, i.start, i.len),
+            );
         }
     }
 }
@@ -593,13 +658,16 @@ fn scan_leftovers(repo: &Repo, s: &mut Scan) {
 }
 
 /// Walks from every root; records objects that are needed but have no good copy.
-fn connectivity(repo: &Repo, s: &mut Scan) {
-    let shallow: HashSet<Oid> = files::shallow(&repo.common_dir).into_iter().collect();
-    let bad: HashSet<Oid> = s.bad.iter().map(|b| b.oid).collect();
-    let mut seen: HashSet<Oid> = HashSet::new();
-    let mut missing: HashMap<Oid, String> = HashMap::new();
+fn connectivity(repo: &Repo, exec: &Executor, s: &mut Scan) {
+    if s.bad.is_empty() && all_links_present(exec, s) {
+        return;
+    }
+    let shallow: OidSet = files::shallow(&repo.common_dir).into_iter().collect();
+    let bad: OidSet = s.bad.iter().map(|b| b.oid).collect();
+    let mut seen = OidSet::default();
+    let mut missing = OidMap::<String>::default();
     for (name, root) in &s.roots {
-        walk(&s.objects, &shallow, *root, name, &mut seen, &mut missing);
+        walk(s, &shallow, *root, name, &mut seen, &mut missing);
     }
     for b in &s.bad {
         if !s.objects.contains_key(&b.oid) {
@@ -644,22 +712,54 @@ fn connectivity(repo: &Repo, s: &mut Scan) {
     s.missing = list;
 }
 
+/// The fast path for a healthy repository: every root and every link of every good object
+/// names a good object (checked in parallel). Only when this fails is the walk from the roots
+/// needed, which also applies the shallow and promisor exemptions and finds what needs what.
+fn all_links_present(exec: &Executor, s: &mut Scan) -> bool {
+    if s.roots.iter().any(|(_, r)| !s.objects.contains_key(r)) {
+        return false;
+    }
+    let objects = Arc::new(std::mem::take(&mut s.objects));
+    let links = Arc::new(std::mem::take(&mut s.links));
+    let step = 1 << 16;
+    let ranges: Vec<(usize, usize)> = links
+        .iter()
+        .enumerate()
+        .flat_map(|(i, seg)| (0..seg.len()).step_by(step).map(move |st| (i, st)))
+        .collect();
+    let (o, l) = (objects.clone(), links.clone());
+    let ok = par_map(
+        exec,
+        ranges,
+        1,
+        move |(i, st)| {
+            l[i][st..(st + step).min(l[i].len())]
+                .iter()
+                .all(|id| o.contains_key(id))
+        },
+        None,
+    );
+    s.objects = Arc::try_unwrap(objects).unwrap_or_else(|a| (*a).clone());
+    s.links = Arc::try_unwrap(links).unwrap_or_else(|a| (*a).clone());
+    ok.into_iter().all(|x| x)
+}
+
 fn walk(
-    objects: &HashMap<Oid, Info>,
-    shallow: &HashSet<Oid>,
+    s: &Scan,
+    shallow: &OidSet,
     root: Oid,
     name: &str,
-    seen: &mut HashSet<Oid>,
-    missing: &mut HashMap<Oid, String>,
+    seen: &mut OidSet,
+    missing: &mut OidMap<String>,
 ) {
     let mut stack = vec![(root, None::<Oid>)];
     while let Some((id, from)) = stack.pop() {
         if !seen.insert(id) {
             continue;
         }
-        let Some(info) = objects.get(&id) else {
+        let Some(info) = s.objects.get(&id) else {
             let promised = from
-                .and_then(|f| objects.get(&f))
+                .and_then(|f| s.objects.get(&f))
                 .is_some_and(|i| i.promisor);
             if !promised {
                 missing
@@ -668,27 +768,23 @@ fn walk(
             }
             continue;
         };
-        let links: &[Oid] = if info.kind == Kind::Commit && shallow.contains(&id) {
-            &info.links[..1]
+        let all = s.links_of(info);
+        let links = if info.kind == Kind::Commit && shallow.contains(&id) {
+            &all[..1]
         } else {
-            &info.links
+            all
         };
         stack.extend(links.iter().map(|l| (*l, Some(id))));
     }
 }
 
 /// For each missing object, the roots whose history reaches it (one walk per root).
-fn needed_by(
-    s: &Scan,
-    shallow: &HashSet<Oid>,
-    missing: &HashMap<Oid, String>,
-) -> HashMap<Oid, Vec<String>> {
-    let mut out: HashMap<Oid, Vec<String>> = HashMap::new();
-    let mut done: HashSet<&str> = HashSet::new();
+fn needed_by(s: &Scan, shallow: &OidSet, missing: &OidMap<String>) -> OidMap<Vec<String>> {
+    let mut out: OidMap<Vec<String>> = OidMap::default();
     for (name, root) in &s.roots {
-        let mut seen = HashSet::new();
-        let mut m = HashMap::new();
-        walk(&s.objects, shallow, *root, name, &mut seen, &mut m);
+        let mut seen = OidSet::default();
+        let mut m = OidMap::default();
+        walk(s, shallow, *root, name, &mut seen, &mut m);
         let short = name.split(':').take(2).collect::<Vec<_>>().join(":");
         for id in m.keys().filter(|k| missing.contains_key(k)) {
             let v = out.entry(*id).or_default();
@@ -696,7 +792,6 @@ fn needed_by(
                 v.push(short.clone());
             }
         }
-        done.insert(name);
     }
     out
 }
