@@ -113,6 +113,30 @@ fn index_bytes(entries: &mut [(Oid, u32, u64)], pack_sum: &[u8; 20]) -> Vec<u8> 
     idx
 }
 
+/// Writes the reverse index (`.rev`, version 1) of the pack at `pack` from its `.idx`: the
+/// index positions in pack-offset order, the pack checksum, and its own SHA-1.
+pub fn write_rev(pack: &Path) -> std::io::Result<PathBuf> {
+    let bad = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    let idx =
+        super::pack::Index::parse(&std::fs::read(pack.with_extension("idx"))?).map_err(bad)?;
+    let mut order: Vec<u32> = (0..idx.len() as u32).collect();
+    order.sort_by_key(|&i| idx.offsets[i as usize]);
+    let mut rev = Vec::with_capacity(12 + order.len() * 4 + 40);
+    rev.extend_from_slice(b"RIDX");
+    rev.extend_from_slice(&1u32.to_be_bytes());
+    rev.extend_from_slice(&1u32.to_be_bytes());
+    for i in order {
+        rev.extend_from_slice(&i.to_be_bytes());
+    }
+    rev.extend_from_slice(&idx.pack_checksum);
+    let sum: [u8; 20] = Sha1::digest(&rev).into();
+    rev.extend_from_slice(&sum);
+    let path = pack.with_extension("rev");
+    let dir = pack.parent().unwrap_or(Path::new("."));
+    write_durably(dir, &path, &rev)?;
+    Ok(path)
+}
+
 /// Writes `bytes` to `path` through a temporary file in `dir`, fsynced, read-only like git's.
 pub fn write_durably(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = tempfile::Builder::new()
@@ -147,6 +171,9 @@ mod tests {
         let idx = std::fs::read(path.with_extension("idx")).expect("idx");
         let pack = Pack::open(&path, Index::parse(&idx).expect("parses")).expect("open");
         assert!(pack.check_envelope().is_empty());
+        let rev = write_rev(&path).expect("rev");
+        let sum = pack.index.pack_checksum;
+        crate::git::files::check_rev(&std::fs::read(rev).expect("read"), &sum).expect("valid .rev");
         let pa = pack.index.find(&a).expect("a indexed");
         assert_eq!(pack.read(pa).expect("reads").1, b"alpha\n");
         let pb = pack.index.find(&b).expect("b indexed");

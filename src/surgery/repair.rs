@@ -15,7 +15,7 @@ use super::recover::{self, FetchFailure, Source, Store};
 use super::scan::{Finding, Loc, Missing, PackState, Scan, scan};
 use crate::git::object::{Kind, Oid};
 use crate::git::pack::{Index, Pack};
-use crate::git::packwrite::{PackWriter, write_durably};
+use crate::git::packwrite::PackWriter;
 use crate::git::refs;
 use crate::git::repo::Repo;
 use crate::sched::Executor;
@@ -29,7 +29,7 @@ use std::process::{Command, Output};
 pub enum Error {
     #[error("git is working in this repository (pid {0}); run repair when it has finished")]
     Busy(String),
-    #[error("another git surgery repair holds {0}")]
+    #[error("{0} exists: another git or git surgery process holds this lock")]
     Locked(PathBuf),
     #[error(transparent)]
     Quarantine(#[from] quarantine::Error),
@@ -102,6 +102,7 @@ struct Run<'a> {
     failures: Vec<FetchFailure>,
     regenerate_graph: bool,
     regenerate_midx: bool,
+    regenerate_bitmaps: bool,
 }
 
 /// Repairs `repo`.
@@ -123,6 +124,7 @@ pub fn repair(repo: &Repo, exec: &Executor, opts: &Options) -> Result<Report, Er
         failures: Vec::new(),
         regenerate_graph: false,
         regenerate_midx: false,
+        regenerate_bitmaps: false,
     };
     if opts.dry_run {
         run.plan(&before);
@@ -314,6 +316,7 @@ impl Run<'_> {
                 ),
             );
         }
+        self.regenerate_bitmaps |= p.pack.with_extension("bitmap").exists();
         for ext in ["pack", "idx", "rev", "bitmap", "keep", "mtimes", "promisor"] {
             self.take(
                 &p.pack.with_extension(ext),
@@ -377,6 +380,7 @@ impl Run<'_> {
     fn write_pack(&mut self, w: PackWriter, promisor: bool) -> Result<PathBuf, Error> {
         let dir = self.repo.objects.join("pack");
         let path = w.finish(&dir).map_err(io(&dir))?;
+        crate::git::packwrite::write_rev(&path).map_err(io(&path))?;
         if promisor {
             let marker = path.with_extension("promisor");
             std::fs::write(&marker, b"").map_err(io(&marker))?;
@@ -393,7 +397,23 @@ impl Run<'_> {
         for f in &s.findings {
             let Some(p) = &f.path else { continue };
             match f.code {
-                "orphan-pack-file" | "rev-corrupt" | "bitmap-corrupt" => self.take(p, &f.detail)?,
+                "orphan-pack-file" => self.take(p, &f.detail)?,
+                "rev-corrupt" => {
+                    self.take(p, &f.detail)?;
+                    let pack = p.with_extension("pack");
+                    if pack.exists() && idx_ok(&pack) {
+                        let r = crate::git::packwrite::write_rev(&pack).map_err(io(p))?;
+                        self.act(
+                            "rebuild",
+                            r.display().to_string(),
+                            "reverse index rewritten from the pack index",
+                        );
+                    }
+                }
+                "bitmap-corrupt" => {
+                    self.regenerate_bitmaps = true;
+                    self.take(p, &f.detail)?;
+                }
                 "commit-graph-corrupt" | "commit-graph-stale" => {
                     self.regenerate_graph = true;
                     self.take(p, &f.detail)?;
@@ -821,6 +841,12 @@ impl Run<'_> {
             let o = self.git(&["commit-graph", "write", "--reachable"]);
             self.act("rebuild", "objects/info/commit-graph", status(&o));
         }
+        if self.regenerate_bitmaps {
+            // A bitmap covers one pack holding every object: git repack writes that pack and
+            // its bitmap, then drops the packs whose objects it now holds.
+            let o = self.git(&["repack", "-a", "-d", "-b", "-q"]);
+            self.act("rebuild", "objects/pack/*.bitmap", status(&o));
+        }
         if self.regenerate_midx {
             let o = self.git(&["multi-pack-index", "write"]);
             self.act("rebuild", "objects/pack/multi-pack-index", status(&o));
@@ -973,13 +999,41 @@ fn first_branch(common: &Path) -> Option<String> {
         .min()
 }
 
-/// Writes a small file by temp + fsync + rename (refs, HEAD, packed-refs, reflogs).
-fn write_plain(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    write_durably(dir, path, bytes).map_err(io(path))?;
-    let mut perm = std::fs::metadata(path).map_err(io(path))?.permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perm.set_readonly(false);
-    std::fs::set_permissions(path, perm).map_err(io(path))
+/// Replaces a small file (a ref, HEAD, packed-refs, a reflog, config) the way git does: the new
+/// content goes into `<path>.lock`, created exclusively, fsynced, then renamed over `path`.
+/// Holding git's own lock file means a git process that starts meanwhile fails to take it
+/// instead of racing us; an existing lock means someone else holds it and nothing is written.
+fn write_plain(_dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    use std::io::Write;
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock = PathBuf::from(name);
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&lock)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::Locked(lock)),
+        Err(e) => {
+            return Err(Error::Io {
+                path: lock,
+                source: e,
+            });
+        }
+    };
+    let written = f
+        .write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::rename(&lock, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&lock);
+        return Err(Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        });
+    }
+    Ok(())
 }
 
 /// git run against this repository, whatever the caller's environment says.

@@ -95,7 +95,7 @@ impl Lab {
     }
 
     /// Signs `name.pub` with ssh-ca, asserting success; returns the certificate path.
-    fn sign(&self, name: &str, args: &[&str]) -> PathBuf {
+    pub(crate) fn sign(&self, name: &str, args: &[&str]) -> PathBuf {
         let pubkey = format!("{name}.pub");
         let mut all = vec!["sign"];
         all.extend_from_slice(args);
