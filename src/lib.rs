@@ -12,5 +12,6 @@ pub mod acme;
 pub mod ca;
 pub mod git;
 pub mod surgery;
+pub mod svn;
 
 pub mod cli;

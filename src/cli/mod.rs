@@ -34,6 +34,7 @@ pub fn init_logging(json_log: Option<&Path>) -> anyhow::Result<LogGuard> {
     })?)
 }
 pub mod git_surgery;
+pub mod git_svn_migrate;
 pub mod ssh_ca;
 
 /// Prints an error chain once as `TOOL: error: ...` and returns `code`; a broken pipe on

@@ -12,3 +12,4 @@ pub mod pack;
 pub mod packwrite;
 pub mod refs;
 pub mod repo;
+pub mod store;

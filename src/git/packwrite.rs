@@ -38,19 +38,7 @@ impl PackWriter {
             return id;
         }
         let start = self.body.len();
-        let mut size = data.len() as u64;
-        let mut c = ((kind as u8) << 4) | (size & 15) as u8;
-        size >>= 4;
-        while size > 0 {
-            self.body.push(c | 0x80);
-            c = (size & 0x7f) as u8;
-            size >>= 7;
-        }
-        self.body.push(c);
-        let mut z = ZlibEncoder::new(&mut self.body, Compression::new(1));
-        // Writing into a Vec cannot fail.
-        let _ = z.write_all(data);
-        let _ = z.finish();
+        encode_entry(kind, data, 1, &mut self.body);
         let crc = crc32fast::hash(&self.body[start..]);
         self.entries.push((id, crc, start as u64 + 12));
         id
@@ -75,7 +63,25 @@ impl PackWriter {
     }
 }
 
-fn index_bytes(entries: &mut [(Oid, u32, u64)], pack_sum: &[u8; 20]) -> Vec<u8> {
+/// Appends one whole-object pack entry (type/size header, zlib data at `level`) to `out`.
+pub fn encode_entry(kind: Kind, data: &[u8], level: u32, out: &mut Vec<u8>) {
+    let mut size = data.len() as u64;
+    let mut c = ((kind as u8) << 4) | (size & 15) as u8;
+    size >>= 4;
+    while size > 0 {
+        out.push(c | 0x80);
+        c = (size & 0x7f) as u8;
+        size >>= 7;
+    }
+    out.push(c);
+    let mut z = ZlibEncoder::new(out, Compression::new(level));
+    // Writing into a Vec cannot fail.
+    let _ = z.write_all(data);
+    let _ = z.finish();
+}
+
+/// The bytes of a version-2 `.idx` for `entries` (id, CRC32, offset); sorts `entries`.
+pub fn index_bytes(entries: &mut [(Oid, u32, u64)], pack_sum: &[u8; 20]) -> Vec<u8> {
     entries.sort_by_key(|e| e.0);
     let mut idx = Vec::new();
     idx.extend_from_slice(b"\xfftOc");

@@ -6,70 +6,10 @@
 //! loose files against their name) before it is handed out. Fetches go into an empty
 //! repository, never into the damaged one, so negotiation cannot skip ids that only "exist".
 
-use crate::git::loose;
-use crate::git::object::{Kind, Oid};
-use crate::git::pack::{Index, Pack};
-use std::collections::HashMap;
+use crate::git::object::Oid;
+pub use crate::git::store::Store;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// An object directory we may copy good objects from.
-pub struct Store {
-    pub name: String,
-    objects: PathBuf,
-    packs: Vec<Pack>,
-    /// Where each packed id is: (pack number, position).
-    packed: HashMap<Oid, (usize, usize)>,
-}
-
-impl Store {
-    /// Opens an object directory (its packs and loose objects), read-only.
-    pub fn open(name: &str, objects: &Path) -> Store {
-        let mut packs = Vec::new();
-        let mut packed = HashMap::new();
-        let rd = std::fs::read_dir(objects.join("pack"))
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok);
-        for e in rd {
-            let p = e.path();
-            if p.extension().is_none_or(|x| x != "pack") {
-                continue;
-            }
-            let Ok(idx) = std::fs::read(p.with_extension("idx"))
-                .map_err(|e| e.to_string())
-                .and_then(|b| Index::parse(&b))
-            else {
-                continue;
-            };
-            let Ok(pack) = Pack::open(&p, idx) else {
-                continue;
-            };
-            for (pos, id) in pack.index.oids.iter().enumerate() {
-                packed.entry(*id).or_insert((packs.len(), pos));
-            }
-            packs.push(pack);
-        }
-        Store {
-            name: name.to_string(),
-            objects: objects.to_path_buf(),
-            packs,
-            packed,
-        }
-    }
-
-    /// A good copy of `oid`, hash-checked, or `None`.
-    pub fn get(&self, oid: Oid) -> Option<(Kind, Vec<u8>)> {
-        if let Some(&(p, pos)) = self.packed.get(&oid)
-            && let Ok(o) = self.packs[p].read(pos)
-        {
-            return Some(o);
-        }
-        loose::read(&loose::path_of(&self.objects, oid), oid)
-            .ok()
-            .map(|o| (o.kind, o.data))
-    }
-}
 
 /// A place to recover from, in the order the user gave.
 #[derive(Clone, Debug)]

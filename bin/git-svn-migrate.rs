@@ -1,0 +1,5 @@
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    bitrot::cli::git_svn_migrate::main()
+}

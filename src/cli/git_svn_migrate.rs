@@ -1,0 +1,453 @@
+//! `git-svn-migrate` (`git svn-migrate`): the command line of [`crate::svn`].
+
+use crate::svn::convert::odb::Packs;
+use crate::svn::convert::{self, Converter, Options, Outcome};
+use crate::svn::dump::{Reader, Record};
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+
+const EXIT_CODES: &str = "\
+Exit status:
+  0  converted (and, with --verify, every checked tree matches Subversion)
+  1  --verify found a difference (listed)
+  2  bad input: unreadable or corrupt dump (the message names the revision and node),
+     checksum mismatch, bad authors file, unknown authors; refs show the last complete revision
+  3  bad usage or an unusable SOURCE/DEST (DEST exists without --resume, svnadmin missing, ...)";
+
+/// Convert a Subversion repository to git: branches, tags, merges, authors, exactly and fast.
+#[derive(Parser, Debug)]
+#[command(name = "git-svn-migrate", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Repository path or file:// URL (svnadmin dump), svn:// or http(s):// URL (svnrdump dump), a dump file, or - for stdin
+    #[arg(required_unless_present = "generate")]
+    source: Option<String>,
+    /// The git repository to create
+    #[arg(required_unless_present = "generate")]
+    dest: Option<PathBuf>,
+    /// Authors map: `user = Name <email>` lines (git-svn's format) or YAML `user: Name <email>`
+    #[arg(long, value_name = "FILE")]
+    authors: Option<PathBuf>,
+    /// Email domain for users the authors map lacks (otherwise they stop the run)
+    #[arg(long, value_name = "DOMAIN")]
+    default_domain: Option<String>,
+    /// Create a bare repository
+    #[arg(long)]
+    bare: bool,
+    /// Branch name for trunk
+    #[arg(long, default_value = "main", value_name = "NAME")]
+    trunk: String,
+    /// Continue an interrupted conversion into DEST (gives the same commits as one run)
+    #[arg(long)]
+    resume: bool,
+    /// Make every checkpoint after this many revisions (refs updated, resumable from there)
+    #[arg(long, default_value_t = 5000, value_name = "N")]
+    checkpoint_every: u64,
+    /// Machine-readable JSON summary on stdout
+    #[arg(long)]
+    json: bool,
+    /// Print the man page or the bash completion script and exit (for packagers)
+    #[arg(long, hide = true, value_enum, exclusive = true)]
+    generate: Option<super::Generate>,
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(3);
+        }
+    };
+    match run(cli, &mut std::io::stdout().lock()) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let code = if e.downcast_ref::<BadInput>().is_some() {
+                2
+            } else {
+                3
+            };
+            super::report_error("git-svn-migrate", &e, code)
+        }
+    }
+}
+
+/// An error in the input (exit 2), as opposed to usage or environment (exit 3).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadInput(String);
+
+/// The resume state kept in DEST.
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+struct State {
+    uuid: String,
+    last_revision: u64,
+    complete: bool,
+}
+
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
+    if let Some(g) = cli.generate {
+        super::generate::<Cli>(g, out)?;
+        return Ok(0);
+    }
+    let (source, dest) = (
+        cli.source.clone().unwrap_or_default(),
+        cli.dest.clone().unwrap_or_default(),
+    );
+    let opts = options(&cli)?;
+    let git_dir = prepare_dest(&dest, cli.bare, cli.resume)?;
+    let state_path = git_dir.join("svn-migrate.json");
+    let resumed: Option<State> = if cli.resume {
+        std::fs::read(&state_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+    } else {
+        None
+    };
+    let _log = super::init_logging(Some(&git_dir.join("svn-migrate.log.jsonl")))?;
+    let (reader, child) = open_source(&source)?;
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let exec = Arc::new(
+        crate::sched::Builder::new()
+            .workers(n)
+            .thread_name("svn-migrate")
+            .build()?,
+    );
+    let packs = Packs::open(&git_dir.join("objects"), exec).context("starting the pack")?;
+    let mut conv = Converter::new(packs, opts);
+    let bar = crate::logging::progress_bar(0, "revisions");
+    let result = convert_all(
+        &mut conv,
+        reader,
+        &git_dir,
+        &state_path,
+        cli.checkpoint_every,
+        &bar,
+    );
+    bar.finish_and_clear();
+    let source_ok = wait_source(child);
+    if let Err(e) = result {
+        checkpoint(&mut conv, &git_dir, &state_path, false)
+            .context("saving the last complete revision")?;
+        let last = conv
+            .last_revision()
+            .map_or("none".to_string(), |r| format!("r{r}"));
+        return Err(e.context(format!(
+            "converted up to {last}; fix the input and run again with --resume"
+        )));
+    }
+    source_ok?;
+    if let Some(s) = &resumed {
+        crate::info!("resumed", from = s.last_revision);
+    }
+    let unknown = conv.unknown_authors();
+    if !unknown.is_empty() {
+        conv.sink().checkpoint()?;
+        bail!(BadInput(format!(
+            "authors missing from the authors map (add them, or give --default-domain): {}",
+            unknown.join(", ")
+        )));
+    }
+    finish(conv, &git_dir, &state_path, cli.bare, out, cli.json)
+}
+
+fn options(cli: &Cli) -> Result<Options> {
+    let authors = match &cli.authors {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("{}: cannot read the authors file", p.display()))?;
+            Some(
+                convert::authors::parse(&p.display().to_string(), &text)
+                    .map_err(|e| BadInput(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
+    Ok(Options {
+        authors,
+        default_domain: cli.default_domain.clone(),
+        trunk: cli.trunk.clone(),
+    })
+}
+
+/// Creates DEST (which must not exist, or be empty), or checks it for `--resume`; returns the
+/// git directory.
+fn prepare_dest(dest: &Path, bare: bool, resume: bool) -> Result<PathBuf> {
+    let git_dir = if bare {
+        dest.to_path_buf()
+    } else {
+        dest.join(".git")
+    };
+    if resume {
+        if !git_dir.join("svn-migrate.json").is_file() {
+            bail!(
+                "{}: nothing to resume (no svn-migrate.json; was it made by git-svn-migrate?)",
+                dest.display()
+            );
+        }
+        return Ok(git_dir);
+    }
+    if dest.exists()
+        && std::fs::read_dir(dest)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{}: already exists and is not empty (use --resume to continue a conversion)",
+            dest.display()
+        );
+    }
+    let mut c = Command::new("git");
+    c.args(["init", "-q", "-b", "main"]);
+    if bare {
+        c.arg("--bare");
+    }
+    let o = c.arg(dest).output().context("cannot run git init")?;
+    if !o.status.success() {
+        bail!(
+            "git init {}: {}",
+            dest.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    Ok(git_dir)
+}
+
+/// The dump stream for SOURCE, and the child process producing it, if any.
+fn open_source(source: &str) -> Result<(Box<dyn BufRead>, Option<Child>)> {
+    if source == "-" {
+        return Ok((
+            Box::new(std::io::BufReader::with_capacity(1 << 20, std::io::stdin())),
+            None,
+        ));
+    }
+    let (prog, args): (&str, Vec<String>) = if source.starts_with("svn://")
+        || source.starts_with("http://")
+        || source.starts_with("https://")
+        || source.starts_with("svn+ssh://")
+    {
+        ("svnrdump", vec!["dump".into(), "-q".into(), source.into()])
+    } else {
+        let path = source.strip_prefix("file://").unwrap_or(source);
+        let p = Path::new(path);
+        if p.is_file() {
+            let f = std::fs::File::open(p)
+                .with_context(|| format!("{path}: cannot open the dump file"))?;
+            return Ok((
+                Box::new(std::io::BufReader::with_capacity(1 << 20, f)),
+                None,
+            ));
+        }
+        if !p.join("format").is_file() {
+            bail!("{source}: not a dump file, a Subversion repository or a URL");
+        }
+        ("svnadmin", vec!["dump".into(), "-q".into(), path.into()])
+    };
+    let mut child = Command::new(prog)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {prog} (install Subversion)"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .context("no stdout from the dump process")?;
+    Ok((
+        Box::new(std::io::BufReader::with_capacity(1 << 20, stdout)),
+        Some(child),
+    ))
+}
+
+fn wait_source(child: Option<Child>) -> Result<()> {
+    let Some(child) = child else { return Ok(()) };
+    let o = child.wait_with_output()?;
+    if !o.status.success() {
+        bail!(
+            "the dump process failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn convert_all(
+    conv: &mut Converter<Packs>,
+    reader: Box<dyn BufRead>,
+    git_dir: &Path,
+    state: &Path,
+    every: u64,
+    bar: &indicatif::ProgressBar,
+) -> Result<()> {
+    let mut since = 0u64;
+    for rec in Reader::new(reader) {
+        let rec = rec.map_err(|e| BadInput(e.to_string()))?;
+        if matches!(rec, Record::Revision { .. }) {
+            bar.inc(1);
+            since += 1;
+            if since > every {
+                checkpoint(conv, git_dir, state, false)?;
+                since = 1;
+            }
+        }
+        conv.record(rec).map_err(|e| match e {
+            convert::ConvertError::Io(io) => anyhow::Error::from(io),
+            other => BadInput(other.to_string()).into(),
+        })?;
+    }
+    Ok(())
+}
+
+/// Makes the objects so far visible, points the refs at the last complete revision and
+/// records it for `--resume`.
+fn checkpoint(
+    conv: &mut Converter<Packs>,
+    git_dir: &Path,
+    state: &Path,
+    complete: bool,
+) -> Result<()> {
+    let refs = conv.refs_now()?;
+    conv.sink().checkpoint()?;
+    write_refs(git_dir, &refs, None)?;
+    let s = State {
+        uuid: String::new(),
+        last_revision: conv.last_revision().unwrap_or(0),
+        complete,
+    };
+    let tmp = state.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&s)?)?;
+    std::fs::rename(&tmp, state)?;
+    Ok(())
+}
+
+/// Sets the refs to exactly `refs` (plus HEAD), removing ones from earlier checkpoints that
+/// no longer exist.
+fn write_refs(
+    git_dir: &Path,
+    refs: &[(String, crate::git::object::Oid)],
+    head: Option<&str>,
+) -> Result<()> {
+    let old = Command::new("git")
+        .arg("--git-dir")
+        .arg(git_dir)
+        .args(["for-each-ref", "--format=%(refname)"])
+        .output()?;
+    let mut input = String::new();
+    for name in String::from_utf8_lossy(&old.stdout).lines() {
+        if !refs.iter().any(|(r, _)| r == name) {
+            input.push_str(&format!("delete {name}\n"));
+        }
+    }
+    for (name, id) in refs {
+        input.push_str(&format!("update {name} {id}\n"));
+    }
+    let mut child = Command::new("git")
+        .arg("--git-dir")
+        .arg(git_dir)
+        .args(["update-ref", "--stdin"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(input.as_bytes())?;
+    let o = child.wait_with_output()?;
+    if !o.status.success() {
+        bail!(
+            "git update-ref: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    if let Some(h) = head {
+        let o = Command::new("git")
+            .arg("--git-dir")
+            .arg(git_dir)
+            .args(["symbolic-ref", "HEAD", h])
+            .output()?;
+        if !o.status.success() {
+            bail!(
+                "git symbolic-ref HEAD: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn finish(
+    conv: Converter<Packs>,
+    git_dir: &Path,
+    state: &Path,
+    bare: bool,
+    out: &mut dyn Write,
+    json: bool,
+) -> Result<u8> {
+    let (outcome, packs) = conv.finish().map_err(|e| BadInput(e.to_string()))?;
+    packs.finish().context("finishing the pack")?;
+    write_refs(git_dir, &outcome.refs, outcome.head.as_deref())?;
+    let s = State {
+        uuid: outcome.uuid.clone(),
+        last_revision: outcome.revisions,
+        complete: true,
+    };
+    std::fs::write(state, serde_json::to_vec_pretty(&s)?)?;
+    if !bare && outcome.head.is_some() {
+        let wt = git_dir.parent().unwrap_or(Path::new("."));
+        let o = Command::new("git")
+            .arg("-C")
+            .arg(wt)
+            .args(["reset", "-q", "--hard"])
+            .output()?;
+        if !o.status.success() {
+            bail!(
+                "checking out the work tree: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+        }
+    }
+    report(&outcome, json, out)?;
+    Ok(0)
+}
+
+fn report(o: &Outcome, json: bool, out: &mut dyn Write) -> Result<()> {
+    if json {
+        writeln!(out, "{}", serde_json::to_string(o)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "converted {} revisions: {} commits ({} merges), {} refs",
+        o.revisions,
+        o.commits,
+        o.merges,
+        o.refs.len()
+    )?;
+    for (r, id) in &o.refs {
+        writeln!(out, "  {id} {r}")?;
+    }
+    if !o.outside.is_empty() {
+        writeln!(
+            out,
+            "{} changes outside every branch (not converted):",
+            o.outside.len()
+        )?;
+        for (rev, p) in o.outside.iter().take(50) {
+            writeln!(out, "  r{rev} {p}")?;
+        }
+    }
+    for m in &o.ignored_merges {
+        writeln!(out, "  note: {m}")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,867 @@
+//! Turning dump records into git: the Subversion tree of every revision (`tree`), branches and
+//! tags found by layout, one commit per touched branch per revision (mixed-branch revisions are
+//! split), merge parents from `svn:mergeinfo`, annotated tags, objects written by `odb`.
+//!
+//! Invariants: the output depends only on the dump and the options (no clock, no randomness,
+//! deterministic orders), so a resumed run gives the same ids as a one-shot run. A branch that
+//! is deleted ends; one created again at the same path is a new line of history (the old tip
+//! is kept under `refs/deleted/`). Every text is checked against its md5/sha1 once deltas are
+//! applied. Nothing outside a branch is dropped silently: it is listed in `Outcome::outside`.
+
+pub mod authors;
+pub mod mergeinfo;
+pub mod odb;
+pub mod tree;
+
+use super::dump::{self, Action, Kind as NodeKind, Node, Record};
+use crate::git::object::{Kind, Oid, OidMap};
+use mergeinfo::Mergeinfo;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use tree::{Dir, Entry, File, PropMap};
+
+/// Conversion errors name the revision and path.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error(transparent)]
+    Dump(#[from] dump::DumpError),
+    #[error("r{rev}, node {path:?}: {what}")]
+    Node {
+        rev: u64,
+        path: String,
+        what: String,
+    },
+    #[error("writing objects: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the dump has no revisions")]
+    Empty,
+}
+
+/// What the user chose.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// svn user → (name, email); `None` means `user <user@uuid>` for everyone.
+    pub authors: Option<BTreeMap<String, (String, String)>>,
+    /// Fallback email domain for users the authors map lacks.
+    pub default_domain: Option<String>,
+    /// The branch name trunk gets.
+    pub trunk: String,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            authors: None,
+            default_domain: None,
+            trunk: "main".into(),
+        }
+    }
+}
+
+/// Where objects go; `odb::Odb` in the tool, anything in tests.
+pub trait Sink {
+    fn put(&mut self, kind: Kind, data: Vec<u8>) -> Result<Oid, String>;
+    fn get(&mut self, id: Oid) -> Result<Vec<u8>, String>;
+}
+
+impl Sink for odb::Odb {
+    fn put(&mut self, kind: Kind, data: Vec<u8>) -> Result<Oid, String> {
+        odb::Odb::put(self, kind, data).map_err(|e| e.to_string())
+    }
+
+    fn get(&mut self, id: Oid) -> Result<Vec<u8>, String> {
+        match odb::Odb::get(self, id) {
+            Ok(Some((_, d))) => Ok(d),
+            Ok(None) => Err(format!("object {id} is not in the pack being written")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+struct StoreAdapter<'a>(&'a mut dyn Sink);
+
+impl tree::Store for StoreAdapter<'_> {
+    fn put(&mut self, kind: Kind, data: Vec<u8>) -> Result<Oid, String> {
+        self.0.put(kind, data)
+    }
+
+    fn text(&mut self, id: Oid) -> Result<Vec<u8>, String> {
+        self.0.get(id)
+    }
+}
+
+/// Revision metadata as git will show it.
+#[derive(Clone, Debug, Default)]
+struct Meta {
+    author: String,
+    email: String,
+    time: i64,
+    log: Vec<u8>,
+}
+
+/// A line of history: a branch or a tag, from its creation to its deletion.
+#[derive(Debug)]
+struct Flow {
+    name: String,
+    root: Vec<u8>,
+    tag: bool,
+    tip: Option<Oid>,
+    tree: Option<Oid>,
+    /// Commits made on this flow, by revision.
+    commits: Vec<(u64, Oid)>,
+    created: u64,
+    meta: Meta,
+    mergeinfo: Mergeinfo,
+    /// Per merge source, the last revision merged.
+    merged: BTreeMap<Vec<u8>, u64>,
+    ended: Option<u64>,
+}
+
+/// The result: refs to write and what the user should know.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Outcome {
+    pub refs: Vec<(String, Oid)>,
+    pub head: Option<String>,
+    pub revisions: u64,
+    pub commits: u64,
+    pub merges: u64,
+    /// (revision, path) of changes outside every branch.
+    pub outside: Vec<(u64, String)>,
+    /// Users the authors map lacks (the run must stop when this is not empty).
+    pub unknown_authors: Vec<String>,
+    /// Why mergeinfo did not become a merge, for the log.
+    pub ignored_merges: Vec<String>,
+    pub uuid: String,
+}
+
+/// The converter's state between records.
+pub struct Converter<S: Sink> {
+    sink: S,
+    opts: Options,
+    uuid: String,
+    roots: BTreeMap<u64, Arc<Dir>>,
+    cur: Arc<Dir>,
+    rev: Option<u64>,
+    meta: Meta,
+    flows: Vec<Flow>,
+    alive: BTreeMap<Vec<u8>, usize>,
+    touched: BTreeSet<usize>,
+    parents: OidMap<Vec<Oid>>,
+    names: BTreeMap<String, Vec<u8>>,
+    unknown: BTreeSet<String>,
+    trees_of: OidMap<Oid>,
+    /// The alive flows as of the last completed revision (what refs show after an error).
+    alive_done: BTreeMap<Vec<u8>, usize>,
+    /// Refs of deleted flows: (revision of the delete, ref, tip).
+    deleted: Vec<(u64, String, Oid)>,
+    out: Outcome,
+}
+
+fn err(rev: u64, path: &[u8], what: impl Into<String>) -> ConvertError {
+    ConvertError::Node {
+        rev,
+        path: String::from_utf8_lossy(path).into_owned(),
+        what: what.into(),
+    }
+}
+
+impl<S: Sink> Converter<S> {
+    pub fn new(sink: S, opts: Options) -> Converter<S> {
+        let empty = Dir::with(BTreeMap::new(), Arc::default());
+        Converter {
+            sink,
+            opts,
+            uuid: String::new(),
+            roots: BTreeMap::new(),
+            cur: empty,
+            rev: None,
+            meta: Meta::default(),
+            flows: Vec::new(),
+            alive: BTreeMap::new(),
+            touched: BTreeSet::new(),
+            parents: OidMap::default(),
+            names: BTreeMap::new(),
+            unknown: BTreeSet::new(),
+            trees_of: OidMap::default(),
+            alive_done: BTreeMap::new(),
+            deleted: Vec::new(),
+            out: Outcome::default(),
+        }
+    }
+
+    /// Feeds one record.
+    pub fn record(&mut self, r: Record) -> Result<(), ConvertError> {
+        match r {
+            Record::Version(_) => Ok(()),
+            Record::Uuid(u) => {
+                self.uuid = u;
+                Ok(())
+            }
+            Record::Revision { number, props } => {
+                self.end_revision()?;
+                self.begin_revision(number, &props);
+                Ok(())
+            }
+            Record::Node(n) => self.node(n),
+        }
+    }
+
+    /// Where objects go (to finish or checkpoint the pack).
+    pub fn sink(&mut self) -> &mut S {
+        &mut self.sink
+    }
+
+    /// The last revision fully converted.
+    pub fn last_revision(&self) -> Option<u64> {
+        self.roots.keys().next_back().copied()
+    }
+
+    fn begin_revision(&mut self, number: u64, props: &BTreeMap<Vec<u8>, Vec<u8>>) {
+        self.rev = Some(number);
+        let user = props
+            .get(&b"svn:author"[..])
+            .map(|a| String::from_utf8_lossy(a).into_owned());
+        let (author, email) = self.ident(user.as_deref());
+        let time = props
+            .get(&b"svn:date"[..])
+            .and_then(|d| parse_date(d))
+            .unwrap_or(0);
+        let log = props.get(&b"svn:log"[..]).cloned().unwrap_or_default();
+        self.meta = Meta {
+            author,
+            email,
+            time,
+            log,
+        };
+    }
+
+    fn ident(&mut self, user: Option<&str>) -> (String, String) {
+        let Some(user) = user.filter(|u| !u.is_empty()) else {
+            return ("(no author)".into(), format!("no-author@{}", self.uuid));
+        };
+        match (&self.opts.authors, &self.opts.default_domain) {
+            (Some(map), _) if map.contains_key(user) => map[user].clone(),
+            (Some(_), Some(d)) | (None, Some(d)) => (user.to_string(), format!("{user}@{d}")),
+            (Some(_), None) => {
+                self.unknown.insert(user.to_string());
+                (user.to_string(), format!("{user}@{}", self.uuid))
+            }
+            (None, None) => (user.to_string(), format!("{user}@{}", self.uuid)),
+        }
+    }
+
+    fn node(&mut self, n: Node) -> Result<(), ConvertError> {
+        let rev = self
+            .rev
+            .ok_or_else(|| err(0, &n.path, "node before any revision"))?;
+        let path = n.path.strip_prefix(b"/").unwrap_or(&n.path).to_vec();
+        if matches!(n.action, Action::Delete | Action::Replace) {
+            if tree::get(&self.cur, &path).is_none() {
+                return Err(err(rev, &path, "delete of a path that does not exist"));
+            }
+            self.cur = tree::set(&self.cur, &path, None).map_err(|w| err(rev, &path, w))?;
+            self.end_flows_under(&path, rev);
+        }
+        if n.action == Action::Delete {
+            self.touch(&path);
+            return Ok(());
+        }
+        let entry = self.build_entry(rev, &path, &n)?;
+        let is_dir = matches!(entry, Entry::Dir(_));
+        self.cur = tree::set(&self.cur, &path, Some(entry)).map_err(|w| err(rev, &path, w))?;
+        if matches!(n.action, Action::Add | Action::Replace) && is_dir {
+            self.maybe_create_flow(rev, &path, n.copyfrom.as_ref());
+        }
+        self.touch(&path);
+        if !is_dir && self.flow_of(&path).is_none() {
+            self.out
+                .outside
+                .push((rev, String::from_utf8_lossy(&path).into_owned()));
+        }
+        Ok(())
+    }
+
+    /// The entry a non-delete node leaves at its path.
+    fn build_entry(&mut self, rev: u64, path: &[u8], n: &Node) -> Result<Entry, ConvertError> {
+        let base = match (&n.action, &n.copyfrom) {
+            (Action::Change, _) => Some(
+                tree::get(&self.cur, path)
+                    .ok_or_else(|| err(rev, path, "change of a path that does not exist"))?,
+            ),
+            (_, Some((r, p))) => {
+                let p = p.strip_prefix(b"/").unwrap_or(p);
+                let root = self
+                    .roots
+                    .range(..=*r)
+                    .next_back()
+                    .map(|(_, d)| d.clone())
+                    .ok_or_else(|| {
+                        err(rev, path, format!("copy source revision {r} is unknown"))
+                    })?;
+                Some(tree::get(&root, p).ok_or_else(|| {
+                    err(
+                        rev,
+                        path,
+                        format!(
+                            "copy source {}@{r} does not exist",
+                            String::from_utf8_lossy(p)
+                        ),
+                    )
+                })?)
+            }
+            _ => None,
+        };
+        let kind = n.kind.or(match &base {
+            Some(Entry::Dir(_)) => Some(NodeKind::Dir),
+            Some(Entry::File(_)) => Some(NodeKind::File),
+            None => None,
+        });
+        match (kind, base) {
+            (Some(NodeKind::Dir), base) => {
+                let (children, props) = match base {
+                    Some(Entry::Dir(d)) => (d.children.clone(), d.props.clone()),
+                    Some(Entry::File(_)) => {
+                        return Err(err(rev, path, "directory node over a file"));
+                    }
+                    None => (BTreeMap::new(), Arc::default()),
+                };
+                Ok(Entry::Dir(Dir::with(
+                    children,
+                    apply_props(&props, n.props.as_ref()),
+                )))
+            }
+            (Some(NodeKind::File), base) => {
+                let (text, props) = match base {
+                    Some(Entry::File(f)) => (Some(f.text), f.props.clone()),
+                    Some(Entry::Dir(_)) => {
+                        return Err(err(rev, path, "file node over a directory"));
+                    }
+                    None => (None, Arc::default()),
+                };
+                let text = match &n.text {
+                    Some(t) => self.text(rev, path, text, t)?,
+                    None => match text {
+                        Some(t) => t,
+                        None => self
+                            .sink
+                            .put(Kind::Blob, Vec::new())
+                            .map_err(|w| err(rev, path, w))?,
+                    },
+                };
+                Ok(Entry::File(Arc::new(File {
+                    text,
+                    props: apply_props(&props, n.props.as_ref()),
+                })))
+            }
+            (None, _) => Err(err(
+                rev,
+                path,
+                "node kind is unknown (no Node-kind and no copy source)",
+            )),
+        }
+    }
+
+    /// Applies a text section (full or delta on `base`), checks it, stores it.
+    fn text(
+        &mut self,
+        rev: u64,
+        path: &[u8],
+        base: Option<Oid>,
+        t: &dump::Text,
+    ) -> Result<Oid, ConvertError> {
+        let content = if t.delta {
+            let b = match base {
+                Some(id) => self.sink.get(id).map_err(|w| err(rev, path, w))?,
+                None => Vec::new(),
+            };
+            dump::svndiff::apply(&b, &t.data).map_err(|e| err(rev, path, e.to_string()))?
+        } else {
+            t.data.clone()
+        };
+        if let Some(m) = t.md5 {
+            use md5::Digest;
+            let got: [u8; 16] = md5::Md5::digest(&content).into();
+            if got != m {
+                return Err(err(
+                    rev,
+                    path,
+                    "text does not match its Text-content-md5 (corrupt dump or wrong delta base)",
+                ));
+            }
+        }
+        if let Some(s) = t.sha1
+            && crate::git::object::sha1(&content) != s
+        {
+            return Err(err(rev, path, "text does not match its Text-content-sha1"));
+        }
+        self.sink
+            .put(Kind::Blob, content)
+            .map_err(|w| err(rev, path, w))
+    }
+
+    /// The alive flow whose root is `path` or above it.
+    fn flow_of(&self, path: &[u8]) -> Option<usize> {
+        self.alive
+            .iter()
+            .find(|(root, _)| {
+                path == root.as_slice()
+                    || (path.starts_with(root) && path.get(root.len()) == Some(&b'/'))
+            })
+            .map(|(_, &id)| id)
+    }
+
+    fn touch(&mut self, path: &[u8]) {
+        if let Some(id) = self.flow_of(path) {
+            self.touched.insert(id);
+        }
+    }
+
+    fn end_flows_under(&mut self, path: &[u8], rev: u64) {
+        let gone: Vec<Vec<u8>> = self
+            .alive
+            .keys()
+            .filter(|r| {
+                r.as_slice() == path
+                    || (r.starts_with(path) && r.get(path.len()) == Some(&b'/'))
+                    || path.is_empty()
+            })
+            .cloned()
+            .collect();
+        for root in gone {
+            if let Some(id) = self.alive.remove(&root) {
+                let f = &mut self.flows[id];
+                f.ended = Some(rev);
+                self.touched.remove(&id);
+                if let Some(tip) = f.tip {
+                    let kind = if f.tag { "tags" } else { "heads" };
+                    self.deleted
+                        .push((rev, format!("refs/deleted/{kind}/{}@{rev}", f.name), tip));
+                }
+            }
+        }
+    }
+
+    /// A directory added at a branch or tag root starts a new flow; with a copy source that is
+    /// itself a flow root, the new flow starts at that flow's last commit at or before the
+    /// copy revision.
+    fn maybe_create_flow(&mut self, rev: u64, path: &[u8], copy: Option<&(u64, Vec<u8>)>) {
+        let Some((root, prefix, name, tag)) = classify(path, &self.opts.trunk) else {
+            return;
+        };
+        if root != path {
+            return;
+        }
+        let name = self.ref_name(&prefix, &name, tag);
+        let (tip, tree, mergeinfo) =
+            match copy.and_then(|(r, p)| self.commit_at(p.strip_prefix(b"/").unwrap_or(p), *r)) {
+                Some((commit, tree, mi)) => (Some(commit), tree, mi),
+                None => (None, None, Mergeinfo::new()),
+            };
+        let id = self.flows.len();
+        self.flows.push(Flow {
+            name,
+            root: root.clone(),
+            tag,
+            tip,
+            tree,
+            commits: Vec::new(),
+            created: rev,
+            meta: self.meta.clone(),
+            mergeinfo,
+            merged: BTreeMap::new(),
+            ended: None,
+        });
+        self.alive.insert(root, id);
+        self.touched.insert(id);
+    }
+
+    /// The last commit of the flow rooted at `root` at or before `rev`, its tree, and the
+    /// mergeinfo it carried then.
+    fn commit_at(&self, root: &[u8], rev: u64) -> Option<(Oid, Option<Oid>, Mergeinfo)> {
+        let f = self
+            .flows
+            .iter()
+            .rev()
+            .find(|f| f.root == root && f.created <= rev && f.ended.is_none_or(|e| e > rev))?;
+        let commit = f
+            .commits
+            .iter()
+            .rev()
+            .find(|(r, _)| *r <= rev)
+            .map(|(_, c)| *c)
+            .or_else(|| {
+                if f.commits.is_empty() || f.commits[0].0 > rev {
+                    self.flow_start(f)
+                } else {
+                    None
+                }
+            })?;
+        let snapshot = self
+            .roots
+            .range(..=rev)
+            .next_back()
+            .map(|(_, d)| d.clone())?;
+        let mi = match tree::get(&snapshot, root) {
+            Some(Entry::Dir(d)) => d
+                .props
+                .get(&b"svn:mergeinfo"[..])
+                .map(|v| mergeinfo::parse(v))
+                .unwrap_or_default(),
+            _ => Mergeinfo::new(),
+        };
+        let tree = self.commit_tree(commit);
+        Some((commit, tree, mi))
+    }
+
+    /// The commit a flow started from (its copy source), when it has no commit of its own yet.
+    fn flow_start(&self, f: &Flow) -> Option<Oid> {
+        if f.commits.is_empty() {
+            f.tip
+        } else {
+            self.parents
+                .get(&f.commits[0].1)
+                .and_then(|p| p.first().copied())
+        }
+    }
+
+    fn commit_tree(&self, commit: Oid) -> Option<Oid> {
+        self.trees_of.get(&commit).copied()
+    }
+
+    /// A git ref name for a branch or tag: the first project to use a name gets it plain,
+    /// later projects get it under their path (`proj/name`). Characters git refuses become `_`.
+    fn ref_name(&mut self, prefix: &[u8], name: &str, tag: bool) -> String {
+        let key = format!("{}{name}", if tag { "tags/" } else { "heads/" });
+        let owner = self
+            .names
+            .entry(key)
+            .or_insert_with(|| prefix.to_vec())
+            .clone();
+        let full = if owner == prefix || prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{name}", String::from_utf8_lossy(prefix))
+        };
+        sanitize_ref(&full)
+    }
+
+    /// Commits every flow this revision touched, in root order.
+    fn end_revision(&mut self) -> Result<(), ConvertError> {
+        let Some(rev) = self.rev else { return Ok(()) };
+        let touched = std::mem::take(&mut self.touched);
+        let mut order: Vec<usize> = touched
+            .into_iter()
+            .filter(|id| self.flows[*id].ended.is_none())
+            .collect();
+        order.sort_by(|a, b| self.flows[*a].root.cmp(&self.flows[*b].root));
+        for id in order {
+            self.commit_flow(rev, id)?;
+        }
+        self.roots.insert(rev, self.cur.clone());
+        self.alive_done = self.alive.clone();
+        self.out.revisions += 1;
+        Ok(())
+    }
+
+    fn commit_flow(&mut self, rev: u64, id: usize) -> Result<(), ConvertError> {
+        let root = self.flows[id].root.clone();
+        let Some(Entry::Dir(dir)) = tree::get(&self.cur, &root) else {
+            return Err(err(rev, &root, "branch root is not a directory"));
+        };
+        let tree = tree::git_tree(&dir, &mut StoreAdapter(&mut self.sink))
+            .map_err(|w| err(rev, &root, w))?;
+        let merges = self.merge_parents(rev, id, &dir.props);
+        let f = &self.flows[id];
+        if tree == f.tree && merges.is_empty() && f.tip.is_some() {
+            return Ok(());
+        }
+        if tree.is_none() && f.tip.is_none() && merges.is_empty() {
+            return Ok(());
+        }
+        let tree = match tree {
+            Some(t) => t,
+            None => self
+                .sink
+                .put(Kind::Tree, Vec::new())
+                .map_err(|w| err(rev, &root, w))?,
+        };
+        let mut parents: Vec<Oid> = f.tip.into_iter().collect();
+        parents.extend(merges.iter().copied().filter(|m| Some(*m) != f.tip));
+        let commit = self.write_commit(rev, &root, tree, &parents)?;
+        self.out.commits += 1;
+        self.out.merges += u64::from(parents.len() > 1);
+        let f = &mut self.flows[id];
+        f.tip = Some(commit);
+        f.tree = Some(tree);
+        f.commits.push((rev, commit));
+        self.parents.insert(commit, parents);
+        self.trees_of.insert(commit, tree);
+        Ok(())
+    }
+
+    fn write_commit(
+        &mut self,
+        rev: u64,
+        root: &[u8],
+        tree: Oid,
+        parents: &[Oid],
+    ) -> Result<Oid, ConvertError> {
+        let m = &self.meta;
+        let ident = format!("{} <{}> {} +0000", m.author, m.email, m.time);
+        let mut data = format!("tree {tree}\n").into_bytes();
+        for p in parents {
+            data.extend_from_slice(format!("parent {p}\n").as_bytes());
+        }
+        data.extend_from_slice(format!("author {ident}\ncommitter {ident}\n\n").as_bytes());
+        data.extend_from_slice(&message(&m.log, &self.uuid, rev, root));
+        self.sink
+            .put(Kind::Commit, data)
+            .map_err(|w| err(rev, root, w))
+    }
+
+    /// Merge parents from mergeinfo added on the flow's root in this revision: a source branch
+    /// is merged when every one of its commits since the last merge (up to the highest merged
+    /// revision) is covered, the highest revision is not in the future, and the source commit
+    /// is not already in this flow's history. Anything else is a cherry-pick or noise.
+    fn merge_parents(&mut self, rev: u64, id: usize, props: &PropMap) -> Vec<Oid> {
+        let now = props
+            .get(&b"svn:mergeinfo"[..])
+            .map(|v| mergeinfo::parse(v))
+            .unwrap_or_default();
+        if now == self.flows[id].mergeinfo {
+            return Vec::new();
+        }
+        let old = std::mem::replace(&mut self.flows[id].mergeinfo, now.clone());
+        let mut out = Vec::new();
+        for (src, ranges) in &now {
+            if old.get(src) == Some(ranges) || *src == self.flows[id].root {
+                continue;
+            }
+            let max = ranges.iter().map(|r| r.1).max().unwrap_or(0);
+            if max > rev {
+                self.out.ignored_merges.push(format!(
+                    "r{rev}: mergeinfo from /{} names future revision {max}",
+                    String::from_utf8_lossy(src)
+                ));
+                continue;
+            }
+            let Some(sf) =
+                self.flows.iter().rev().find(|f| {
+                    f.root == *src && f.created <= max && f.ended.is_none_or(|e| e > max)
+                })
+            else {
+                continue;
+            };
+            let lower = self.flows[id].merged.get(src).copied().unwrap_or(0);
+            let own: Vec<(u64, Oid)> = sf
+                .commits
+                .iter()
+                .copied()
+                .filter(|(r, _)| *r <= max)
+                .collect();
+            let Some(&(_, candidate)) = own.last() else {
+                continue;
+            };
+            let all = own
+                .iter()
+                .filter(|(r, _)| *r > lower)
+                .all(|(r, _)| mergeinfo::covers(ranges, *r));
+            if !all {
+                self.out.ignored_merges.push(format!(
+                    "r{rev}: /{} merged only in part (a cherry-pick): no merge parent",
+                    String::from_utf8_lossy(src)
+                ));
+                continue;
+            }
+            let tip = self.flows[id].tip;
+            if tip.is_some_and(|t| self.is_ancestor(candidate, t)) {
+                continue;
+            }
+            self.flows[id].merged.insert(src.clone(), max);
+            out.push(candidate);
+        }
+        out
+    }
+
+    fn is_ancestor(&self, a: Oid, tip: Oid) -> bool {
+        let mut seen = crate::git::object::OidSet::default();
+        let mut stack = vec![tip];
+        while let Some(c) = stack.pop() {
+            if c == a {
+                return true;
+            }
+            if seen.insert(c)
+                && let Some(ps) = self.parents.get(&c)
+            {
+                stack.extend(ps.iter().copied());
+            }
+        }
+        false
+    }
+
+    /// The refs as of the last completed revision: branches at their tips, tags as annotated
+    /// tags on theirs, deleted flows under `refs/deleted/`.
+    pub fn refs_now(&mut self) -> Result<Vec<(String, Oid)>, ConvertError> {
+        let done = self.last_revision().unwrap_or(0);
+        let mut refs: Vec<(String, Oid)> = self
+            .deleted
+            .iter()
+            .filter(|d| d.0 <= done)
+            .map(|d| (d.1.clone(), d.2))
+            .collect();
+        let alive: Vec<usize> = self.alive_done.values().copied().collect();
+        for id in alive {
+            let Some(tip) = self.flows[id].tip else {
+                continue;
+            };
+            if self.flows[id].tag {
+                let tag = self.tag_object(id, tip)?;
+                refs.push((format!("refs/tags/{}", self.flows[id].name), tag));
+            } else {
+                refs.push((format!("refs/heads/{}", self.flows[id].name), tip));
+            }
+        }
+        refs.sort();
+        Ok(refs)
+    }
+
+    /// Ends the conversion: the last revision is committed and the refs computed; gives the
+    /// sink back so the caller can finish it.
+    pub fn finish(mut self) -> Result<(Outcome, S), ConvertError> {
+        if self.rev.is_none() {
+            return Err(ConvertError::Empty);
+        }
+        self.end_revision()?;
+        self.out.refs = self.refs_now()?;
+        let main = format!("refs/heads/{}", self.opts.trunk);
+        self.out.head = self
+            .out
+            .refs
+            .iter()
+            .any(|(r, _)| *r == main)
+            .then_some(main);
+        self.out.unknown_authors = self.unknown.into_iter().collect();
+        self.out.uuid = self.uuid;
+        Ok((self.out, self.sink))
+    }
+
+    /// Users met so far that the authors map lacks.
+    pub fn unknown_authors(&self) -> Vec<String> {
+        self.unknown.iter().cloned().collect()
+    }
+
+    fn tag_object(&mut self, id: usize, target: Oid) -> Result<Oid, ConvertError> {
+        let f = &self.flows[id];
+        let m = &f.meta;
+        let mut data = format!(
+            "object {target}\ntype commit\ntag {}\ntagger {} <{}> {} +0000\n\n",
+            f.name, m.author, m.email, m.time
+        )
+        .into_bytes();
+        data.extend_from_slice(&message(&m.log, &self.uuid, f.created, &f.root));
+        let (rev, root) = (f.created, f.root.clone());
+        self.sink
+            .put(Kind::Tag, data)
+            .map_err(|w| err(rev, &root, w))
+    }
+}
+
+/// The commit message: the log, then the origin trailer.
+fn message(log: &[u8], uuid: &str, rev: u64, root: &[u8]) -> Vec<u8> {
+    let mut out = log.to_vec();
+    while out.last().is_some_and(|b| b.is_ascii_whitespace()) {
+        out.pop();
+    }
+    if !out.is_empty() {
+        out.extend_from_slice(b"\n\n");
+    }
+    out.extend_from_slice(
+        format!(
+            "svn-revision: {uuid}@{rev} /{}\n",
+            String::from_utf8_lossy(root)
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+/// A property section applied to `base`: a full set replaces it, a delta changes it, no
+/// section keeps it.
+fn apply_props(base: &Arc<PropMap>, p: Option<&dump::Props>) -> Arc<PropMap> {
+    let Some(p) = p else { return base.clone() };
+    let mut out = if p.delta {
+        (**base).clone()
+    } else {
+        PropMap::new()
+    };
+    for (k, v) in &p.entries {
+        match v {
+            Some(v) => {
+                out.insert(k.clone(), v.clone());
+            }
+            None => {
+                out.remove(k);
+            }
+        }
+    }
+    if out == **base {
+        base.clone()
+    } else {
+        Arc::new(out)
+    }
+}
+
+/// `svn:date` (`2004-08-12T15:40:37.644505Z`) as Unix seconds.
+fn parse_date(v: &[u8]) -> Option<i64> {
+    let s = std::str::from_utf8(v).ok()?;
+    chrono::NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%dT%H:%M:%S%.fZ")
+        .ok()
+        .map(|d| d.and_utc().timestamp())
+}
+
+/// The standard layout at any depth: `.../trunk`, `.../branches/<name>`, `.../tags/<name>`.
+/// Returns (root, project prefix, name, is_tag) for paths at or below a root.
+pub fn classify(path: &[u8], trunk: &str) -> Option<(Vec<u8>, Vec<u8>, String, bool)> {
+    let comps: Vec<&[u8]> = path
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty())
+        .collect();
+    for (i, c) in comps.iter().enumerate() {
+        let prefix = comps[..i].join(&b'/');
+        match *c {
+            b"trunk" => return Some((comps[..=i].join(&b'/'), prefix, trunk.to_string(), false)),
+            b"branches" | b"tags" if i + 1 < comps.len() => {
+                let name = String::from_utf8_lossy(comps[i + 1]).into_owned();
+                return Some((comps[..=i + 1].join(&b'/'), prefix, name, *c == b"tags"));
+            }
+            b"branches" | b"tags" => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Makes a name git accepts as a ref component.
+fn sanitize_ref(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_control() || " ~^:?*[\\".contains(c) {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    while s.contains("..") {
+        s = s.replace("..", "_.");
+    }
+    s = s.replace("@{", "_{");
+    let s = s.trim_matches('/').trim_end_matches('.').to_string();
+    let s = if s.ends_with(".lock") {
+        format!("{s}_")
+    } else {
+        s
+    };
+    if s.is_empty() { "_".into() } else { s }
+}
