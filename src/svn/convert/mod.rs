@@ -152,6 +152,11 @@ pub struct Converter<S: Sink> {
     trees_of: OidMap<Oid>,
     /// The alive flows as of the last completed revision (what refs show after an error).
     alive_done: BTreeMap<Vec<u8>, usize>,
+    /// Standard layout (`Some(true)`), the whole repository as one branch (`Some(false)`), or
+    /// not decided yet (before the first revision with changes).
+    standard: Option<bool>,
+    /// Paths changed in the current revision while the layout is undecided.
+    first_paths: Vec<Vec<u8>>,
     /// Refs of deleted flows: (revision of the delete, ref, tip).
     deleted: Vec<(u64, String, Oid)>,
     out: Outcome,
@@ -184,6 +189,8 @@ impl<S: Sink> Converter<S> {
             unknown: BTreeSet::new(),
             trees_of: OidMap::default(),
             alive_done: BTreeMap::new(),
+            standard: None,
+            first_paths: Vec::new(),
             deleted: Vec::new(),
             out: Outcome::default(),
         }
@@ -255,12 +262,19 @@ impl<S: Sink> Converter<S> {
             .rev
             .ok_or_else(|| err(0, &n.path, "node before any revision"))?;
         let path = n.path.strip_prefix(b"/").unwrap_or(&n.path).to_vec();
+        if n.action == Action::Change && n.props.is_none() && n.text.is_none() {
+            // An empty change node (svnsync and hand-made dumps have them): nothing happens.
+            return Ok(());
+        }
         if matches!(n.action, Action::Delete | Action::Replace) {
             if tree::get(&self.cur, &path).is_none() {
                 return Err(err(rev, &path, "delete of a path that does not exist"));
             }
             self.cur = tree::set(&self.cur, &path, None).map_err(|w| err(rev, &path, w))?;
             self.end_flows_under(&path, rev);
+        }
+        if self.standard.is_none() {
+            self.first_paths.push(path.clone());
         }
         if n.action == Action::Delete {
             self.touch(&path);
@@ -269,11 +283,14 @@ impl<S: Sink> Converter<S> {
         let entry = self.build_entry(rev, &path, &n)?;
         let is_dir = matches!(entry, Entry::Dir(_));
         self.cur = tree::set(&self.cur, &path, Some(entry)).map_err(|w| err(rev, &path, w))?;
-        if matches!(n.action, Action::Add | Action::Replace) && is_dir {
+        if matches!(n.action, Action::Add | Action::Replace)
+            && is_dir
+            && self.standard != Some(false)
+        {
             self.maybe_create_flow(rev, &path, n.copyfrom.as_ref());
         }
         self.touch(&path);
-        if !is_dir && self.flow_of(&path).is_none() {
+        if !is_dir && self.standard.is_some() && self.flow_of(&path).is_none() {
             self.out
                 .outside
                 .push((rev, String::from_utf8_lossy(&path).into_owned()));
@@ -545,9 +562,61 @@ impl<S: Sink> Converter<S> {
         sanitize_ref(&full)
     }
 
+    /// Decides the layout from the first revision with changes: standard when any path in it
+    /// is or lies under a `trunk`, `branches` or `tags` directory, else the whole repository
+    /// is one branch.
+    fn decide_layout(&mut self, rev: u64) {
+        if self.standard.is_some() || self.first_paths.is_empty() {
+            return;
+        }
+        let paths = std::mem::take(&mut self.first_paths);
+        let standard = paths.iter().any(|p| {
+            p.split(|&b| b == b'/')
+                .any(|c| c == b"trunk" || c == b"branches" || c == b"tags")
+        });
+        let has_file = paths
+            .iter()
+            .any(|p| matches!(tree::get(&self.cur, p), Some(Entry::File(_))));
+        if !standard && !has_file {
+            // Only directories so far (`proj/` before `proj/trunk`): keep looking.
+            return;
+        }
+        self.standard = Some(standard);
+        if !standard {
+            let id = self.flows.len();
+            let name = sanitize_ref(&self.opts.trunk);
+            self.flows.push(Flow {
+                name,
+                root: Vec::new(),
+                tag: false,
+                tip: None,
+                tree: None,
+                commits: Vec::new(),
+                created: rev,
+                meta: self.meta.clone(),
+                mergeinfo: Mergeinfo::new(),
+                merged: BTreeMap::new(),
+                ended: None,
+            });
+            self.alive.insert(Vec::new(), id);
+            self.touched.insert(id);
+        } else {
+            let outside: Vec<(u64, String)> = paths
+                .iter()
+                .filter(|p| {
+                    matches!(tree::get(&self.cur, p), Some(Entry::File(_)))
+                        && self.flow_of(p).is_none()
+                })
+                .map(|p| (rev, String::from_utf8_lossy(p).into_owned()))
+                .collect();
+            self.out.outside.extend(outside);
+        }
+    }
+
     /// Commits every flow this revision touched, in root order.
     fn end_revision(&mut self) -> Result<(), ConvertError> {
         let Some(rev) = self.rev else { return Ok(()) };
+        self.decide_layout(rev);
         let touched = std::mem::take(&mut self.touched);
         let mut order: Vec<usize> = touched
             .into_iter()

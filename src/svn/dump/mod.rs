@@ -251,7 +251,9 @@ impl<R: BufRead> Reader<R> {
         })
     }
 
-    /// Reads the property and text sections the headers announce.
+    /// Reads the property and text sections the headers announce. The property section is
+    /// read by its own structure (K/V/D lengths up to `PROPS-END`), as Subversion's loader
+    /// does, because hand-edited dumps in the wild carry a `Prop-content-length` that is off.
     fn bodies(&mut self, h: &Headers) -> Result<(Option<Props>, Option<Vec<u8>>), DumpError> {
         let len = |k: &[u8]| -> Result<Option<usize>, DumpError> {
             match h.iter().find(|(n, _)| n == k) {
@@ -261,20 +263,9 @@ impl<R: BufRead> Reader<R> {
                     .ok_or_else(|| self.err(format!("bad {}", String::from_utf8_lossy(k)))),
             }
         };
-        let (plen, tlen, clen) = (
-            len(b"Prop-content-length")?,
-            len(b"Text-content-length")?,
-            len(b"Content-length")?,
-        );
-        if let Some(c) = clen
-            && c != plen.unwrap_or(0) + tlen.unwrap_or(0)
-        {
-            return Err(self.err(format!(
-                "Content-length {c} is not Prop-content-length + Text-content-length"
-            )));
-        }
+        let (plen, tlen) = (len(b"Prop-content-length")?, len(b"Text-content-length")?);
         let props = match plen {
-            Some(n) => Some(self.props(n)?),
+            Some(_) => Some(self.props()?),
             None => None,
         };
         let text = match tlen {
@@ -284,9 +275,49 @@ impl<R: BufRead> Reader<R> {
         Ok((props, text))
     }
 
-    fn props(&mut self, n: usize) -> Result<Props, DumpError> {
-        let raw = self.read_exact(n, "property section")?;
-        parse_props(&raw).map_err(|w| self.err(format!("property section: {w}")))
+    fn line(&mut self, what: &str) -> Result<Vec<u8>, DumpError> {
+        let mut l = Vec::new();
+        self.r
+            .read_until(b'\n', &mut l)
+            .map_err(|e| self.err(format!("{what}: {e}")))?;
+        if l.pop() != Some(b'\n') {
+            return Err(self.err(format!("{what}: stream ends early (truncated dump)")));
+        }
+        Ok(l)
+    }
+
+    /// A `K n` / `V n` / `D n` value: n bytes and a newline.
+    fn value(&mut self, line: &[u8], tag: &[u8]) -> Result<Vec<u8>, DumpError> {
+        let n = line.strip_prefix(tag).and_then(num).ok_or_else(|| {
+            self.err(format!(
+                "property section: unexpected line {:?}",
+                String::from_utf8_lossy(line)
+            ))
+        })?;
+        let mut v = self.read_exact(n as usize + 1, "property value")?;
+        if v.pop() != Some(b'\n') {
+            return Err(self.err("property section: value is not followed by a newline"));
+        }
+        Ok(v)
+    }
+
+    fn props(&mut self) -> Result<Props, DumpError> {
+        let mut p = Props::default();
+        loop {
+            let l = self.line("property section")?;
+            if l == b"PROPS-END" {
+                return Ok(p);
+            }
+            if l.starts_with(b"D ") {
+                let k = self.value(&l, b"D ")?;
+                p.entries.insert(k, None);
+                continue;
+            }
+            let k = self.value(&l, b"K ")?;
+            let vl = self.line("property section")?;
+            let v = self.value(&vl, b"V ")?;
+            p.entries.insert(k, Some(v));
+        }
     }
 }
 
