@@ -112,8 +112,6 @@ struct Flow {
     created: u64,
     meta: Meta,
     mergeinfo: Mergeinfo,
-    /// Per merge source, the last revision merged.
-    merged: BTreeMap<Vec<u8>, u64>,
     ended: Option<u64>,
 }
 
@@ -485,7 +483,6 @@ impl<S: Sink> Converter<S> {
             created: rev,
             meta: self.meta.clone(),
             mergeinfo,
-            merged: BTreeMap::new(),
             ended: None,
         });
         self.alive.insert(root, id);
@@ -595,7 +592,6 @@ impl<S: Sink> Converter<S> {
                 created: rev,
                 meta: self.meta.clone(),
                 mergeinfo: Mergeinfo::new(),
-                merged: BTreeMap::new(),
                 ended: None,
             });
             self.alive.insert(Vec::new(), id);
@@ -689,9 +685,9 @@ impl<S: Sink> Converter<S> {
     }
 
     /// Merge parents from mergeinfo added on the flow's root in this revision: a source branch
-    /// is merged when every one of its commits since the last merge (up to the highest merged
-    /// revision) is covered, the highest revision is not in the future, and the source commit
-    /// is not already in this flow's history. Anything else is a cherry-pick or noise.
+    /// is merged when every one of its commits up to the highest merged revision that this flow
+    /// does not already contain is covered, that revision is not in the future, and the source
+    /// commit is not already in this flow's history. Anything else is a cherry-pick or noise.
     fn merge_parents(&mut self, rev: u64, id: usize, props: &PropMap) -> Vec<Oid> {
         let now = props
             .get(&b"svn:mergeinfo"[..])
@@ -721,7 +717,6 @@ impl<S: Sink> Converter<S> {
             else {
                 continue;
             };
-            let lower = self.flows[id].merged.get(src).copied().unwrap_or(0);
             let own: Vec<(u64, Oid)> = sf
                 .commits
                 .iter()
@@ -731,41 +726,40 @@ impl<S: Sink> Converter<S> {
             let Some(&(_, candidate)) = own.last() else {
                 continue;
             };
-            let all = own
+            // Every source commit this flow does not already contain must be covered; one
+            // left out means a cherry-pick, which is not a merge.
+            let tip = self.flows[id].tip;
+            let have = tip.map(|t| self.ancestors(t)).unwrap_or_default();
+            if have.contains(&candidate) {
+                continue;
+            }
+            if let Some((r, _)) = own
                 .iter()
-                .filter(|(r, _)| *r > lower)
-                .all(|(r, _)| mergeinfo::covers(ranges, *r));
-            if !all {
+                .find(|(r, c)| !have.contains(c) && !mergeinfo::covers(ranges, *r))
+            {
                 self.out.ignored_merges.push(format!(
-                    "r{rev}: /{} merged only in part (a cherry-pick): no merge parent",
+                    "r{rev}: /{} merged without r{r} (a cherry-pick): no merge parent",
                     String::from_utf8_lossy(src)
                 ));
                 continue;
             }
-            let tip = self.flows[id].tip;
-            if tip.is_some_and(|t| self.is_ancestor(candidate, t)) {
-                continue;
-            }
-            self.flows[id].merged.insert(src.clone(), max);
             out.push(candidate);
         }
         out
     }
 
-    fn is_ancestor(&self, a: Oid, tip: Oid) -> bool {
+    /// `tip` and every commit it descends from.
+    fn ancestors(&self, tip: Oid) -> crate::git::object::OidSet {
         let mut seen = crate::git::object::OidSet::default();
         let mut stack = vec![tip];
         while let Some(c) = stack.pop() {
-            if c == a {
-                return true;
-            }
             if seen.insert(c)
                 && let Some(ps) = self.parents.get(&c)
             {
                 stack.extend(ps.iter().copied());
             }
         }
-        false
+        seen
     }
 
     /// The refs as of the last completed revision: branches at their tips, tags as annotated
