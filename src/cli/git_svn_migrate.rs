@@ -46,12 +46,22 @@ pub struct Cli {
     /// Make every checkpoint after this many revisions (refs updated, resumable from there)
     #[arg(long, default_value_t = 5000, value_name = "N")]
     checkpoint_every: u64,
+    /// Compare every branch and tag tip (`all`: every commit) with `svn export` of its revision
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "tips", value_name = "WHAT")]
+    verify: Option<Verify>,
     /// Machine-readable JSON summary on stdout
     #[arg(long)]
     json: bool,
     /// Print the man page or the bash completion script and exit (for packagers)
     #[arg(long, hide = true, value_enum, exclusive = true)]
     generate: Option<super::Generate>,
+}
+
+/// What `--verify` compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Verify {
+    Tips,
+    All,
 }
 
 pub fn main() -> ExitCode {
@@ -102,6 +112,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
         cli.dest.clone().unwrap_or_default(),
     );
     let opts = options(&cli)?;
+    let verify_url = match cli.verify {
+        Some(_) => Some(repository_url(&source)?),
+        None => None,
+    };
     let git_dir = prepare_dest(&dest, cli.bare, cli.resume)?;
     let state_path = git_dir.join("svn-migrate.json");
     let resumed: Option<State> = if cli.resume {
@@ -157,7 +171,67 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
             unknown.join(", ")
         )));
     }
-    finish(conv, &git_dir, &state_path, cli.bare, out, cli.json)
+    let code = finish(conv, &git_dir, &state_path, cli.bare, out, cli.json)?;
+    match (cli.verify, verify_url) {
+        (Some(what), Some(url)) => verify(&git_dir, &url, what, out, cli.json),
+        _ => Ok(code),
+    }
+}
+
+/// The repository root URL `--verify` exports from.
+fn repository_url(source: &str) -> Result<String> {
+    if source.contains("://") {
+        return Ok(source.trim_end_matches('/').to_string());
+    }
+    let p = Path::new(source);
+    if p.join("format").is_file() {
+        let abs = std::fs::canonicalize(p)?;
+        return Ok(format!("file://{}", abs.display()));
+    }
+    bail!("--verify needs SOURCE to be a repository or URL (a dump file cannot be exported)")
+}
+
+fn verify(git_dir: &Path, url: &str, what: Verify, out: &mut dyn Write, json: bool) -> Result<u8> {
+    let args: &[&str] = match what {
+        Verify::Tips => &[
+            "for-each-ref",
+            "--format=%(objectname)^{commit}",
+            "refs/heads",
+            "refs/tags",
+        ],
+        Verify::All => &["rev-list", "--branches", "--tags"],
+    };
+    let o = Command::new("git")
+        .arg("--git-dir")
+        .arg(git_dir)
+        .args(args)
+        .output()?;
+    let commits: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let bar = crate::logging::progress_bar(commits.len() as u64, "verifying");
+    let diffs = convert::verify::verify(git_dir, url, &commits).map_err(anyhow::Error::msg)?;
+    bar.finish_and_clear();
+    if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({ "verified": commits.len(), "differences": diffs })
+        )?;
+    } else if diffs.is_empty() {
+        writeln!(
+            out,
+            "verified {} trees against svn export: identical",
+            commits.len()
+        )?;
+    } else {
+        writeln!(out, "{} differences:", diffs.len())?;
+        for d in &diffs {
+            writeln!(out, "  {} ({}) {}: {}", d.commit, d.svn, d.path, d.what)?;
+        }
+    }
+    Ok(u8::from(!diffs.is_empty()))
 }
 
 fn options(cli: &Cli) -> Result<Options> {

@@ -7,3 +7,4 @@ mod logging;
 mod sched;
 mod ssh_ca;
 mod surgery;
+mod svn_migrate;

@@ -12,6 +12,7 @@ pub mod authors;
 pub mod mergeinfo;
 pub mod odb;
 pub mod tree;
+pub mod verify;
 
 use super::dump::{self, Action, Kind as NodeKind, Node, Record};
 use crate::git::object::{Kind, Oid, OidMap};

@@ -1,0 +1,610 @@
+//! git-svn-migrate on real Subversion repositories made with svnadmin and svn
+//! (tests/fixtures/svn-rich.sh) and on the dump corpus in research/svn-dumps: each behaviour of
+//! research/svn-migrate.md §6, checked with git and `svn export`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+const BIN: &str = env!("CARGO_BIN_EXE_git-svn-migrate");
+
+/// The dump corpus (research/svn-dumps), read in place: `BITROT_SVN_CORPUS`, else beside the
+/// checkout in the workplace's shared research directory.
+fn corpus() -> PathBuf {
+    let candidates = [
+        std::env::var_os("BITROT_SVN_CORPUS").map(PathBuf::from),
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/research/svn-dumps")),
+        Some(PathBuf::from("/work/shared/research/svn-dumps")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.join("README.md").is_file())
+        .expect("the svn dump corpus (set BITROT_SVN_CORPUS to research/svn-dumps)")
+}
+
+/// The rich repository, built once, with its three dump flavours.
+struct Rich {
+    _dir: tempfile::TempDir,
+    repo: PathBuf,
+    v2: PathBuf,
+    v3: PathBuf,
+    rdump: PathBuf,
+}
+
+fn sh(cmd: &str) -> Vec<u8> {
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("bash");
+    assert!(
+        o.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout
+}
+
+fn rich() -> &'static Rich {
+    static R: OnceLock<Rich> = OnceLock::new();
+    R.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tmp");
+        let repo = dir.path().join("repo");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/svn-rich.sh");
+        sh(&format!("bash {} {}", script.display(), repo.display()));
+        let (v2, v3, rdump) = (dir.path().join("v2.dump"), dir.path().join("v3.dump"), dir.path().join("rdump.dump"));
+        sh(&format!("svnadmin dump -q {r} > {v2}; svnadmin dump -q --deltas {r} > {v3}; svnrdump dump -q file://{r} > {rd}", r = repo.display(), v2 = v2.display(), v3 = v3.display(), rd = rdump.display()));
+        Rich { _dir: dir, repo, v2, v3, rdump }
+    })
+}
+
+/// A converted repository in a temporary directory.
+struct Out {
+    _dir: tempfile::TempDir,
+    git: PathBuf,
+    out: Output,
+}
+
+fn migrate(source: &Path, args: &[&str]) -> Out {
+    let dir = tempfile::tempdir().expect("tmp");
+    let git = dir.path().join("git");
+    let out = Command::new(BIN)
+        .arg(source)
+        .arg(&git)
+        .args(args)
+        .env_remove("BITROT_LOG")
+        .output()
+        .expect("runs");
+    eprintln!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Out {
+        _dir: dir,
+        git,
+        out,
+    }
+}
+
+impl Out {
+    fn ok(self) -> Out {
+        assert_eq!(self.out.status.code(), Some(0), "conversion succeeds");
+        self
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        let o = Command::new("git")
+            .arg("-C")
+            .arg(&self.git)
+            .args(args)
+            .output()
+            .expect("git");
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).trim_end().to_string()
+    }
+
+    /// The commit whose trailer names `rev` and `path` (exactly one must exist).
+    fn commit_of(&self, rev: u64, path: &str) -> String {
+        let found = self.git(&[
+            "log",
+            "--all",
+            "--format=%H",
+            &format!("--grep=@{rev} {path}$"),
+        ]);
+        let ids: Vec<&str> = found.lines().collect();
+        assert_eq!(
+            ids.len(),
+            1,
+            "exactly one commit for r{rev} {path}: {ids:?}"
+        );
+        ids[0].to_string()
+    }
+
+    fn refs(&self) -> String {
+        self.git(&["for-each-ref", "--format=%(objectname) %(refname)"])
+    }
+}
+
+fn stdout(o: &Out) -> String {
+    String::from_utf8_lossy(&o.out.stdout).into_owned()
+}
+
+#[test]
+fn copies_expand_from_the_named_revision_with_the_right_parent() {
+    let o = migrate(&rich().repo, &[]).ok();
+    let b_first = o.commit_of(6, "/branches/b");
+    assert_eq!(
+        o.git(&["rev-parse", &format!("{b_first}^")]),
+        o.commit_of(2, "/trunk"),
+        "branch b (copied from trunk@2) starts at trunk's r2 commit, not trunk's tip"
+    );
+    assert_eq!(
+        o.git(&["show", &format!("{b_first}^:README")]),
+        "hello",
+        "with trunk@2's content"
+    );
+}
+
+#[test]
+fn tags_are_annotated_on_the_source_commit_unless_they_have_commits_of_their_own() {
+    let o = migrate(&rich().repo, &[]).ok();
+    assert_eq!(
+        o.git(&["cat-file", "-t", "v1"]),
+        "tag",
+        "tags are annotated"
+    );
+    assert_eq!(
+        o.git(&["rev-parse", "v1^{commit}"]),
+        o.commit_of(7, "/trunk"),
+        "v1 (copied from HEAD after r7) points at trunk's r7 commit, no phantom commit"
+    );
+    assert!(
+        o.git(&["log", "--all", "--format=%H", "--grep=/tags/v1$"])
+            .is_empty(),
+        "an unmodified tag makes no commit"
+    );
+    assert_eq!(
+        o.git(&["log", "-1", "--format=%s", "v2^{commit}"]),
+        "Commit on tag v2",
+        "a tag with its own commit keeps it"
+    );
+    assert_eq!(
+        o.git(&["rev-parse", "v2^{commit}^"]),
+        o.commit_of(9, "/trunk")
+    );
+}
+
+#[test]
+fn a_deleted_then_recreated_branch_starts_clean_and_the_old_tip_is_kept() {
+    let o = migrate(&rich().repo, &[]).ok();
+    assert_eq!(
+        o.git(&["rev-parse", "f"]),
+        o.commit_of(4, "/trunk"),
+        "f recreated from trunk@4 is that commit"
+    );
+    let old = o.git(&["rev-parse", "refs/deleted/heads/f@16"]);
+    assert_eq!(o.git(&["log", "-1", "--format=%s", &old]), "Work on f two");
+    let st = Command::new("git")
+        .arg("-C")
+        .arg(&o.git)
+        .args(["merge-base", "--is-ancestor", &old, "f"])
+        .status()
+        .expect("git");
+    assert!(
+        !st.success(),
+        "the old history is not an ancestor of the new branch"
+    );
+}
+
+#[test]
+fn sync_merges_become_merge_commits_and_cherry_picks_do_not() {
+    let o = migrate(&rich().repo, &["--json"]).ok();
+    let merge = o.commit_of(7, "/trunk");
+    let parents: Vec<String> = o
+        .git(&["log", "-1", "--format=%P", &merge])
+        .split(' ')
+        .map(str::to_string)
+        .collect();
+    assert_eq!(parents.len(), 2, "the sync merge of b has two parents");
+    assert_eq!(parents[1], o.commit_of(6, "/branches/b"));
+    let pick = o.git(&["log", "--all", "--format=%H", "--grep=^Cherry-pick f2"]);
+    assert_eq!(
+        o.git(&["log", "-1", "--format=%P", &pick])
+            .split(' ')
+            .count(),
+        1,
+        "a cherry-pick is not a merge"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.out.stdout).expect("json");
+    assert!(
+        v["ignored_merges"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|m| m.as_str().is_some_and(|s| s.contains("cherry-pick"))),
+        "the ignored mergeinfo is reported"
+    );
+}
+
+#[test]
+fn mixed_branch_revisions_are_split_into_one_commit_per_branch() {
+    let o = migrate(&rich().repo, &[]).ok();
+    let (t, b) = (o.commit_of(9, "/trunk"), o.commit_of(9, "/branches/b"));
+    assert_ne!(t, b);
+    let meta = |c: &str| o.git(&["log", "-1", "--format=%an %ae %at %s", c]);
+    assert_eq!(
+        meta(&t),
+        meta(&b),
+        "both halves carry the revision's author, date and log"
+    );
+    assert_eq!(o.git(&["show", &format!("{b}:mixed")]), "mixed b");
+    assert!(
+        o.git(&["ls-tree", "--name-only", &t])
+            .lines()
+            .any(|l| l == "mixed")
+    );
+}
+
+#[test]
+fn exec_bits_and_symlinks_follow_properties_through_copies_and_changes() {
+    let o = migrate(&rich().repo, &[]).ok();
+    let mode = |rev: &str, path: &str| {
+        o.git(&["ls-tree", rev, path])
+            .split(' ')
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    let r2 = o.commit_of(2, "/trunk");
+    assert_eq!(mode(&r2, "run.sh"), "100755");
+    assert_eq!(mode(&r2, "link"), "120000");
+    assert_eq!(
+        o.git(&["cat-file", "-p", &format!("{r2}:link")]),
+        "README",
+        "a symlink's blob is its target"
+    );
+    assert_eq!(
+        mode("b", "run.sh"),
+        "100755",
+        "the exec bit survives the branch copy"
+    );
+    assert_eq!(
+        mode("main", "run.sh"),
+        "100644",
+        "propdel svn:executable clears it"
+    );
+    assert_eq!(
+        o.git(&["cat-file", "-p", "main:link"]),
+        "src/main.c",
+        "a retargeted link stays a link"
+    );
+}
+
+#[test]
+fn every_branch_and_tag_tip_and_every_commit_matches_svn_export() {
+    let o = migrate(&rich().repo, &["--verify=all"]).ok();
+    assert!(
+        stdout(&o).contains("identical"),
+        "--verify=all compares every commit with svn export"
+    );
+    let oddly = o.git(&["show", "main:odd names/ leading space #%.txt"]);
+    assert_eq!(oddly, "x", "odd path names are kept");
+    let crlf = Command::new("git")
+        .arg("-C")
+        .arg(&o.git)
+        .args(["cat-file", "blob", "main:crlf.txt"])
+        .output()
+        .expect("git")
+        .stdout;
+    assert_eq!(
+        crlf, b"line one\r\nline two\r\n",
+        "CRLF without eol-style is kept byte for byte"
+    );
+    assert_eq!(
+        o.git(&["show", "main:keywords.txt"]),
+        "$Id$",
+        "keywords stay unexpanded"
+    );
+    assert_eq!(
+        o.git(&["cat-file", "-s", "main:empty.txt"]),
+        "0",
+        "empty files exist"
+    );
+}
+
+#[test]
+fn verify_finds_a_tree_that_differs_from_subversion() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let repo = dir.path().join("r");
+    sh(&format!(
+        "cp -a {} {}",
+        rich().repo.display(),
+        repo.display()
+    ));
+    let o = migrate(&repo, &[]).ok();
+    // Change the Subversion side after the conversion (r20 rewrites trunk/README), then point
+    // main at a commit with the old tree that claims r20: verify must find README.
+    sh(&format!(
+        "svn checkout -q file://{r}/trunk {d}/wc && echo changed > {d}/wc/README && svn commit -q -m x {d}/wc",
+        r = repo.display(),
+        d = dir.path().display()
+    ));
+    let tip = o.git(&["rev-parse", "main"]);
+    let tree = o.git(&["rev-parse", "main^{tree}"]);
+    let uuid = String::from_utf8(sh(&format!("svnlook uuid {}", repo.display()))).expect("utf8");
+    let fake = o.git(&[
+        "commit-tree",
+        &tree,
+        "-p",
+        &tip,
+        "-m",
+        &format!("x\n\nsvn-revision: {}@20 /trunk", uuid.trim()),
+    ]);
+    o.git(&["update-ref", "refs/heads/main", &fake]);
+    let diffs = bitrot::svn::convert::verify::verify(
+        &o.git.join(".git"),
+        &format!("file://{}", repo.display()),
+        &["main".to_string()],
+    )
+    .expect("verify runs");
+    assert_eq!(diffs.len(), 1, "{diffs:?}");
+    assert_eq!(diffs[0].path, "README");
+    assert_eq!(diffs[0].what, "content differs");
+}
+
+#[test]
+fn svn_ignore_becomes_an_anchored_gitignore() {
+    let o = migrate(&rich().repo, &[]).ok();
+    assert_eq!(o.git(&["show", "main:src/.gitignore"]), "/*.o\n/build");
+}
+
+#[test]
+fn format_2_format_3_svnrdump_and_the_repository_give_identical_commits() {
+    let r = rich();
+    let refs: Vec<String> = [&r.v2, &r.v3, &r.rdump, &r.repo]
+        .iter()
+        .map(|s| migrate(s, &["--bare"]).ok().refs())
+        .collect();
+    assert!(!refs[0].is_empty());
+    assert_eq!(
+        refs[0], refs[1],
+        "svnadmin dump --deltas gives the same commits as a full-text dump"
+    );
+    assert_eq!(refs[0], refs[2], "svnrdump's output gives the same commits");
+    assert_eq!(
+        refs[0], refs[3],
+        "reading the repository gives the same commits"
+    );
+    let again = migrate(&r.v2, &["--bare"]).ok().refs();
+    assert_eq!(refs[0], again, "output is deterministic");
+    let tiny = corpus().join("generated");
+    let t: Vec<String> = [
+        "tiny-v2.dump",
+        "tiny-v3-svnadmin-deltas.dump",
+        "tiny-v3-svnrdump.dump",
+    ]
+    .iter()
+    .map(|f| migrate(&tiny.join(f), &["--bare"]).ok().refs())
+    .collect();
+    assert_eq!(t[0], t[1]);
+    assert_eq!(t[0], t[2]);
+}
+
+#[test]
+fn authors_are_mapped_and_unknown_ones_are_listed_all_at_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let authors = dir.path().join("authors.txt");
+    std::fs::write(
+        &authors,
+        "alice = Alice Example <alice@example.com>\nbob = Bob Example <bob@example.com>\n",
+    )
+    .expect("write");
+    let a = authors.to_str().expect("utf-8");
+    let o = migrate(&rich().repo, &["--authors", a]);
+    assert_eq!(o.out.status.code(), Some(2), "unknown authors stop the run");
+    let err = String::from_utf8_lossy(&o.out.stderr);
+    assert!(
+        err.contains("carol") && err.contains("dave"),
+        "all unknown authors are listed at once: {err}"
+    );
+    assert!(o.refs().is_empty(), "and no refs are written");
+    let o = migrate(
+        &rich().repo,
+        &["--authors", a, "--default-domain", "example.org"],
+    )
+    .ok();
+    assert_eq!(
+        o.git(&["log", "-1", "--format=%an <%ae>", &o.commit_of(2, "/trunk")]),
+        "Alice Example <alice@example.com>"
+    );
+    assert_eq!(
+        o.git(&["log", "-1", "--format=%an <%ae>", &o.commit_of(9, "/trunk")]),
+        "carol <carol@example.org>"
+    );
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, "alice Alice\n").expect("write");
+    let o = migrate(&rich().repo, &["--authors", bad.to_str().expect("utf-8")]);
+    assert_eq!(o.out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.out.stderr).contains("bad.txt:1"),
+        "a bad authors file names the line"
+    );
+}
+
+#[test]
+fn a_revision_without_author_or_log_still_converts() {
+    let o = migrate(&rich().repo, &[]).ok();
+    let last = o.git(&["log", "-1", "--format=%an|%B", "main"]);
+    assert!(last.starts_with("(no author)|svn-revision: "), "{last}");
+}
+
+#[test]
+fn a_truncated_dump_is_a_clear_error_and_resume_gives_the_one_shot_hashes() {
+    let r = rich();
+    let whole = std::fs::read(&r.v2).expect("dump");
+    let cut = whole
+        .windows(20)
+        .position(|w| w == b"Revision-number: 12\n")
+        .expect("r12")
+        + 300;
+    let dir = tempfile::tempdir().expect("tmp");
+    let part = dir.path().join("part.dump");
+    std::fs::write(&part, &whole[..cut]).expect("write");
+    let git = dir.path().join("git");
+    let o = Command::new(BIN)
+        .arg(&part)
+        .arg(&git)
+        .arg("--bare")
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("r12") && err.contains("--resume"),
+        "the error names the revision and the way on: {err}"
+    );
+    let refs = Command::new("git")
+        .arg("--git-dir")
+        .arg(&git)
+        .args(["log", "-1", "--format=%B", "main"])
+        .output()
+        .expect("git");
+    assert!(
+        String::from_utf8_lossy(&refs.stdout).contains("@9 /trunk"),
+        "refs show the last complete revision touching trunk"
+    );
+    let o = Command::new(BIN)
+        .arg(&r.v2)
+        .arg(&git)
+        .args(["--bare", "--resume"])
+        .output()
+        .expect("runs");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let resumed = Command::new("git")
+        .arg("--git-dir")
+        .arg(&git)
+        .args(["for-each-ref", "--format=%(objectname) %(refname)"])
+        .output()
+        .expect("git");
+    let one_shot = migrate(&r.v2, &["--bare"]).ok().refs();
+    assert_eq!(
+        String::from_utf8_lossy(&resumed.stdout).trim_end(),
+        one_shot,
+        "resume gives bit-identical hashes"
+    );
+    let fsck = Command::new("git")
+        .arg("--git-dir")
+        .arg(&git)
+        .args(["fsck", "--strict"])
+        .status()
+        .expect("fsck");
+    assert!(fsck.success());
+}
+
+#[test]
+fn a_checksum_mismatch_names_the_revision_and_node() {
+    let mut d = std::fs::read(rich().v2.clone()).expect("dump");
+    let at = d
+        .windows(6)
+        .position(|w| w == b"hello\n")
+        .expect("README text");
+    d[at] = b'j';
+    let dir = tempfile::tempdir().expect("tmp");
+    let bad = dir.path().join("bad.dump");
+    std::fs::write(&bad, d).expect("write");
+    let o = migrate(&bad, &["--bare"]);
+    assert_eq!(o.out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.out.stderr);
+    assert!(
+        err.contains("r2") && err.contains("trunk/README") && err.contains("md5"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_existing_destination_is_refused_without_resume() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("x"), "keep").expect("write");
+    let o = Command::new(BIN)
+        .arg(&rich().v2)
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not empty"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("x")).expect("x"),
+        "keep"
+    );
+}
+
+#[test]
+fn layout_is_found_at_depth_and_paths_outside_branches_are_reported() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let repo = dir.path().join("r");
+    sh(&format!(
+        "svnadmin create {r} && svn mkdir -q --parents -m layout file://{r}/proj/trunk file://{r}/proj/branches file://{r}/proj/tags && \
+         svn checkout -q file://{r} {d}/wc && echo a > {d}/wc/proj/trunk/a && echo stray > {d}/wc/README.root && \
+         svn add -q {d}/wc/proj/trunk/a {d}/wc/README.root && svn commit -q -m files {d}/wc && \
+         svn copy -q -m branch file://{r}/proj/trunk file://{r}/proj/branches/x",
+        r = repo.display(),
+        d = dir.path().display()
+    ));
+    let o = migrate(&repo, &["--json"]).ok();
+    assert_eq!(o.git(&["show", "main:a"]), "a", "proj/trunk becomes main");
+    assert_eq!(
+        o.git(&["rev-parse", "x"]),
+        o.git(&["rev-parse", "main"]),
+        "proj/branches/x becomes x"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.out.stdout).expect("json");
+    assert_eq!(
+        v["outside"][0][1], "README.root",
+        "a file outside every branch is reported, not dropped silently"
+    );
+}
+
+#[test]
+fn every_dump_of_the_corpus_converts_to_a_repository_git_fsck_accepts() {
+    let mut dumps: Vec<PathBuf> = std::fs::read_dir(corpus())
+        .expect("corpus")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "svn" || x == "dump"))
+        .collect();
+    dumps.extend(
+        std::fs::read_dir(corpus().join("generated"))
+            .expect("generated")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "dump")),
+    );
+    assert!(dumps.len() >= 33, "the whole corpus is here");
+    for d in dumps {
+        let o = migrate(&d, &["--bare"]);
+        assert_eq!(o.out.status.code(), Some(0), "{} converts", d.display());
+        let f = Command::new("git")
+            .arg("--git-dir")
+            .arg(&o.git)
+            .args(["fsck", "--strict", "--no-dangling"])
+            .output()
+            .expect("fsck");
+        assert!(
+            f.status.success(),
+            "{}: {}",
+            d.display(),
+            String::from_utf8_lossy(&f.stderr)
+        );
+    }
+}
