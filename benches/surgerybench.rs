@@ -8,36 +8,12 @@
 
 mod common;
 
-use common::{Row, env_n, loadavg, print_table};
+use common::{Row, env_n, loadavg, measure, print_table};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 const SURGERY: &str = env!("CARGO_BIN_EXE_git-surgery");
-
-/// Runs `cmd` to completion; returns (seconds, peak RSS in MiB, exit code).
-// The child is reaped by wait4 (which also reports its peak RSS), not by Child::wait.
-#[allow(clippy::zombie_processes)]
-fn measure(cmd: &mut Command) -> (f64, f64, i32) {
-    let t0 = Instant::now();
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("command starts");
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting on our own child's pid with valid pointers.
-    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
-    let secs = t0.elapsed().as_secs_f64();
-    (
-        secs,
-        ru.ru_maxrss as f64 / 1024.0,
-        libc::WEXITSTATUS(status),
-    )
-}
 
 fn git(dir: &Path, args: &[&str]) {
     let o = Command::new("git")

@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use hdrhistogram::Histogram;
-use std::time::Duration;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 pub fn hist() -> Histogram<u64> {
     Histogram::<u64>::new_with_bounds(1, 120_000_000_000, 3).expect("valid histogram bounds")
@@ -51,3 +52,27 @@ pub fn pcts(h: &Histogram<u64>) -> Vec<String> {
         .chain([h.max().to_string()])
         .collect()
 }
+
+/// Runs `cmd` to completion; returns (seconds, peak RSS in MiB, exit code).
+// The child is reaped by wait4 (which also reports its peak RSS), not by Child::wait.
+#[allow(clippy::zombie_processes)]
+pub fn measure(cmd: &mut std::process::Command) -> (f64, f64, i32) {
+    let t0 = Instant::now();
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("command starts");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting on our own child's pid with valid pointers.
+    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    let secs = t0.elapsed().as_secs_f64();
+    (
+        secs,
+        ru.ru_maxrss as f64 / 1024.0,
+        libc::WEXITSTATUS(status),
+    )
+}
+
