@@ -75,4 +75,3 @@ pub fn measure(cmd: &mut std::process::Command) -> (f64, f64, i32) {
         libc::WEXITSTATUS(status),
     )
 }
-

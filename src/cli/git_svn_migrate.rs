@@ -31,6 +31,13 @@ pub struct Cli {
     /// Authors map: `user = Name <email>` lines (git-svn's format) or YAML `user: Name <email>`
     #[arg(long, value_name = "FILE")]
     authors: Option<PathBuf>,
+    /// YAML rules: which paths are branches, tags or nothing (per revision range), and which
+    /// repository under DEST each project goes to
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
+    /// Write `.gitattributes` from `svn:eol-style` (native: text, LF/CRLF: text eol=...)
+    #[arg(long)]
+    eol_attributes: bool,
     /// Email domain for users the authors map lacks (otherwise they stop the run)
     #[arg(long, value_name = "DOMAIN")]
     default_domain: Option<String>,
@@ -102,6 +109,14 @@ struct State {
     complete: bool,
 }
 
+/// One git repository being written (several when the rules name several).
+struct Target {
+    git_dir: PathBuf,
+    state: PathBuf,
+    bare: bool,
+    conv: Converter<Packs>,
+}
+
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
     if let Some(g) = cli.generate {
         super::generate::<Cli>(g, out)?;
@@ -116,16 +131,12 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
         Some(_) => Some(repository_url(&source)?),
         None => None,
     };
-    let git_dir = prepare_dest(&dest, cli.bare, cli.resume)?;
-    let state_path = git_dir.join("svn-migrate.json");
-    let resumed: Option<State> = if cli.resume {
-        std::fs::read(&state_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-    } else {
-        None
-    };
-    let _log = super::init_logging(Some(&git_dir.join("svn-migrate.log.jsonl")))?;
+    let dests = destinations(&dest, cli.bare, cli.resume, opts.rules.as_deref())?;
+    let mut git_dirs = Vec::new();
+    for (d, _) in &dests {
+        git_dirs.push(prepare_dest(d, cli.bare, cli.resume)?);
+    }
+    let _log = super::init_logging(Some(&git_dirs[0].join("svn-migrate.log.jsonl")))?;
     let (reader, child) = open_source(&source)?;
     let n = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -136,23 +147,34 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
             .thread_name("svn-migrate")
             .build()?,
     );
-    let packs = Packs::open(&git_dir.join("objects"), exec).context("starting the pack")?;
-    let mut conv = Converter::new(packs, opts);
+    let mut targets = Vec::new();
+    for ((_, repo), git_dir) in dests.into_iter().zip(git_dirs) {
+        let packs =
+            Packs::open(&git_dir.join("objects"), exec.clone()).context("starting the pack")?;
+        let conv = Converter::new(
+            packs,
+            Options {
+                repository: repo,
+                ..opts.clone()
+            },
+        );
+        targets.push(Target {
+            state: git_dir.join("svn-migrate.json"),
+            git_dir,
+            bare: cli.bare,
+            conv,
+        });
+    }
     let bar = crate::logging::progress_bar(0, "revisions");
-    let result = convert_all(
-        &mut conv,
-        reader,
-        &git_dir,
-        &state_path,
-        cli.checkpoint_every,
-        &bar,
-    );
+    let result = convert_all(&mut targets, reader, cli.checkpoint_every, &bar);
     bar.finish_and_clear();
     let source_ok = wait_source(child);
     if let Err(e) = result {
-        checkpoint(&mut conv, &git_dir, &state_path, false)
-            .context("saving the last complete revision")?;
-        let last = conv
+        for t in &mut targets {
+            checkpoint(t, false).context("saving the last complete revision")?;
+        }
+        let last = targets[0]
+            .conv
             .last_revision()
             .map_or("none".to_string(), |r| format!("r{r}"));
         return Err(e.context(format!(
@@ -160,22 +182,67 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
         )));
     }
     source_ok?;
-    if let Some(s) = &resumed {
-        crate::info!("resumed", from = s.last_revision);
-    }
-    let unknown = conv.unknown_authors();
+    let mut unknown: Vec<String> = targets
+        .iter()
+        .flat_map(|t| t.conv.unknown_authors())
+        .collect();
+    unknown.sort();
+    unknown.dedup();
     if !unknown.is_empty() {
-        conv.sink().checkpoint()?;
+        for t in &mut targets {
+            t.conv.sink().checkpoint()?;
+        }
         bail!(BadInput(format!(
             "authors missing from the authors map (add them, or give --default-domain): {}",
             unknown.join(", ")
         )));
     }
-    let code = finish(conv, &git_dir, &state_path, cli.bare, out, cli.json)?;
-    match (cli.verify, verify_url) {
-        (Some(what), Some(url)) => verify(&git_dir, &url, what, out, cli.json),
-        _ => Ok(code),
+    let mut code = 0;
+    for t in targets {
+        let git_dir = t.git_dir.clone();
+        finish(t, out, cli.json)?;
+        if let (Some(what), Some(url)) = (cli.verify, &verify_url) {
+            code = code.max(verify(&git_dir, url, what, out, cli.json)?);
+        }
     }
+    Ok(code)
+}
+
+/// DEST itself, or with several repositories in the rules, one directory per repository
+/// under DEST (`NAME.git` when bare), each with the repository name its converter writes.
+fn destinations(
+    dest: &Path,
+    bare: bool,
+    resume: bool,
+    rules: Option<&convert::rules::Rules>,
+) -> Result<Vec<(PathBuf, Option<String>)>> {
+    let Some(names) = rules
+        .map(|r| r.repositories.clone())
+        .filter(|r| !r.is_empty())
+    else {
+        return Ok(vec![(dest.to_path_buf(), None)]);
+    };
+    if !resume
+        && dest.exists()
+        && std::fs::read_dir(dest)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{}: already exists and is not empty (use --resume to continue a conversion)",
+            dest.display()
+        );
+    }
+    std::fs::create_dir_all(dest).with_context(|| format!("{}: cannot create", dest.display()))?;
+    Ok(names
+        .into_iter()
+        .map(|n| {
+            (
+                dest.join(if bare { format!("{n}.git") } else { n.clone() }),
+                Some(n),
+            )
+        })
+        .collect())
 }
 
 /// The repository root URL `--verify` exports from.
@@ -246,10 +313,24 @@ fn options(cli: &Cli) -> Result<Options> {
         }
         None => None,
     };
+    let rules = match &cli.rules {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("{}: cannot read the rules file", p.display()))?;
+            Some(Arc::new(
+                convert::rules::Rules::parse(&p.display().to_string(), &text)
+                    .map_err(|e| BadInput(e.to_string()))?,
+            ))
+        }
+        None => None,
+    };
     Ok(Options {
         authors,
         default_domain: cli.default_domain.clone(),
         trunk: cli.trunk.clone(),
+        rules,
+        repository: None,
+        eol_attributes: cli.eol_attributes,
     })
 }
 
@@ -355,10 +436,8 @@ fn wait_source(child: Option<Child>) -> Result<()> {
 }
 
 fn convert_all(
-    conv: &mut Converter<Packs>,
+    targets: &mut [Target],
     reader: Box<dyn BufRead>,
-    git_dir: &Path,
-    state: &Path,
     every: u64,
     bar: &indicatif::ProgressBar,
 ) -> Result<()> {
@@ -369,37 +448,42 @@ fn convert_all(
             bar.inc(1);
             since += 1;
             if since > every {
-                checkpoint(conv, git_dir, state, false)?;
+                for t in targets.iter_mut() {
+                    checkpoint(t, false)?;
+                }
                 since = 1;
             }
         }
-        conv.record(rec).map_err(|e| match e {
-            convert::ConvertError::Io(io) => anyhow::Error::from(io),
-            other => BadInput(other.to_string()).into(),
-        })?;
+        let (last, rest) = targets.split_last_mut().context("no repository to write")?;
+        for t in rest {
+            feed(&mut t.conv, rec.clone())?;
+        }
+        feed(&mut last.conv, rec)?;
     }
     Ok(())
 }
 
+fn feed(conv: &mut Converter<Packs>, rec: Record) -> Result<()> {
+    conv.record(rec).map_err(|e| match e {
+        convert::ConvertError::Io(io) => anyhow::Error::from(io),
+        other => BadInput(other.to_string()).into(),
+    })
+}
+
 /// Makes the objects so far visible, points the refs at the last complete revision and
 /// records it for `--resume`.
-fn checkpoint(
-    conv: &mut Converter<Packs>,
-    git_dir: &Path,
-    state: &Path,
-    complete: bool,
-) -> Result<()> {
-    let refs = conv.refs_now()?;
-    conv.sink().checkpoint()?;
-    write_refs(git_dir, &refs, None)?;
+fn checkpoint(t: &mut Target, complete: bool) -> Result<()> {
+    let refs = t.conv.refs_now()?;
+    t.conv.sink().checkpoint()?;
+    write_refs(&t.git_dir, &refs, None)?;
     let s = State {
         uuid: String::new(),
-        last_revision: conv.last_revision().unwrap_or(0),
+        last_revision: t.conv.last_revision().unwrap_or(0),
         complete,
     };
-    let tmp = state.with_extension("json.tmp");
+    let tmp = t.state.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&s)?)?;
-    std::fs::rename(&tmp, state)?;
+    std::fs::rename(&tmp, &t.state)?;
     Ok(())
 }
 
@@ -459,15 +543,10 @@ fn write_refs(
     Ok(())
 }
 
-fn finish(
-    conv: Converter<Packs>,
-    git_dir: &Path,
-    state: &Path,
-    bare: bool,
-    out: &mut dyn Write,
-    json: bool,
-) -> Result<u8> {
-    let (outcome, packs) = conv.finish().map_err(|e| BadInput(e.to_string()))?;
+fn finish(t: Target, out: &mut dyn Write, json: bool) -> Result<u8> {
+    let (git_dir, state, bare) = (t.git_dir.clone(), t.state.clone(), t.bare);
+    let (git_dir, state) = (git_dir.as_path(), state.as_path());
+    let (outcome, packs) = t.conv.finish().map_err(|e| BadInput(e.to_string()))?;
     packs.finish().context("finishing the pack")?;
     write_refs(git_dir, &outcome.refs, outcome.head.as_deref())?;
     let s = State {
@@ -518,6 +597,16 @@ fn report(o: &Outcome, json: bool, out: &mut dyn Write) -> Result<()> {
         )?;
         for (rev, p) in o.outside.iter().take(50) {
             writeln!(out, "  r{rev} {p}")?;
+        }
+    }
+    if !o.kept_properties.is_empty() {
+        writeln!(
+            out,
+            "{} svn:externals / svn:eol-style values have no git equivalent (listed with --json; --eol-attributes writes .gitattributes):",
+            o.kept_properties.len()
+        )?;
+        for (rev, p, k, v) in o.kept_properties.iter().take(20) {
+            writeln!(out, "  r{rev} {p}: {k} = {v}")?;
         }
     }
     for m in &o.ignored_merges {

@@ -328,24 +328,24 @@ fn verify_finds_a_tree_that_differs_from_subversion() {
         repo.display()
     ));
     let o = migrate(&repo, &[]).ok();
-    // Change the Subversion side after the conversion (r20 rewrites trunk/README), then point
-    // main at a commit with the old tree that claims r20: verify must find README.
+    // Change the Subversion side after the conversion (a new revision rewrites trunk/README),
+    // then point main at a commit with the old tree that claims that revision: verify must find README.
     sh(&format!(
-        "svn checkout -q file://{r}/trunk {d}/wc && echo changed > {d}/wc/README && svn commit -q -m x {d}/wc",
+        "svn checkout -q --ignore-externals file://{r}/trunk {d}/wc && echo changed > {d}/wc/README && svn commit -q -m x {d}/wc",
         r = repo.display(),
         d = dir.path().display()
     ));
     let tip = o.git(&["rev-parse", "main"]);
     let tree = o.git(&["rev-parse", "main^{tree}"]);
     let uuid = String::from_utf8(sh(&format!("svnlook uuid {}", repo.display()))).expect("utf8");
-    let fake = o.git(&[
-        "commit-tree",
-        &tree,
-        "-p",
-        &tip,
-        "-m",
-        &format!("x\n\nsvn-revision: {}@20 /trunk", uuid.trim()),
-    ]);
+    let youngest =
+        String::from_utf8(sh(&format!("svnlook youngest {}", repo.display()))).expect("utf8");
+    let claim = format!(
+        "x\n\nsvn-revision: {}@{} /trunk",
+        uuid.trim(),
+        youngest.trim()
+    );
+    let fake = o.git(&["commit-tree", &tree, "-p", &tip, "-m", &claim]);
     o.git(&["update-ref", "refs/heads/main", &fake]);
     let diffs = bitrot::svn::convert::verify::verify(
         &o.git.join(".git"),
@@ -607,4 +607,125 @@ fn every_dump_of_the_corpus_converts_to_a_repository_git_fsck_accepts() {
             String::from_utf8_lossy(&f.stderr)
         );
     }
+}
+
+#[test]
+fn a_rules_file_sends_two_projects_into_two_repositories_and_reports_the_rest() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let repo = dir.path().join("r");
+    sh(&format!(
+        "svnadmin create {r} && svn mkdir -q --parents -m layout file://{r}/app/trunk file://{r}/app/branches file://{r}/lib/trunk file://{r}/lib/tags file://{r}/junk && \
+         svn checkout -q file://{r} {d}/wc && echo a > {d}/wc/app/trunk/a && echo l > {d}/wc/lib/trunk/l && echo j > {d}/wc/junk/j && echo s > {d}/wc/stray && \
+         svn add -q {d}/wc/app/trunk/a {d}/wc/lib/trunk/l {d}/wc/junk/j {d}/wc/stray && svn commit -q -m files {d}/wc && \
+         svn copy -q -m rel file://{r}/app/trunk file://{r}/app/branches/release-1 && svn copy -q -m tag file://{r}/lib/trunk file://{r}/lib/tags/1.0",
+        r = repo.display(),
+        d = dir.path().display()
+    ));
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "repositories: [app, lib]\nrules:\n  - match: app/trunk\n    repository: app\n    branch: main\n  - match: app/branches/release-*\n    repository: app\n    branch: rel/$1\n  - match: lib/trunk\n    repository: lib\n    branch: main\n  - match: lib/tags/*\n    repository: lib\n    tag: v$1\n  - match: junk\n    ignore: true\n",
+    )
+    .expect("rules");
+    let out = dir.path().join("out");
+    let o = Command::new(BIN)
+        .arg(&repo)
+        .arg(&out)
+        .args(["--bare", "--json", "--rules"])
+        .arg(&rules)
+        .output()
+        .expect("runs");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let git = |repo: &str, args: &[&str]| {
+        String::from_utf8_lossy(
+            &Command::new("git")
+                .arg("--git-dir")
+                .arg(out.join(repo))
+                .args(args)
+                .output()
+                .expect("git")
+                .stdout,
+        )
+        .trim()
+        .to_string()
+    };
+    assert_eq!(
+        git("app.git", &["ls-tree", "--name-only", "main"]),
+        "a",
+        "app gets only app's files"
+    );
+    assert_eq!(
+        git("lib.git", &["ls-tree", "--name-only", "main"]),
+        "l",
+        "lib gets only lib's files"
+    );
+    assert_eq!(
+        git("app.git", &["rev-parse", "rel/release-1"]),
+        git("app.git", &["rev-parse", "main"]),
+        "the branch is named by the rule"
+    );
+    assert_eq!(git("lib.git", &["cat-file", "-t", "v1.0"]), "tag");
+    let reports: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let outside: Vec<String> = reports
+        .iter()
+        .flat_map(|r| r["outside"].as_array().cloned().unwrap_or_default())
+        .map(|o| o[1].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        outside.iter().all(|p| p == "stray") && !outside.is_empty(),
+        "only the path no rule matches is reported: {outside:?}"
+    );
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "rules:\n  - match: x\n    branch: a\n    tag: b\n").expect("write");
+    let o = Command::new(BIN)
+        .arg(&repo)
+        .arg(dir.path().join("out2"))
+        .arg("--rules")
+        .arg(&bad)
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("bad.yaml: rule 1"),
+        "an unreadable rules file names the rule"
+    );
+    assert!(!dir.path().join("out2").exists(), "and nothing is created");
+}
+
+#[test]
+fn externals_and_eol_style_are_reported_and_eol_style_becomes_gitattributes_on_request() {
+    let o = migrate(&rich().repo, &["--json"]).ok();
+    let v: serde_json::Value = serde_json::from_slice(&o.out.stdout).expect("json");
+    let kept = v["kept_properties"].as_array().expect("list");
+    assert!(
+        kept.iter().any(|k| k[1] == "trunk"
+            && k[2] == "svn:externals"
+            && k[3].as_str().is_some_and(|s| s.contains("vendor"))),
+        "{kept:?}"
+    );
+    assert!(
+        kept.iter()
+            .any(|k| k[1] == "trunk/native.txt" && k[2] == "svn:eol-style")
+    );
+    assert!(
+        Command::new("git")
+            .arg("-C")
+            .arg(&o.git)
+            .args(["cat-file", "-e", "main:.gitattributes"])
+            .status()
+            .expect("git")
+            .code()
+            != Some(0),
+        "no .gitattributes unless asked"
+    );
+    let o = migrate(&rich().repo, &["--eol-attributes"]).ok();
+    assert_eq!(o.git(&["show", "main:.gitattributes"]), "/native.txt text");
 }

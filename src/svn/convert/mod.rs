@@ -11,6 +11,7 @@
 pub mod authors;
 pub mod mergeinfo;
 pub mod odb;
+pub mod rules;
 pub mod tree;
 pub mod verify;
 
@@ -47,6 +48,12 @@ pub struct Options {
     pub default_domain: Option<String>,
     /// The branch name trunk gets.
     pub trunk: String,
+    /// A rules file instead of the standard layout.
+    pub rules: Option<Arc<rules::Rules>>,
+    /// With several repositories in the rules: the one this converter writes.
+    pub repository: Option<String>,
+    /// Write `.gitattributes` from `svn:eol-style` (`text`, `text eol=lf`, `text eol=crlf`).
+    pub eol_attributes: bool,
 }
 
 impl Default for Options {
@@ -55,6 +62,9 @@ impl Default for Options {
             authors: None,
             default_domain: None,
             trunk: "main".into(),
+            rules: None,
+            repository: None,
+            eol_attributes: false,
         }
     }
 }
@@ -116,6 +126,21 @@ struct Flow {
     ended: Option<u64>,
 }
 
+/// Where a path belongs.
+enum Where {
+    /// At or below the root of a branch or tag of this repository.
+    Flow {
+        root: Vec<u8>,
+        prefix: Vec<u8>,
+        name: String,
+        tag: bool,
+    },
+    /// Ignored by a rule, above a rule's root, or in another repository of the rules.
+    Elsewhere,
+    /// Matched by nothing: reported.
+    Outside,
+}
+
 /// The result: refs to write and what the user should know.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Outcome {
@@ -130,6 +155,9 @@ pub struct Outcome {
     pub unknown_authors: Vec<String>,
     /// Why mergeinfo did not become a merge, for the log.
     pub ignored_merges: Vec<String>,
+    /// `svn:externals` and `svn:eol-style` values set, which git has no place for:
+    /// (revision, path, property, value).
+    pub kept_properties: Vec<(u64, String, String, String)>,
     pub uuid: String,
 }
 
@@ -172,6 +200,7 @@ fn err(rev: u64, path: &[u8], what: impl Into<String>) -> ConvertError {
 impl<S: Sink> Converter<S> {
     pub fn new(sink: S, opts: Options) -> Converter<S> {
         let empty = Dir::with(BTreeMap::new(), Arc::default());
+        let standard = opts.rules.as_ref().map(|_| true);
         Converter {
             sink,
             opts,
@@ -188,7 +217,7 @@ impl<S: Sink> Converter<S> {
             unknown: BTreeSet::new(),
             trees_of: OidMap::default(),
             alive_done: BTreeMap::new(),
-            standard: None,
+            standard,
             first_paths: Vec::new(),
             deleted: Vec::new(),
             out: Outcome::default(),
@@ -280,6 +309,7 @@ impl<S: Sink> Converter<S> {
             return Ok(());
         }
         let entry = self.build_entry(rev, &path, &n)?;
+        self.note_kept_properties(rev, &path, &entry);
         let is_dir = matches!(entry, Entry::Dir(_));
         self.cur = tree::set(&self.cur, &path, Some(entry)).map_err(|w| err(rev, &path, w))?;
         if matches!(n.action, Action::Add | Action::Replace)
@@ -289,7 +319,11 @@ impl<S: Sink> Converter<S> {
             self.maybe_create_flow(rev, &path, n.copyfrom.as_ref());
         }
         self.touch(&path);
-        if !is_dir && self.standard.is_some() && self.flow_of(&path).is_none() {
+        if !is_dir
+            && self.standard.is_some()
+            && self.flow_of(&path).is_none()
+            && matches!(self.locate(&path, rev), Where::Outside)
+        {
             self.out
                 .outside
                 .push((rev, String::from_utf8_lossy(&path).into_owned()));
@@ -415,6 +449,64 @@ impl<S: Sink> Converter<S> {
             .map_err(|w| err(rev, path, w))
     }
 
+    /// Records `svn:externals` / `svn:eol-style` values that a node sets or changes.
+    fn note_kept_properties(&mut self, rev: u64, path: &[u8], entry: &Entry) {
+        let props = match entry {
+            Entry::Dir(d) => &d.props,
+            Entry::File(f) => &f.props,
+        };
+        let before = match tree::get(&self.cur, path) {
+            Some(Entry::Dir(d)) => Some(d.props.clone()),
+            Some(Entry::File(f)) => Some(f.props.clone()),
+            None => None,
+        };
+        for key in [&b"svn:externals"[..], &b"svn:eol-style"[..]] {
+            let now = props.get(key);
+            if now.is_some() && now != before.as_ref().and_then(|b| b.get(key)) {
+                let v = String::from_utf8_lossy(now.map(Vec::as_slice).unwrap_or_default())
+                    .trim_end()
+                    .to_string();
+                self.out.kept_properties.push((
+                    rev,
+                    String::from_utf8_lossy(path).into_owned(),
+                    String::from_utf8_lossy(key).into_owned(),
+                    v,
+                ));
+            }
+        }
+    }
+
+    /// What the layout (standard, or the rules file) says about `path` at `rev`.
+    fn locate(&self, path: &[u8], rev: u64) -> Where {
+        let Some(rules) = &self.opts.rules else {
+            return match classify(path, &self.opts.trunk) {
+                Some((root, prefix, name, tag)) => Where::Flow {
+                    root,
+                    prefix,
+                    name,
+                    tag,
+                },
+                None => Where::Outside,
+            };
+        };
+        match rules.classify(path, rev) {
+            Some(rules::Class::Root {
+                root,
+                name,
+                tag,
+                repository,
+            }) if repository == self.opts.repository => Where::Flow {
+                root,
+                prefix: Vec::new(),
+                name,
+                tag,
+            },
+            Some(rules::Class::Root { .. }) | Some(rules::Class::Ignored) => Where::Elsewhere,
+            None if rules.is_structural(path) => Where::Elsewhere,
+            None => Where::Outside,
+        }
+    }
+
     /// The alive flow whose root is `path` or above it.
     fn flow_of(&self, path: &[u8]) -> Option<usize> {
         self.alive
@@ -461,7 +553,13 @@ impl<S: Sink> Converter<S> {
     /// itself a flow root, the new flow starts at that flow's last commit at or before the
     /// copy revision.
     fn maybe_create_flow(&mut self, rev: u64, path: &[u8], copy: Option<&(u64, Vec<u8>)>) {
-        let Some((root, prefix, name, tag)) = classify(path, &self.opts.trunk) else {
+        let Where::Flow {
+            root,
+            prefix,
+            name,
+            tag,
+        } = self.locate(path, rev)
+        else {
             return;
         };
         if root != path {
@@ -634,8 +732,12 @@ impl<S: Sink> Converter<S> {
         let Some(Entry::Dir(dir)) = tree::get(&self.cur, &root) else {
             return Err(err(rev, &root, "branch root is not a directory"));
         };
-        let tree = tree::git_tree(&dir, &mut StoreAdapter(&mut self.sink))
-            .map_err(|w| err(rev, &root, w))?;
+        let tree = tree::git_tree(
+            &dir,
+            &mut StoreAdapter(&mut self.sink),
+            self.opts.eol_attributes,
+        )
+        .map_err(|w| err(rev, &root, w))?;
         let merges = self.merge_parents(rev, id, &dir.props);
         let f = &self.flows[id];
         if tree == f.tree && merges.is_empty() && f.tip.is_some() {

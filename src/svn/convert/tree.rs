@@ -118,16 +118,36 @@ pub trait Store {
 /// The git tree of `dir` (`None` when no file lies below it): symlinks become mode 120000 with
 /// the link target, `svn:executable` gives 100755, and `svn:ignore` / `svn:global-ignores`
 /// become a `.gitignore` (appended to a committed `.gitignore` if there is one).
-pub fn git_tree(dir: &Arc<Dir>, store: &mut dyn Store) -> Result<Option<Oid>, String> {
+/// With `eol`, files with `svn:eol-style` get a line in the directory's `.gitattributes`.
+pub fn git_tree(dir: &Arc<Dir>, store: &mut dyn Store, eol: bool) -> Result<Option<Oid>, String> {
     if let Some(t) = dir.git.get() {
         return Ok(*t);
     }
     let mut entries: Vec<(Vec<u8>, &'static str, Oid)> = Vec::new();
     let ignore = ignore_lines(&dir.props);
+    let attributes = if eol { eol_lines(dir) } else { Vec::new() };
+    if !attributes.is_empty() {
+        let mut text = match dir.children.get(&b".gitattributes"[..]) {
+            Some(Entry::File(f)) => store.text(f.text)?,
+            _ => Vec::new(),
+        };
+        if !text.is_empty() && !text.ends_with(b"\n") {
+            text.push(b'\n');
+        }
+        text.extend_from_slice(&attributes);
+        entries.push((
+            b".gitattributes".to_vec(),
+            "100644",
+            store.put(Kind::Blob, text)?,
+        ));
+    }
     for (name, e) in &dir.children {
+        if !attributes.is_empty() && name == b".gitattributes" {
+            continue;
+        }
         match e {
             Entry::Dir(d) => {
-                if let Some(t) = git_tree(d, store)? {
+                if let Some(t) = git_tree(d, store, eol)? {
                     entries.push((name.clone(), "40000", t));
                 }
             }
@@ -204,6 +224,40 @@ fn write_tree(
         data.extend_from_slice(&id.0);
     }
     store.put(Kind::Tree, data)
+}
+
+/// `.gitattributes` lines for the files of a directory that have `svn:eol-style`.
+fn eol_lines(dir: &Dir) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, e) in &dir.children {
+        let Entry::File(f) = e else { continue };
+        let attr: &[u8] = match f.props.get(&b"svn:eol-style"[..]).map(|v| v.trim_ascii()) {
+            Some(b"native") => b"text",
+            Some(b"LF") => b"text eol=lf",
+            Some(b"CRLF") => b"text eol=crlf",
+            _ => continue,
+        };
+        let plain = name
+            .iter()
+            .all(|&b| b.is_ascii_graphic() && !b"\"\\*?[#!".contains(&b));
+        if plain {
+            out.push(b'/');
+            out.extend_from_slice(name);
+        } else {
+            out.extend_from_slice(b"\"/");
+            for &b in name {
+                if b == b'"' || b == b'\\' || b"*?[".contains(&b) {
+                    out.push(b'\\');
+                }
+                out.push(b);
+            }
+            out.push(b'"');
+        }
+        out.push(b' ');
+        out.extend_from_slice(attr);
+        out.push(b'\n');
+    }
+    out
 }
 
 /// `.gitignore` lines for a directory: `svn:ignore` patterns anchored to it (svn:ignore is not
