@@ -287,6 +287,19 @@ fn main() {
         n,
         count_merges(&t.join("ours")),
     );
+    if std::env::var_os("BENCH_ONLY_OURS").is_some() {
+        let header = [
+            "tool",
+            "wall s",
+            "rev/s",
+            "peak RSS MiB",
+            "merges found",
+            "exit",
+        ];
+        print_table("git-svn-migrate only (BENCH_ONLY_OURS)", &header, &rows);
+        println!("kept {}", tmp.keep().display());
+        return;
+    }
     let rs = measure(
         Command::new("reposurgeon")
             .arg(format!("read <{}", dump.display()))

@@ -141,9 +141,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
     let n = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
+    // One worker more than cores: the parse stage is a task that runs for the whole conversion.
     let exec = Arc::new(
         crate::sched::Builder::new()
-            .workers(n)
+            .workers(n + 1)
             .thread_name("svn-migrate")
             .build()?,
     );
@@ -166,7 +167,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
         });
     }
     let bar = crate::logging::progress_bar(0, "revisions");
-    let result = convert_all(&mut targets, reader, cli.checkpoint_every, &bar);
+    let result = convert_all(&mut targets, reader, &exec, cli.checkpoint_every, &bar);
     bar.finish_and_clear();
     let source_ok = wait_source(child);
     if let Err(e) = result {
@@ -378,7 +379,7 @@ fn prepare_dest(dest: &Path, bare: bool, resume: bool) -> Result<PathBuf> {
 }
 
 /// The dump stream for SOURCE, and the child process producing it, if any.
-fn open_source(source: &str) -> Result<(Box<dyn BufRead>, Option<Child>)> {
+fn open_source(source: &str) -> Result<(Box<dyn BufRead + Send>, Option<Child>)> {
     if source == "-" {
         return Ok((
             Box::new(std::io::BufReader::with_capacity(1 << 20, std::io::stdin())),
@@ -435,16 +436,48 @@ fn wait_source(child: Option<Child>) -> Result<()> {
     Ok(())
 }
 
+/// Reads, checks and hashes records on a `sched` task (the parse stage) while this thread
+/// applies them (the convert stage), through a bounded channel.
 fn convert_all(
     targets: &mut [Target],
-    reader: Box<dyn BufRead>,
+    reader: Box<dyn BufRead + Send>,
+    exec: &crate::sched::Executor,
+    every: u64,
+    bar: &indicatif::ProgressBar,
+) -> Result<()> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<convert::Prepared, String>>(1024);
+    let opts = crate::sched::Opts::new(exec.now() + std::time::Duration::from_secs(86_400))
+        .on_miss(crate::sched::OnMiss::RunLate);
+    let parse = exec.spawn_with(opts, move |_| {
+        let mut rev = 0;
+        for rec in Reader::new(reader) {
+            let item = rec.map_err(|e| e.to_string()).and_then(|rec| {
+                if let Record::Revision { number, .. } = &rec {
+                    rev = *number;
+                }
+                convert::prepare(rec, rev).map_err(|e| e.to_string())
+            });
+            let stop = item.is_err();
+            if tx.send(item).is_err() || stop {
+                break;
+            }
+        }
+    });
+    let result = apply_all(targets, rx, every, bar);
+    let _ = parse.join();
+    result
+}
+
+fn apply_all(
+    targets: &mut [Target],
+    rx: std::sync::mpsc::Receiver<Result<convert::Prepared, String>>,
     every: u64,
     bar: &indicatif::ProgressBar,
 ) -> Result<()> {
     let mut since = 0u64;
-    for rec in Reader::new(reader) {
-        let rec = rec.map_err(|e| BadInput(e.to_string()))?;
-        if matches!(rec, Record::Revision { .. }) {
+    for item in rx {
+        let p = item.map_err(BadInput)?;
+        if matches!(p.record, Record::Revision { .. }) {
             bar.inc(1);
             since += 1;
             if since > every {
@@ -456,15 +489,21 @@ fn convert_all(
         }
         let (last, rest) = targets.split_last_mut().context("no repository to write")?;
         for t in rest {
-            feed(&mut t.conv, rec.clone())?;
+            feed(
+                &mut t.conv,
+                convert::Prepared {
+                    record: p.record.clone(),
+                    blob: p.blob,
+                },
+            )?;
         }
-        feed(&mut last.conv, rec)?;
+        feed(&mut last.conv, p)?;
     }
     Ok(())
 }
 
-fn feed(conv: &mut Converter<Packs>, rec: Record) -> Result<()> {
-    conv.record(rec).map_err(|e| match e {
+fn feed(conv: &mut Converter<Packs>, p: convert::Prepared) -> Result<()> {
+    conv.record_prepared(p).map_err(|e| match e {
         convert::ConvertError::Io(io) => anyhow::Error::from(io),
         other => BadInput(other.to_string()).into(),
     })
@@ -487,9 +526,52 @@ fn checkpoint(t: &mut Target, complete: bool) -> Result<()> {
     Ok(())
 }
 
-/// Sets the refs to exactly `refs` (plus HEAD), removing ones from earlier checkpoints that
-/// no longer exist.
+/// Sets the refs to exactly `refs` (plus HEAD). With the files ref backend (a repository this
+/// tool created, so no loose refs of ours exist) the whole set is one `packed-refs` file
+/// replaced through git's `.lock` protocol: one file instead of one per ref. A reftable
+/// repository goes through `git update-ref --stdin`.
 fn write_refs(
+    git_dir: &Path,
+    refs: &[(String, crate::git::object::Oid)],
+    head: Option<&str>,
+) -> Result<()> {
+    if git_dir.join("reftable").exists() {
+        return update_ref_stdin(git_dir, refs, head);
+    }
+    let mut text = String::new();
+    let mut sorted: Vec<&(String, crate::git::object::Oid)> = refs.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, id) in sorted {
+        text.push_str(&format!("{id} {name}\n"));
+    }
+    replace_locked(&git_dir.join("packed-refs"), text.as_bytes())?;
+    if let Some(h) = head {
+        replace_locked(&git_dir.join("HEAD"), format!("ref: {h}\n").as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Replaces `path` through `path.lock` (created exclusively, as git does), fsynced.
+fn replace_locked(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut lock = path.as_os_str().to_owned();
+    lock.push(".lock");
+    let lock = PathBuf::from(lock);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&lock)
+        .with_context(|| format!("{}: cannot take the lock", lock.display()))?;
+    let done = f
+        .write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::rename(&lock, path));
+    if done.is_err() {
+        let _ = std::fs::remove_file(&lock);
+    }
+    done.with_context(|| path.display().to_string())
+}
+
+fn update_ref_stdin(
     git_dir: &Path,
     refs: &[(String, crate::git::object::Oid)],
     head: Option<&str>,

@@ -6,7 +6,7 @@
 //! leaves either nothing visible or a complete pack.
 
 use super::object::{Kind, Oid, hash_object};
-use flate2::{Compression, write::ZlibEncoder};
+use flate2::Compression;
 use sha1::{Digest, Sha1};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -64,6 +64,8 @@ impl PackWriter {
 }
 
 /// Appends one whole-object pack entry (type/size header, zlib data at `level`) to `out`.
+/// Each thread keeps one compressor and resets it between objects: setting up a fresh zlib
+/// stream per object (its window and tables) cost more than compressing small objects.
 pub fn encode_entry(kind: Kind, data: &[u8], level: u32, out: &mut Vec<u8>) {
     let mut size = data.len() as u64;
     let mut c = ((kind as u8) << 4) | (size & 15) as u8;
@@ -74,10 +76,28 @@ pub fn encode_entry(kind: Kind, data: &[u8], level: u32, out: &mut Vec<u8>) {
         size >>= 7;
     }
     out.push(c);
-    let mut z = ZlibEncoder::new(out, Compression::new(level));
-    // Writing into a Vec cannot fail.
-    let _ = z.write_all(data);
-    let _ = z.finish();
+    thread_local! {
+        static Z: std::cell::RefCell<Option<(u32, flate2::Compress)>> = const { std::cell::RefCell::new(None) };
+    }
+    Z.with(|z| {
+        let mut z = z.borrow_mut();
+        if z.as_ref().is_none_or(|(l, _)| *l != level) {
+            *z = Some((level, flate2::Compress::new(Compression::new(level), true)));
+        }
+        let (_, comp) = z.as_mut().expect("just set");
+        comp.reset();
+        out.reserve(data.len() / 2 + 64);
+        loop {
+            let before = comp.total_in() as usize;
+            let status = comp.compress_vec(&data[before..], out, flate2::FlushCompress::Finish);
+            match status {
+                Ok(flate2::Status::StreamEnd) => break,
+                Ok(_) => out.reserve(out.capacity().max(1024)),
+                // Compressing into a Vec has no failure mode but running out of space.
+                Err(_) => break,
+            }
+        }
+    });
 }
 
 /// The bytes of a version-2 `.idx` for `entries` (id, CRC32, offset); sorts `entries`.

@@ -72,6 +72,11 @@ impl Default for Options {
 /// Where objects go; `odb::Odb` in the tool, anything in tests.
 pub trait Sink {
     fn put(&mut self, kind: Kind, data: Vec<u8>) -> Result<Oid, String>;
+    /// Stores an object whose id the caller computed (see [`prepare`]).
+    fn put_known(&mut self, kind: Kind, data: Vec<u8>, id: Oid) -> Result<Oid, String> {
+        let _ = id;
+        self.put(kind, data)
+    }
     fn get(&mut self, id: Oid) -> Result<Vec<u8>, String>;
 }
 
@@ -123,6 +128,10 @@ struct Flow {
     created: u64,
     meta: Meta,
     mergeinfo: Mergeinfo,
+    /// The raw `svn:mergeinfo` value `mergeinfo` was parsed from.
+    mergeinfo_raw: Option<Vec<u8>>,
+    /// Per merge source root, the highest revision merged into this flow.
+    merged_from: BTreeMap<Vec<u8>, u64>,
     ended: Option<u64>,
 }
 
@@ -177,8 +186,14 @@ pub struct Converter<S: Sink> {
     names: BTreeMap<String, Vec<u8>>,
     unknown: BTreeSet<String>,
     trees_of: OidMap<Oid>,
+    /// The revision each commit was made for.
+    commit_rev: OidMap<u64>,
     /// The alive flows as of the last completed revision (what refs show after an error).
     alive_done: BTreeMap<Vec<u8>, usize>,
+    /// The blob id `prepare` computed for the node being applied.
+    prepared_blob: Option<Oid>,
+    /// `alive` changed in this revision (flows created or ended).
+    alive_dirty: bool,
     /// Standard layout (`Some(true)`), the whole repository as one branch (`Some(false)`), or
     /// not decided yet (before the first revision with changes).
     standard: Option<bool>,
@@ -199,7 +214,7 @@ fn err(rev: u64, path: &[u8], what: impl Into<String>) -> ConvertError {
 
 impl<S: Sink> Converter<S> {
     pub fn new(sink: S, opts: Options) -> Converter<S> {
-        let empty = Dir::with(BTreeMap::new(), Arc::default());
+        let empty = Dir::with(tree::Children::new(), Arc::default());
         let standard = opts.rules.as_ref().map(|_| true);
         Converter {
             sink,
@@ -216,7 +231,10 @@ impl<S: Sink> Converter<S> {
             names: BTreeMap::new(),
             unknown: BTreeSet::new(),
             trees_of: OidMap::default(),
+            commit_rev: OidMap::default(),
             alive_done: BTreeMap::new(),
+            alive_dirty: false,
+            prepared_blob: None,
             standard,
             first_paths: Vec::new(),
             deleted: Vec::new(),
@@ -239,6 +257,14 @@ impl<S: Sink> Converter<S> {
             }
             Record::Node(n) => self.node(n),
         }
+    }
+
+    /// Feeds one record that went through [`prepare`].
+    pub fn record_prepared(&mut self, p: Prepared) -> Result<(), ConvertError> {
+        self.prepared_blob = p.blob;
+        let r = self.record(p.record);
+        self.prepared_blob = None;
+        r
     }
 
     /// Where objects go (to finish or checkpoint the pack).
@@ -285,7 +311,7 @@ impl<S: Sink> Converter<S> {
         }
     }
 
-    fn node(&mut self, n: Node) -> Result<(), ConvertError> {
+    fn node(&mut self, mut n: Node) -> Result<(), ConvertError> {
         let rev = self
             .rev
             .ok_or_else(|| err(0, &n.path, "node before any revision"))?;
@@ -308,7 +334,7 @@ impl<S: Sink> Converter<S> {
             self.touch(&path);
             return Ok(());
         }
-        let entry = self.build_entry(rev, &path, &n)?;
+        let entry = self.build_entry(rev, &path, &mut n)?;
         self.note_kept_properties(rev, &path, &entry);
         let is_dir = matches!(entry, Entry::Dir(_));
         self.cur = tree::set(&self.cur, &path, Some(entry)).map_err(|w| err(rev, &path, w))?;
@@ -332,7 +358,7 @@ impl<S: Sink> Converter<S> {
     }
 
     /// The entry a non-delete node leaves at its path.
-    fn build_entry(&mut self, rev: u64, path: &[u8], n: &Node) -> Result<Entry, ConvertError> {
+    fn build_entry(&mut self, rev: u64, path: &[u8], n: &mut Node) -> Result<Entry, ConvertError> {
         let base = match (&n.action, &n.copyfrom) {
             (Action::Change, _) => Some(
                 tree::get(&self.cur, path)
@@ -373,7 +399,7 @@ impl<S: Sink> Converter<S> {
                     Some(Entry::File(_)) => {
                         return Err(err(rev, path, "directory node over a file"));
                     }
-                    None => (BTreeMap::new(), Arc::default()),
+                    None => (tree::Children::new(), Arc::default()),
                 };
                 Ok(Entry::Dir(Dir::with(
                     children,
@@ -388,7 +414,7 @@ impl<S: Sink> Converter<S> {
                     }
                     None => (None, Arc::default()),
                 };
-                let text = match &n.text {
+                let text = match n.text.as_mut() {
                     Some(t) => self.text(rev, path, text, t)?,
                     None => match text {
                         Some(t) => t,
@@ -417,8 +443,17 @@ impl<S: Sink> Converter<S> {
         rev: u64,
         path: &[u8],
         base: Option<Oid>,
-        t: &dump::Text,
+        t: &mut dump::Text,
     ) -> Result<Oid, ConvertError> {
+        if !t.delta
+            && let Some(id) = self.prepared_blob.take()
+        {
+            // `prepare` already checked this full text and hashed it.
+            return self
+                .sink
+                .put_known(Kind::Blob, std::mem::take(&mut t.data), id)
+                .map_err(|w| err(rev, path, w));
+        }
         let content = if t.delta {
             let b = match base {
                 Some(id) => self.sink.get(id).map_err(|w| err(rev, path, w))?,
@@ -426,24 +461,9 @@ impl<S: Sink> Converter<S> {
             };
             dump::svndiff::apply(&b, &t.data).map_err(|e| err(rev, path, e.to_string()))?
         } else {
-            t.data.clone()
+            std::mem::take(&mut t.data)
         };
-        if let Some(m) = t.md5 {
-            use md5::Digest;
-            let got: [u8; 16] = md5::Md5::digest(&content).into();
-            if got != m {
-                return Err(err(
-                    rev,
-                    path,
-                    "text does not match its Text-content-md5 (corrupt dump or wrong delta base)",
-                ));
-            }
-        }
-        if let Some(s) = t.sha1
-            && crate::git::object::sha1(&content) != s
-        {
-            return Err(err(rev, path, "text does not match its Text-content-sha1"));
-        }
+        check_text(t, &content).map_err(|w| err(rev, path, w))?;
         self.sink
             .put(Kind::Blob, content)
             .map_err(|w| err(rev, path, w))
@@ -509,13 +529,17 @@ impl<S: Sink> Converter<S> {
 
     /// The alive flow whose root is `path` or above it.
     fn flow_of(&self, path: &[u8]) -> Option<usize> {
-        self.alive
+        // Roots are whole components: look up `path` and each of its parents, deepest first,
+        // then the empty root of a whole-repository layout.
+        let cuts = path
             .iter()
-            .find(|(root, _)| {
-                path == root.as_slice()
-                    || (path.starts_with(root) && path.get(root.len()) == Some(&b'/'))
-            })
-            .map(|(_, &id)| id)
+            .enumerate()
+            .filter(|(_, b)| **b == b'/')
+            .map(|(i, _)| i);
+        std::iter::once(path.len())
+            .chain(cuts.collect::<Vec<_>>().into_iter().rev())
+            .chain(std::iter::once(0))
+            .find_map(|end| self.alive.get(&path[..end]).copied())
     }
 
     fn touch(&mut self, path: &[u8]) {
@@ -537,6 +561,7 @@ impl<S: Sink> Converter<S> {
             .collect();
         for root in gone {
             if let Some(id) = self.alive.remove(&root) {
+                self.alive_dirty = true;
                 let f = &mut self.flows[id];
                 f.ended = Some(rev);
                 self.touched.remove(&id);
@@ -582,9 +607,12 @@ impl<S: Sink> Converter<S> {
             created: rev,
             meta: self.meta.clone(),
             mergeinfo,
+            mergeinfo_raw: None,
+            merged_from: BTreeMap::new(),
             ended: None,
         });
         self.alive.insert(root, id);
+        self.alive_dirty = true;
         self.touched.insert(id);
     }
 
@@ -691,9 +719,12 @@ impl<S: Sink> Converter<S> {
                 created: rev,
                 meta: self.meta.clone(),
                 mergeinfo: Mergeinfo::new(),
+                mergeinfo_raw: None,
+                merged_from: BTreeMap::new(),
                 ended: None,
             });
             self.alive.insert(Vec::new(), id);
+            self.alive_dirty = true;
             self.touched.insert(id);
         } else {
             let outside: Vec<(u64, String)> = paths
@@ -722,7 +753,10 @@ impl<S: Sink> Converter<S> {
             self.commit_flow(rev, id)?;
         }
         self.roots.insert(rev, self.cur.clone());
-        self.alive_done = self.alive.clone();
+        if self.alive_dirty {
+            self.alive_done = self.alive.clone();
+            self.alive_dirty = false;
+        }
         self.out.revisions += 1;
         Ok(())
     }
@@ -764,6 +798,7 @@ impl<S: Sink> Converter<S> {
         f.commits.push((rev, commit));
         self.parents.insert(commit, parents);
         self.trees_of.insert(commit, tree);
+        self.commit_rev.insert(commit, rev);
         Ok(())
     }
 
@@ -792,10 +827,12 @@ impl<S: Sink> Converter<S> {
     /// does not already contain is covered, that revision is not in the future, and the source
     /// commit is not already in this flow's history. Anything else is a cherry-pick or noise.
     fn merge_parents(&mut self, rev: u64, id: usize, props: &PropMap) -> Vec<Oid> {
-        let now = props
-            .get(&b"svn:mergeinfo"[..])
-            .map(|v| mergeinfo::parse(v))
-            .unwrap_or_default();
+        let raw = props.get(&b"svn:mergeinfo"[..]);
+        if raw == self.flows[id].mergeinfo_raw.as_ref() {
+            return Vec::new();
+        }
+        self.flows[id].mergeinfo_raw = raw.cloned();
+        let now = raw.map(|v| mergeinfo::parse(v)).unwrap_or_default();
         if now == self.flows[id].mergeinfo {
             return Vec::new();
         }
@@ -820,11 +857,13 @@ impl<S: Sink> Converter<S> {
             else {
                 continue;
             };
+            // Source commits merged by an earlier merge are contained already.
+            let done = self.flows[id].merged_from.get(src).copied().unwrap_or(0);
             let own: Vec<(u64, Oid)> = sf
                 .commits
                 .iter()
                 .copied()
-                .filter(|(r, _)| *r <= max)
+                .filter(|(r, _)| done < *r && *r <= max)
                 .collect();
             let Some(&(_, candidate)) = own.last() else {
                 continue;
@@ -832,7 +871,9 @@ impl<S: Sink> Converter<S> {
             // Every source commit this flow does not already contain must be covered; one
             // left out means a cherry-pick, which is not a merge.
             let tip = self.flows[id].tip;
-            let have = tip.map(|t| self.ancestors(t)).unwrap_or_default();
+            let have = tip
+                .map(|t| self.ancestors_since(t, own[0].0))
+                .unwrap_or_default();
             if have.contains(&candidate) {
                 continue;
             }
@@ -846,16 +887,21 @@ impl<S: Sink> Converter<S> {
                 ));
                 continue;
             }
+            self.flows[id].merged_from.insert(src.clone(), max);
             out.push(candidate);
         }
         out
     }
 
-    /// `tip` and every commit it descends from.
-    fn ancestors(&self, tip: Oid) -> crate::git::object::OidSet {
+    /// `tip` and the commits it descends from that were made at revision `since` or later
+    /// (a parent is never younger than its child, so older ones cannot lead back up).
+    fn ancestors_since(&self, tip: Oid, since: u64) -> crate::git::object::OidSet {
         let mut seen = crate::git::object::OidSet::default();
         let mut stack = vec![tip];
         while let Some(c) = stack.pop() {
+            if self.commit_rev.get(&c).is_some_and(|r| *r < since) {
+                continue;
+            }
             if seen.insert(c)
                 && let Some(ps) = self.parents.get(&c)
             {
@@ -930,6 +976,49 @@ impl<S: Sink> Converter<S> {
             .put(Kind::Tag, data)
             .map_err(|w| err(rev, &root, w))
     }
+}
+
+/// A record with the work that needs no converter state done ahead, on another thread: a
+/// full text checked against its md5/sha1 and hashed as a git blob.
+pub struct Prepared {
+    pub record: Record,
+    pub blob: Option<Oid>,
+}
+
+/// Checks and hashes a node's full text (delta texts need their base: the converter does them).
+/// `rev` is the revision the record belongs to, for error messages.
+pub fn prepare(record: Record, rev: u64) -> Result<Prepared, ConvertError> {
+    let blob = match &record {
+        Record::Node(n) => match &n.text {
+            Some(t) if !t.delta => {
+                check_text(t, &t.data).map_err(|w| err(rev, &n.path, w))?;
+                Some(crate::git::object::hash_object(Kind::Blob, &t.data))
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    Ok(Prepared { record, blob })
+}
+
+/// Checks `content` against the text's `Text-content-md5` / `Text-content-sha1`.
+fn check_text(t: &dump::Text, content: &[u8]) -> Result<(), String> {
+    if let Some(m) = t.md5 {
+        use md5::Digest;
+        let got: [u8; 16] = md5::Md5::digest(content).into();
+        if got != m {
+            return Err(
+                "text does not match its Text-content-md5 (corrupt dump or wrong delta base)"
+                    .into(),
+            );
+        }
+    }
+    if let Some(s) = t.sha1
+        && crate::git::object::sha1(content) != s
+    {
+        return Err("text does not match its Text-content-sha1".into());
+    }
+    Ok(())
 }
 
 /// The commit message: the log, then the origin trailer.

@@ -80,6 +80,11 @@ impl Odb {
     /// Stores an object; returns its id.
     pub fn put(&mut self, kind: Kind, data: Vec<u8>) -> std::io::Result<Oid> {
         let id = hash_object(kind, &data);
+        self.put_known(kind, data, id)
+    }
+
+    /// Stores an object whose id the caller computed with `hash_object`.
+    pub fn put_known(&mut self, kind: Kind, data: Vec<u8>, id: Oid) -> std::io::Result<Oid> {
         if self.offsets.contains_key(&id)
             || self.pending_at.contains_key(&id)
             || self.older.as_ref().is_some_and(|o| o.has_packed(&id))
@@ -252,6 +257,12 @@ impl Packs {
 impl super::Sink for Packs {
     fn put(&mut self, kind: Kind, data: Vec<u8>) -> Result<Oid, String> {
         self.odb().put(kind, data).map_err(|e| e.to_string())
+    }
+
+    fn put_known(&mut self, kind: Kind, data: Vec<u8>, id: Oid) -> Result<Oid, String> {
+        self.odb()
+            .put_known(kind, data, id)
+            .map_err(|e| e.to_string())
     }
 
     fn get(&mut self, id: Oid) -> Result<Vec<u8>, String> {

@@ -13,6 +13,14 @@ use std::sync::{Arc, OnceLock};
 /// Node properties (`svn:executable`, `svn:special`, `svn:ignore`, `svn:mergeinfo`, ...).
 pub type PropMap = BTreeMap<Vec<u8>, Vec<u8>>;
 
+/// A directory's entries: a persistent ordered map, so that changing one entry of a wide
+/// directory (a `branches/` with hundreds of branches) shares the rest with the old version
+/// instead of copying it.
+pub type Children = imbl::OrdMap<Name, Entry>;
+
+/// An entry name, shared (not copied) between the versions of a directory.
+pub type Name = Arc<[u8]>;
+
 /// A file or a directory.
 #[derive(Clone, Debug)]
 pub enum Entry {
@@ -40,14 +48,14 @@ impl File {
 /// A directory.
 #[derive(Debug, Default)]
 pub struct Dir {
-    pub children: BTreeMap<Vec<u8>, Entry>,
+    pub children: Children,
     pub props: Arc<PropMap>,
     /// The git tree of this directory (`None` when it holds no files), once computed.
     pub git: OnceLock<Option<Oid>>,
 }
 
 impl Dir {
-    pub fn with(children: BTreeMap<Vec<u8>, Entry>, props: Arc<PropMap>) -> Arc<Dir> {
+    pub fn with(children: Children, props: Arc<PropMap>) -> Arc<Dir> {
         Arc::new(Dir {
             children,
             props,
@@ -87,14 +95,17 @@ pub fn set(root: &Arc<Dir>, path: &[u8], entry: Option<Entry>) -> Result<Arc<Dir
 
 fn set_in(dir: &Arc<Dir>, parts: &[&[u8]], entry: Option<Entry>) -> Result<Arc<Dir>, String> {
     let mut children = dir.children.clone();
-    let name = parts[0].to_vec();
+    let name: Name = match dir.children.get_key_value(parts[0]) {
+        Some((k, _)) => k.clone(),
+        None => Arc::from(parts[0]),
+    };
     if parts.len() == 1 {
         match entry {
             Some(e) => {
                 children.insert(name, e);
             }
             None => {
-                children.remove(&name);
+                children.remove(&*name);
             }
         }
     } else {
@@ -142,22 +153,22 @@ pub fn git_tree(dir: &Arc<Dir>, store: &mut dyn Store, eol: bool) -> Result<Opti
         ));
     }
     for (name, e) in &dir.children {
-        if !attributes.is_empty() && name == b".gitattributes" {
+        if !attributes.is_empty() && **name == *b".gitattributes" {
             continue;
         }
         match e {
             Entry::Dir(d) => {
                 if let Some(t) = git_tree(d, store, eol)? {
-                    entries.push((name.clone(), "40000", t));
+                    entries.push((name.to_vec(), "40000", t));
                 }
             }
-            Entry::File(f) if name == b".gitignore" && !ignore.is_empty() => {
+            Entry::File(f) if **name == *b".gitignore" && !ignore.is_empty() => {
                 let mut text = store.text(f.text)?;
                 if !text.is_empty() && !text.ends_with(b"\n") {
                     text.push(b'\n');
                 }
                 text.extend_from_slice(&ignore);
-                entries.push((name.clone(), "100644", store.put(Kind::Blob, text)?));
+                entries.push((name.to_vec(), "100644", store.put(Kind::Blob, text)?));
             }
             Entry::File(f) => entries.push(file_entry(name, f, store)?),
         }
@@ -245,7 +256,7 @@ fn eol_lines(dir: &Dir) -> Vec<u8> {
             out.extend_from_slice(name);
         } else {
             out.extend_from_slice(b"\"/");
-            for &b in name {
+            for &b in name.iter() {
                 if b == b'"' || b == b'\\' || b"*?[".contains(&b) {
                     out.push(b'\\');
                 }
@@ -290,17 +301,17 @@ mod tests {
 
     #[test]
     fn set_shares_unchanged_directories() {
-        let root = Dir::with(BTreeMap::new(), Arc::default());
+        let root = Dir::with(Children::new(), Arc::default());
         let root = set(
             &root,
             b"a",
-            Some(Entry::Dir(Dir::with(BTreeMap::new(), Arc::default()))),
+            Some(Entry::Dir(Dir::with(Children::new(), Arc::default()))),
         )
         .expect("a");
         let root = set(
             &root,
             b"b",
-            Some(Entry::Dir(Dir::with(BTreeMap::new(), Arc::default()))),
+            Some(Entry::Dir(Dir::with(Children::new(), Arc::default()))),
         )
         .expect("b");
         let f = Entry::File(Arc::new(File {
