@@ -328,6 +328,9 @@ do_install() {
     stage_from_download "$stage"
   fi
   install_tree "$stage"
+  # The manifest is written before the rc files are touched (and again after), so that an
+  # install killed in between can still be undone with --uninstall.
+  write_manifest
   [ "$NO_RC" = 1 ] || edit_rc_files
   write_manifest
   say "installed into $PREFIX$([ "$DRY_RUN" = 1 ] && printf ' (dry run: nothing was written)')"

@@ -138,6 +138,11 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
     }
     let _log = super::init_logging(Some(&git_dirs[0].join("svn-migrate.log.jsonl")))?;
     let (reader, child) = open_source(&source)?;
+    let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let reader: Box<dyn BufRead + Send> = Box::new(Counting {
+        inner: reader,
+        n: read.clone(),
+    });
     let n = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -166,9 +171,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
             conv,
         });
     }
-    let bar = crate::logging::progress_bar(0, "revisions");
+    let bar = progress(&source, read);
     let result = convert_all(&mut targets, reader, &exec, cli.checkpoint_every, &bar);
-    bar.finish_and_clear();
+    bar.bar.finish_and_clear();
     let source_ok = wait_source(child);
     if let Err(e) = result {
         for t in &mut targets {
@@ -436,6 +441,87 @@ fn wait_source(child: Option<Child>) -> Result<()> {
     Ok(())
 }
 
+/// Counts the bytes the parser consumes (for the progress bar of a dump file).
+struct Counting {
+    inner: Box<dyn BufRead + Send>,
+    n: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::io::Read for Counting {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n
+            .fetch_add(k as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(k)
+    }
+}
+
+impl BufRead for Counting {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.n
+            .fetch_add(amt as u64, std::sync::atomic::Ordering::Relaxed);
+        self.inner.consume(amt);
+    }
+}
+
+/// The progress bar: revisions of a repository (total from `svnlook youngest`), bytes of a
+/// dump file, or a running count for streams. Drawn only when stderr is a terminal.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    bytes: Option<Arc<std::sync::atomic::AtomicU64>>,
+}
+
+impl Progress {
+    fn tick_revision(&self, rev: u64) {
+        match &self.bytes {
+            Some(n) => {
+                self.bar
+                    .set_position(n.load(std::sync::atomic::Ordering::Relaxed));
+                self.bar.set_message(format!("r{rev}"));
+            }
+            None => self.bar.set_position(rev),
+        }
+    }
+}
+
+fn progress(source: &str, read: Arc<std::sync::atomic::AtomicU64>) -> Progress {
+    let path = Path::new(source.strip_prefix("file://").unwrap_or(source));
+    let youngest = || -> Option<u64> {
+        let o = Command::new("svnlook")
+            .arg("youngest")
+            .arg(path)
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&o.stdout).trim().parse().ok()
+    };
+    if path.is_file() {
+        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let bar = crate::logging::progress_bar(len, "r0");
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        return Progress {
+            bar,
+            bytes: Some(read),
+        };
+    }
+    let total = if path.join("format").is_file() {
+        youngest().unwrap_or(0)
+    } else {
+        0
+    };
+    Progress {
+        bar: crate::logging::progress_bar(total, "revisions"),
+        bytes: None,
+    }
+}
+
 /// Reads, checks and hashes records on a `sched` task (the parse stage) while this thread
 /// applies them (the convert stage), through a bounded channel.
 fn convert_all(
@@ -443,7 +529,7 @@ fn convert_all(
     reader: Box<dyn BufRead + Send>,
     exec: &crate::sched::Executor,
     every: u64,
-    bar: &indicatif::ProgressBar,
+    bar: &Progress,
 ) -> Result<()> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<convert::Prepared, String>>(1024);
     let opts = crate::sched::Opts::new(exec.now() + std::time::Duration::from_secs(86_400))
@@ -472,13 +558,15 @@ fn apply_all(
     targets: &mut [Target],
     rx: std::sync::mpsc::Receiver<Result<convert::Prepared, String>>,
     every: u64,
-    bar: &indicatif::ProgressBar,
+    bar: &Progress,
 ) -> Result<()> {
     let mut since = 0u64;
     for item in rx {
         let p = item.map_err(BadInput)?;
         if matches!(p.record, Record::Revision { .. }) {
-            bar.inc(1);
+            if let Record::Revision { number, .. } = &p.record {
+                bar.tick_revision(*number);
+            }
             since += 1;
             if since > every {
                 for t in targets.iter_mut() {

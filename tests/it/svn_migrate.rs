@@ -438,10 +438,40 @@ fn authors_are_mapped_and_unknown_ones_are_listed_all_at_once() {
 }
 
 #[test]
-fn a_revision_without_author_or_log_still_converts() {
+fn a_revision_without_author_log_or_date_still_converts() {
     let o = migrate(&rich().repo, &[]).ok();
-    let last = o.git(&["log", "-1", "--format=%an|%B", "main"]);
-    assert!(last.starts_with("(no author)|svn-revision: "), "{last}");
+    let last = o.git(&["log", "-1", "--format=%an|%at|%B", "main"]);
+    assert!(last.starts_with("(no author)|0|svn-revision: "), "{last}");
+}
+
+#[test]
+fn replace_nodes_are_a_delete_and_an_add_in_one_revision() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let repo = dir.path().join("r");
+    sh(&format!(
+        "svnadmin create {r} && svn mkdir -q -m layout file://{r}/trunk && svn checkout -q file://{r}/trunk {d}/wc && cd {d}/wc && \
+         echo a > x && echo b > y && mkdir d && echo c > d/f && svn add -q x y d && svn commit -q -m files && \
+         svn rm -q x && svn cp -q y x && svn rm -q d && svn mkdir -q d && echo new > d/g && svn add -q d/g && svn commit -q -m replace",
+        r = repo.display(),
+        d = dir.path().display()
+    ));
+    let dump =
+        String::from_utf8_lossy(&sh(&format!("svnadmin dump -q {}", repo.display()))).into_owned();
+    assert!(
+        dump.contains("Node-action: replace"),
+        "the scenario really has a replace node"
+    );
+    let o = migrate(&repo, &["--verify"]).ok();
+    assert_eq!(
+        o.git(&["show", "main:x"]),
+        "b",
+        "a file replaced by a copy has the copy's content"
+    );
+    assert_eq!(
+        o.git(&["ls-tree", "-r", "--name-only", "main", "d"]),
+        "d/g",
+        "a replaced directory keeps nothing of the old one"
+    );
 }
 
 #[test]

@@ -165,6 +165,17 @@ setup() { fresh_home; }
   done
 }
 
+@test "git surgery --help and git svn-migrate --help open the installed man pages" {
+  piped_install --yes
+  run env PATH="$HOME/.local/bin:$PATH" MANPAGER=cat PAGER=cat MANWIDTH=80 git surgery --help
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"git-surgery"* ]]
+  [[ "$output" == *"quarantine"* ]]
+  run env PATH="$HOME/.local/bin:$PATH" MANPAGER=cat PAGER=cat MANWIDTH=80 git svn-migrate --help
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"git-svn-migrate"* ]]
+}
+
 @test "a checksum mismatch is refused and nothing is installed" {
   cp -r "$BATS_FILE_TMPDIR/dist" "$BATS_TEST_TMPDIR/bad"
   archive=$(ls "$BATS_TEST_TMPDIR"/bad/*.tar.gz)
