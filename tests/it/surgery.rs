@@ -988,3 +988,47 @@ scenario!(
     "midx-corrupt",
     r#"git multi-pack-index write; flip .git/objects/pack/multi-pack-index 100 '\xff'"#
 );
+
+/// research §6 #31: the remote is damaged too. Repair must not pretend: exit 2, the fetch
+/// failure named, the exact loss listed, and the local damage still quarantined.
+#[test]
+fn s31_a_remote_that_is_damaged_too_gives_exit_2_and_the_loss() {
+    let lab = Lab::new();
+    lab.sh(r#"P=$(pack); wr $P; truncate -s $(( $(stat -c %s $P) / 2 )) $P"#);
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(
+            "P=$(ls objects/pack/*.pack); chmod u+w $P; truncate -s $(( $(stat -c %s $P) / 2 )) $P",
+        )
+        .current_dir(&lab.remote)
+        .output()
+        .expect("bash");
+    assert!(o.status.success());
+    let rep = lab.surgery(&["repair", "--json"]);
+    assert_eq!(
+        rep.status.code(),
+        Some(2),
+        "damage remains when no remote has the data"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&rep.stdout).expect("json");
+    assert!(
+        v["lost"]
+            .as_array()
+            .expect("lost")
+            .iter()
+            .all(|m| !m["needed_by"].as_array().expect("refs").is_empty()),
+        "every lost object names the refs that need it"
+    );
+    assert!(
+        v["fetch_failures"]
+            .as_array()
+            .expect("failures")
+            .iter()
+            .any(|f| f["source"] == "origin"),
+        "the damaged remote is named"
+    );
+    assert!(
+        v["quarantine"].as_str().is_some(),
+        "the damaged pack was still quarantined, not deleted"
+    );
+}

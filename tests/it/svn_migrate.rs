@@ -759,3 +759,89 @@ fn externals_and_eol_style_are_reported_and_eol_style_becomes_gitattributes_on_r
     let o = migrate(&rich().repo, &["--eol-attributes"]).ok();
     assert_eq!(o.git(&["show", "main:.gitattributes"]), "/native.txt text");
 }
+
+#[test]
+fn an_svn_url_is_read_through_svnrdump_and_stdin_takes_a_dump() {
+    let r = rich();
+    let root = r.repo.parent().expect("parent").to_path_buf();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut server = Command::new("svnserve")
+        .args([
+            "-d",
+            "--foreground",
+            "--listen-host",
+            "127.0.0.1",
+            "--listen-port",
+            &port.to_string(),
+            "-r",
+        ])
+        .arg(&root)
+        .spawn()
+        .expect("svnserve starts");
+    let t0 = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "svnserve listens"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let url = format!("svn://127.0.0.1:{port}/repo");
+    let dir = tempfile::tempdir().expect("tmp");
+    let o = Command::new(BIN)
+        .arg(&url)
+        .arg(dir.path().join("net"))
+        .args(["--bare", "--verify"])
+        .output()
+        .expect("runs");
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let refs = |git: &Path| {
+        String::from_utf8_lossy(
+            &Command::new("git")
+                .arg("--git-dir")
+                .arg(git)
+                .args(["for-each-ref", "--format=%(objectname) %(refname)"])
+                .output()
+                .expect("git")
+                .stdout,
+        )
+        .trim_end()
+        .to_string()
+    };
+    let local = migrate(&r.repo, &["--bare"]).ok().refs();
+    assert_eq!(
+        refs(&dir.path().join("net")),
+        local,
+        "svn:// through svnrdump gives the same commits"
+    );
+    let stdin = std::fs::File::open(&r.v3).expect("dump");
+    let o = Command::new(BIN)
+        .arg("-")
+        .arg(dir.path().join("pipe"))
+        .arg("--bare")
+        .stdin(stdin)
+        .output()
+        .expect("runs");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        refs(&dir.path().join("pipe")),
+        local,
+        "a dump on stdin gives the same commits"
+    );
+}
