@@ -117,7 +117,12 @@ impl Ctx<'_> {
         }
         let slot = &self.inner.slots[self.slot];
         if slot.preempt.load(Ordering::Relaxed) {
-            if self.inner.queue_min.load(Ordering::Acquire) < deadline && self.inner.idle() == 0 {
+            // No preemption once shutdown began: the queue only drains from here on.
+            let draining = self.inner.closed.load(Ordering::Acquire);
+            if !draining
+                && self.inner.queue_min.load(Ordering::Acquire) < deadline
+                && self.inner.idle() == 0
+            {
                 return Check::Yield;
             }
             slot.preempt.store(false, Ordering::Relaxed);
@@ -630,6 +635,12 @@ impl Inner {
             self.fail_unstarted(&job, JoinError::Shutdown);
             return;
         }
+        self.enqueue(job);
+    }
+
+    /// Queues a job whatever the shutdown state: a task that yielded was admitted before
+    /// shutdown began, so a draining shutdown must still run it to the end.
+    fn enqueue(&self, job: Arc<Job>) {
         let deadline = job.deadline.load(Ordering::Relaxed);
         let key = (deadline, job.seq);
         self.inbox.push(job);
@@ -863,7 +874,7 @@ impl Inner {
             Progress::Yield => {
                 counters.yields.fetch_add(1, Ordering::Relaxed);
                 job.state.store(QUEUED, Ordering::Release);
-                self.submit(job.clone());
+                self.enqueue(job.clone());
             }
         }
     }
@@ -899,7 +910,8 @@ impl Inner {
         let mut r = self.lock_ready();
         r.draining = true;
         loop {
-            if r.map.is_empty() && self.running() == 0 {
+            // A yielded task passes through the inbox on its way back to the ready map.
+            if r.map.is_empty() && self.inbox.is_empty() && self.running() == 0 {
                 r.draining = false;
                 return true;
             }

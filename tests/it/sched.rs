@@ -625,3 +625,61 @@ fn many_submitters_every_task_runs_exactly_once_and_the_counts_add_up() {
     assert_eq!(s.completed, ran);
     assert_eq!(s.completed + s.cancelled, 8000, "{s:?}");
 }
+
+/// Yields once, after being told that shutdown has begun, then finishes.
+struct YieldOnceLate {
+    started: Option<mpsc::Sender<()>>,
+    go: mpsc::Receiver<()>,
+    yielded: bool,
+}
+
+impl Resumable for YieldOnceLate {
+    type Output = &'static str;
+    fn step(&mut self, _ctx: &Ctx<'_>) -> Step<&'static str> {
+        if let Some(tx) = self.started.take() {
+            tx.send(()).expect("test alive");
+        }
+        if !self.yielded {
+            self.yielded = true;
+            self.go.recv().expect("test alive");
+            return Step::Yield;
+        }
+        Step::Done("finished")
+    }
+}
+
+#[test]
+fn a_task_that_yields_during_a_draining_shutdown_still_runs_to_the_end() {
+    // Two workers: the second runs the probes while the first holds the yielding task.
+    let exec = Arc::new(Builder::new().workers(2).build().expect("executor starts"));
+    let (started_tx, started_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel();
+    let job = YieldOnceLate {
+        started: Some(started_tx),
+        go: go_rx,
+        yielded: false,
+    };
+    let task = exec.spawn_resumable(Opts::new(exec.now() + Duration::from_secs(60)), job);
+    started_rx.recv().expect("task started");
+    let e = exec.clone();
+    let shut = std::thread::spawn(move || {
+        e.shutdown(Shutdown::Drain {
+            timeout: Duration::from_secs(30),
+        })
+    });
+    // Shutdown has begun once new work is refused.
+    while exec
+        .spawn(exec.now() + Duration::from_secs(60), |_| ())
+        .join()
+        .is_ok()
+    {
+        std::thread::yield_now();
+    }
+    go_tx.send(()).expect("task alive");
+    assert_eq!(
+        task.join()
+            .expect("a task admitted before shutdown is drained, not dropped"),
+        "finished"
+    );
+    assert!(shut.join().expect("shutdown thread").drained);
+}
