@@ -111,7 +111,12 @@ pub fn load_private(
 
 /// Refuses a file that group or others can read or write.
 pub fn check_private_file(path: &Path) -> Result<(), CaError> {
-    let meta = fs::metadata(path).map_err(|e| CaError::io(path, e))?;
+    // A key or store that is missing or unreadable is a broken CA directory (exit 4), not bad
+    // input.
+    let meta = fs::metadata(path).map_err(|e| CaError::Key {
+        path: path.to_path_buf(),
+        why: format!("cannot read: {e}"),
+    })?;
     check_mode(path, &meta, 0o600)
 }
 

@@ -775,6 +775,35 @@ fn a_ca_directory_or_key_others_can_read_is_refused() {
 }
 
 #[test]
+fn a_missing_ca_key_is_a_broken_ca_directory_with_exit_4() {
+    let lab = Lab::new("ed25519");
+    lab.keygen("id_missing", "ed25519");
+    std::fs::rename(lab.ca_dir().join("user_ca"), lab.path("user_ca.moved"))
+        .expect("move the key away");
+    let out = lab.ca(&[
+        "sign",
+        "--user",
+        "-I",
+        "x",
+        "-n",
+        "root",
+        "-V",
+        "+1h",
+        "id_missing.pub",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(
+        text(&out).contains("user_ca") && text(&out).contains("cannot read"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !lab.path("id_missing-cert.pub").exists(),
+        "nothing is issued"
+    );
+}
+
+#[test]
 fn serials_are_unique_and_never_zero_when_processes_sign_at_once() {
     let lab = Lab::new("ed25519");
     let names: Vec<String> = (0..24).map(|i| format!("k{i}")).collect();
