@@ -166,11 +166,52 @@ impl Ca {
     }
 
     /// Creates a CA directory: keys, commented config and store. Refuses an existing CA.
+    /// The CA is built in a temporary sibling directory and renamed into place at the end, so
+    /// an init that fails half-way leaves nothing behind and can simply be run again.
     pub fn init(dir: &Path, kind: keys::KeyType, passphrase: Option<&str>) -> Result<Ca, CaError> {
         if dir.join("ca.db").exists() || Ca::key_path(dir, CertType::User).exists() {
             return Err(CaError::AlreadyInitialised(dir.to_path_buf()));
         }
-        std::fs::create_dir_all(dir).map_err(|e| CaError::io(dir, e))?;
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "ca".into());
+        let parent = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| CaError::io(parent, e))?;
+        let staging = parent.join(format!(".{name}.init-{}", std::process::id()));
+        let built =
+            Ca::build(&staging, kind, passphrase).and_then(|()| Ca::move_into(&staging, dir));
+        if let Err(e) = built {
+            // Only files this call just created live in the staging directory.
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        Ca::open(dir)
+    }
+
+    /// Puts the built CA at `dir`: one rename, or, when `dir` already exists (a directory the
+    /// user made, perhaps with other files), one rename per CA file.
+    fn move_into(staging: &Path, dir: &Path) -> Result<(), CaError> {
+        if !dir.exists() {
+            return std::fs::rename(staging, dir).map_err(|e| CaError::io(dir, e));
+        }
+        let entries = std::fs::read_dir(staging).map_err(|e| CaError::io(staging, e))?;
+        for e in entries {
+            let e = e.map_err(|e| CaError::io(staging, e))?;
+            let to = dir.join(e.file_name());
+            std::fs::rename(e.path(), &to).map_err(|err| CaError::io(&to, err))?;
+        }
+        std::fs::remove_dir(staging).map_err(|e| CaError::io(staging, e))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| CaError::io(dir, e))
+    }
+
+    fn build(dir: &Path, kind: keys::KeyType, passphrase: Option<&str>) -> Result<(), CaError> {
+        std::fs::create_dir(dir).map_err(|e| CaError::io(dir, e))?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| CaError::io(dir, e))?;
@@ -186,8 +227,7 @@ impl Ca {
         let db = dir.join("ca.db");
         Store::open(&db)?;
         std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| CaError::io(&db, e))?;
-        Ca::open(dir)
+            .map_err(|e| CaError::io(&db, e))
     }
 
     /// Opens a CA directory: checks permissions, reads the public keys, the policy and the store.

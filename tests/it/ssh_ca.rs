@@ -1222,3 +1222,34 @@ fn stdin_to_stdout_signing_and_list_filters_for_scripts() {
             .contains("not a listed principal")
     );
 }
+
+#[test]
+fn init_builds_the_ca_aside_and_keeps_what_the_directory_already_held() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("ca");
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::write(dir.join("NOTES"), "mine").expect("write");
+    let out = run(Command::new(BIN)
+        .arg("init")
+        .env("SSH_CA_DIR", &dir)
+        .env_remove("SSH_CA_PASSPHRASE"));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("NOTES")).expect("notes"),
+        "mine",
+        "the user's file is kept"
+    );
+    assert!(dir.join("ca.db").is_file() && dir.join("user_ca").is_file());
+    let left: Vec<String> = std::fs::read_dir(tmp.path())
+        .expect("ls")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left,
+        vec!["ca".to_string()],
+        "no staging directory is left beside the CA"
+    );
+    let again = run(Command::new(BIN).arg("init").env("SSH_CA_DIR", &dir));
+    assert_eq!(again.status.code(), Some(4), "an existing CA is refused");
+}
