@@ -17,7 +17,8 @@ Exit status:
   1  verify: the certificate would be refused; audit verify: the audit chain is broken
   2  bad usage or bad input (a malformed key, validity or option); nothing was changed
   3  refused by policy (the message names the profile and the rule); the refusal is audited
-  4  the CA directory, a key or the store is missing, unreadable or unsafe (permissions)";
+  4  the CA directory, a key or the store is missing, unreadable or unsafe (permissions)
+  5  sign: certificates were issued and recorded, but writing their files failed (serials listed)";
 
 /// An SSH certificate authority with policy, serials, revocation lists and an audit trail.
 #[derive(Parser, Debug)]
@@ -164,7 +165,19 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Certificates were issued and recorded, but their files could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the certificates were issued and recorded in the store (serials {0}), but their files could not be written; `ssh-ca inspect` and `ssh-ca list --json` show them"
+)]
+struct IssuedNotWritten(String);
+
 fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.chain()
+        .any(|c| c.downcast_ref::<IssuedNotWritten>().is_some())
+    {
+        return 5;
+    }
     match e.downcast_ref::<CaError>() {
         Some(CaError::Policy(_)) => 3,
         // A -z serial that is taken or out of range is bad input, not a broken store.
@@ -412,7 +425,10 @@ fn sign(ca: &mut Ca, a: SignArgs, json: bool, out: &mut dyn Write) -> Result<Exi
             files.push((cert_path(path), text.into_bytes()));
         }
     }
-    keys::write_all_atomic(&files, 0o644)?;
+    if let Err(e) = keys::write_all_atomic(&files, 0o644) {
+        let serials: Vec<String> = issued.iter().map(|(_, r)| r.serial.to_string()).collect();
+        return Err(anyhow::Error::new(IssuedNotWritten(serials.join(", "))).context(e));
+    }
     let mut written = files.iter().map(|(p, _)| p);
     // One write for all the human lines: a batch of thousands stays cheap.
     let mut notes = String::new();

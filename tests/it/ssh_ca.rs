@@ -1253,3 +1253,33 @@ fn init_builds_the_ca_aside_and_keeps_what_the_directory_already_held() {
     let again = run(Command::new(BIN).arg("init").env("SSH_CA_DIR", &dir));
     assert_eq!(again.status.code(), Some(4), "an existing CA is refused");
 }
+
+#[test]
+fn a_certificate_file_that_cannot_be_written_after_issuing_says_so_with_exit_5() {
+    let lab = Lab::new("ed25519");
+    lab.keygen("id_blocked", "ed25519");
+    std::fs::create_dir(lab.path("id_blocked-cert.pub"))
+        .expect("a directory where the file would go");
+    let out = lab.ca(&[
+        "sign",
+        "--user",
+        "-I",
+        "blocked",
+        "-n",
+        "root",
+        "-V",
+        "+1h",
+        "id_blocked.pub",
+    ]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(
+        text(&out).contains("issued and recorded") && text(&out).contains("serials 1"),
+        "the message says what did happen: {}",
+        text(&out)
+    );
+    let list = lab.ca(&["--json", "list"]);
+    assert!(
+        text(&list).contains("\"blocked\""),
+        "the certificate is in the store"
+    );
+}
