@@ -238,7 +238,12 @@ impl Ca {
         keys::check_dir(dir)?;
         let read_pub = |t| {
             let p = keys::pub_path(&Ca::key_path(dir, t));
-            keys::check_private_file(&Ca::key_path(dir, t))?;
+            // The private key may live only in ssh-agent (`--agent`); when its file is here,
+            // it must be private.
+            let private = Ca::key_path(dir, t);
+            if private.exists() {
+                keys::check_private_file(&private)?;
+            }
             PublicKey::read_openssh_file(&p).map_err(|e| CaError::Key {
                 path: p.clone(),
                 why: e.to_string(),
