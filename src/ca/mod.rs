@@ -447,7 +447,7 @@ impl Ca {
     /// The KRL for everything revoked so far.
     pub fn krl(&mut self, now: u64) -> Result<krl::Krl, CaError> {
         let revs = self.store.revocations()?;
-        let version = self.store.next_krl_version()?;
+        let version = self.store.next_krl_version(now)?;
         let mut cas = Vec::new();
         for kind in [CertType::User, CertType::Host] {
             let fp = fingerprint(self.ca_key(kind));

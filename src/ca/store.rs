@@ -324,8 +324,8 @@ impl Store {
             .map_err(|e| self.classify(e))
     }
 
-    /// Bumps and returns the KRL version.
-    pub fn next_krl_version(&mut self) -> Result<u64, StoreError> {
+    /// Bumps and returns the KRL version, recording the bump in the audit chain.
+    pub fn next_krl_version(&mut self, now: u64) -> Result<u64, StoreError> {
         let path = self.path.clone();
         let sq = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -346,6 +346,7 @@ impl Store {
             [next.to_string()],
         )
         .map_err(sq)?;
+        append_audit(&tx, now, "krl", &serde_json::json!({ "version": next })).map_err(sq)?;
         tx.commit().map_err(sq)?;
         Ok(next)
     }

@@ -1276,3 +1276,34 @@ fn a_certificate_file_that_cannot_be_written_after_issuing_says_so_with_exit_5()
         "the certificate is in the store"
     );
 }
+
+#[test]
+fn every_krl_version_is_recorded_in_the_audit_chain() {
+    let lab = Lab::new("ed25519");
+    for _ in 0..2 {
+        assert!(
+            lab.ca(&["krl", "-o", &lab.path("r.krl").to_string_lossy()])
+                .status
+                .success()
+        );
+    }
+    let db = rusqlite::Connection::open(lab.ca_dir().join("ca.db")).expect("store opens");
+    let versions: Vec<String> = db
+        .prepare("SELECT record FROM audit WHERE kind = 'krl' ORDER BY seq")
+        .expect("query")
+        .query_map([], |r| r.get(0))
+        .expect("rows")
+        .map(|r| r.expect("row"))
+        .collect();
+    assert_eq!(
+        versions,
+        vec![
+            r#"{"version":1}"#.to_string(),
+            r#"{"version":2}"#.to_string()
+        ]
+    );
+    assert!(
+        lab.ca(&["audit", "verify"]).status.success(),
+        "the chain stays intact"
+    );
+}
