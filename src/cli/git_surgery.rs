@@ -116,6 +116,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
         None => std::env::current_dir().context("current directory")?,
     };
     let repo = Repo::find(&start)?;
+    repo.check_supported()?;
     let Some(command) = cli.command else {
         anyhow::bail!("no command given (try `git surgery scan` or `git surgery --help`)");
     };
@@ -223,7 +224,7 @@ fn print_repair(r: &Report, json: bool, out: &mut dyn Write) -> Result<()> {
         writeln!(out, "{}", serde_json::to_string(r)?)?;
         return Ok(());
     }
-    if r.found.is_empty() {
+    if r.found.is_empty() && r.healthy {
         writeln!(out, "healthy: nothing to repair")?;
         return Ok(());
     }

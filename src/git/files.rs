@@ -69,11 +69,11 @@ fn index_entry(
         loop {
             let c = *b.get(p)?;
             p += 1;
-            strip = (strip << 7) | usize::from(c & 0x7f);
+            strip = strip.checked_mul(128)? | usize::from(c & 0x7f);
             if c & 0x80 == 0 {
                 break;
             }
-            strip += 1;
+            strip = strip.checked_add(1)?;
         }
         let end = p + b.get(p..)?.iter().position(|&c| c == 0)?;
         prev.truncate(prev.len().checked_sub(strip)?);

@@ -55,7 +55,14 @@ fn split_header(raw: &[u8]) -> Result<(Kind, &[u8]), String> {
             String::from_utf8_lossy(&header[..sp])
         )
     })?;
-    let len: usize = std::str::from_utf8(&header[sp + 1..])
+    let digits = &header[sp + 1..];
+    if digits.is_empty()
+        || !digits.iter().all(u8::is_ascii_digit)
+        || (digits.len() > 1 && digits[0] == b'0')
+    {
+        return Err("malformed object length (git accepts only plain decimal digits)".into());
+    }
+    let len: usize = std::str::from_utf8(digits)
         .ok()
         .and_then(|s| s.parse().ok())
         .ok_or("malformed object length")?;

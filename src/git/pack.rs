@@ -15,6 +15,10 @@ use std::path::Path;
 /// The longest delta chain followed; git's own default maximum is 50, aggressive repacks 250.
 const MAX_CHAIN: usize = 10_000;
 
+/// Sizes read from a file are only hints for allocation: capped, so a corrupt size field costs
+/// a clean error later rather than an allocation failure now.
+const MAX_HINT: usize = 64 << 20;
+
 /// A parsed `.idx` version 2.
 pub struct Index {
     pub oids: Vec<Oid>,
@@ -156,7 +160,11 @@ pub fn entry_header(pack: &[u8], off: u64) -> Result<EntryHeader, String> {
             while c & 0x80 != 0 {
                 c = byte(at)?;
                 at += 1;
-                rel = ((rel + 1) << 7) | u64::from(c & 0x7f);
+                rel = rel
+                    .checked_add(1)
+                    .and_then(|r| r.checked_mul(128))
+                    .map(|r| r | u64::from(c & 0x7f))
+                    .ok_or_else(|| format!("entry at offset {off}: delta base offset overflows"))?;
             }
             if rel == 0 || rel > off {
                 return Err(format!(
@@ -207,7 +215,7 @@ pub fn apply_delta(base: &[u8], delta: &[u8]) -> Result<Vec<u8>, String> {
             base.len()
         ));
     }
-    let mut out = Vec::with_capacity(dst);
+    let mut out = Vec::with_capacity(dst.min(MAX_HINT));
     while at < delta.len() {
         let op = delta[at];
         at += 1;
@@ -316,7 +324,10 @@ impl Pack {
             return Err(format!("CRC32 mismatch at offset {off}"));
         }
         let h = entry_header(&self.data, off)?;
-        let (out, used) = inflate(&raw[h.header_len..], h.size as usize)
+        let body = raw
+            .get(h.header_len..)
+            .ok_or_else(|| format!("offset {off}: entry header runs past the entry"))?;
+        let (out, used) = inflate(body, (h.size as usize).min(MAX_HINT))
             .map_err(|e| format!("offset {off}: {e}"))?;
         if out.len() as u64 != h.size {
             return Err(format!(
@@ -325,7 +336,7 @@ impl Pack {
                 h.size
             ));
         }
-        if used != raw.len() - h.header_len {
+        if used != body.len() {
             return Err(format!(
                 "offset {off}: bytes left over after the zlib stream"
             ));

@@ -2,8 +2,9 @@
 //!
 //! Invariants: every object is hashed as it is added, so the index can only name what the pack
 //! holds; both files are written to temporary names, fsynced, and renamed pack first, index
-//! last (git only sees a pack once its index exists), then the directory is fsynced. A crash
-//! leaves either nothing visible or a complete pack.
+//! last (git only uses a pack once its index exists), then the directory is fsynced. A crash
+//! between the two renames leaves a complete `.pack` without its `.idx`, which git ignores and
+//! git-surgery's scan reports and repairs with `git index-pack`.
 
 use super::object::{Kind, Oid, hash_object};
 use flate2::Compression;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 pub struct PackWriter {
     body: Vec<u8>,
     entries: Vec<(Oid, u32, u64)>,
+    seen: super::object::OidSet,
 }
 
 impl PackWriter {
@@ -34,7 +36,7 @@ impl PackWriter {
     /// Adds an object (duplicates are ignored) and returns its id.
     pub fn add(&mut self, kind: Kind, data: &[u8]) -> Oid {
         let id = hash_object(kind, data);
-        if self.entries.iter().any(|e| e.0 == id) {
+        if !self.seen.insert(id) {
             return id;
         }
         let start = self.body.len();

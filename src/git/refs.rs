@@ -30,25 +30,31 @@ pub struct Problem {
     pub what: String,
 }
 
-/// Parses the content of a loose ref or HEAD file.
+/// Parses the content of a loose ref or HEAD file with git's own leniency: `ref:` may be
+/// followed by any spaces, and an object id may be followed by any whitespace (CRLF, extra
+/// newlines), as git reads them.
 pub fn parse_ref_file(text: &[u8]) -> Result<Target, String> {
     if text.is_empty() {
         return Err("empty file".into());
     }
-    let t = text.strip_suffix(b"\n").unwrap_or(text);
-    if let Some(sym) = t.strip_prefix(b"ref: ") {
-        let s = std::str::from_utf8(sym).map_err(|_| "symbolic ref is not UTF-8")?;
+    if let Some(sym) = text.strip_prefix(b"ref:") {
+        let s = std::str::from_utf8(sym)
+            .map_err(|_| "symbolic ref is not UTF-8")?
+            .trim();
         if !s.starts_with("refs/") || s.contains(char::is_whitespace) {
             return Err(format!("bad symbolic ref {s:?}"));
         }
         return Ok(Target::Symbolic(s.to_string()));
     }
-    Oid::from_hex(t).map(Target::Object).ok_or_else(|| {
-        format!(
+    let id = text.get(..40).and_then(Oid::from_hex);
+    match (id, text.get(40)) {
+        (Some(id), None) => Ok(Target::Object(id)),
+        (Some(id), Some(c)) if c.is_ascii_whitespace() => Ok(Target::Object(id)),
+        _ => Err(format!(
             "not an object id: {:?}",
-            String::from_utf8_lossy(&t[..t.len().min(60)])
-        )
-    })
+            String::from_utf8_lossy(&text[..text.len().min(60)])
+        )),
+    }
 }
 
 /// Loose refs under `common/refs`, sorted by name, with the files that failed to parse.
@@ -220,6 +226,21 @@ mod tests {
         );
         assert!(parse_ref_file(b"").is_err());
         assert!(parse_ref_file(b"garbage\n").is_err());
+        assert!(
+            matches!(
+                parse_ref_file(b"e69de29bb2d1d6434b8b29ae775ad8c2e48c5391\r\n"),
+                Ok(Target::Object(_))
+            ),
+            "CRLF, as git reads it"
+        );
+        assert!(matches!(
+            parse_ref_file(b"e69de29bb2d1d6434b8b29ae775ad8c2e48c5391\n\n"),
+            Ok(Target::Object(_))
+        ));
+        assert_eq!(
+            parse_ref_file(b"ref:refs/heads/x\n"),
+            Ok(Target::Symbolic("refs/heads/x".into()))
+        );
     }
 
     #[test]

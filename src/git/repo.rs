@@ -20,6 +20,10 @@ pub struct Repo {
 /// Why no repository was found.
 #[derive(Debug, thiserror::Error)]
 pub enum FindError {
+    #[error(
+        "{path}: {what} is not supported yet (only SHA-1 object ids and the files ref backend); nothing was changed"
+    )]
+    Unsupported { path: PathBuf, what: String },
     #[error("{0}: not a git repository (no .git, and no objects/ and refs/ here or above)")]
     NotFound(PathBuf),
     #[error("{path}: cannot read: {source}")]
@@ -71,9 +75,12 @@ impl Repo {
     }
 
     fn at(git_dir: PathBuf, work_tree: Option<PathBuf>) -> Repo {
+        let git_dir = std::fs::canonicalize(&git_dir).unwrap_or(git_dir);
         let common_dir = std::fs::read_to_string(git_dir.join("commondir"))
             .map(|c| git_dir.join(c.trim()))
             .unwrap_or_else(|_| git_dir.clone());
+        // `commondir` is usually `../..`: normalised so paths under it compare as prefixes.
+        let common_dir = std::fs::canonicalize(&common_dir).unwrap_or(common_dir);
         let objects = common_dir.join("objects");
         Repo {
             git_dir,
@@ -81,6 +88,41 @@ impl Repo {
             objects,
             work_tree,
         }
+    }
+
+    /// Refuses repositories whose objects or refs this code cannot read correctly: SHA-256
+    /// object ids and the reftable ref backend (reading them as SHA-1/files would turn every
+    /// object and ref into "damage").
+    pub fn check_supported(&self) -> Result<(), FindError> {
+        let get = |key: &str| -> Option<String> {
+            let o = std::process::Command::new("git")
+                .arg("config")
+                .arg("--file")
+                .arg(self.common_dir.join("config"))
+                .args(["--get", key])
+                .output()
+                .ok()?;
+            o.status.success().then(|| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+        };
+        let unsupported = |what: &str| {
+            Err(FindError::Unsupported {
+                path: self.common_dir.clone(),
+                what: what.to_string(),
+            })
+        };
+        if get("extensions.objectformat").is_some_and(|f| f != "sha1") {
+            return unsupported("a SHA-256 repository");
+        }
+        if get("extensions.refstorage").is_some_and(|f| f != "files")
+            || self.common_dir.join("reftable").is_dir()
+        {
+            return unsupported("the reftable ref backend");
+        }
+        Ok(())
     }
 
     /// Where git-surgery keeps its log, quarantine and temporary repositories.

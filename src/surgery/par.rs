@@ -1,7 +1,8 @@
 //! Running per-item work in parallel on `bitrot::sched`.
 //!
-//! Invariant: results come back in input order; a task that panics loses only its own chunk,
-//! whose items are then run again on the calling thread so no verdict is silently dropped.
+//! Invariant: results come back in input order. A chunk whose task panicked is run again on
+//! the calling thread, so no verdict is silently dropped; a second panic there ends the run
+//! (the readers return errors for malformed input, so a panic is a bug, not damage).
 
 use crate::sched::Executor;
 use indicatif::ProgressBar;

@@ -67,13 +67,31 @@ impl Quarantine {
         })
     }
 
+    /// Where a file's copy goes: `files/<rel>` the first time, `files.2/<rel>`, `files.3/...`
+    /// when the same file is taken again in one run, so no copy ever overwrites another (the
+    /// first generation holds what the repository had before the repair).
+    fn destination(&self, rel: &Path) -> PathBuf {
+        let generation = |g: u32| {
+            let d = if g == 1 {
+                "files".to_string()
+            } else {
+                format!("files.{g}")
+            };
+            self.dir.join(d).join(rel)
+        };
+        (1..)
+            .map(generation)
+            .find(|p| std::fs::symlink_metadata(p).is_err())
+            .unwrap_or_else(|| generation(1))
+    }
+
     /// Moves `file` (inside the common directory) into the quarantine.
     pub fn take(&mut self, file: &Path, reason: &str) -> Result<(), Error> {
         let rel = file
             .strip_prefix(&self.common)
             .map_err(|_| Error::Outside(file.to_path_buf()))?
             .to_path_buf();
-        let dest = self.dir.join("files").join(&rel);
+        let dest = self.destination(&rel);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
@@ -101,7 +119,7 @@ impl Quarantine {
             .strip_prefix(&self.common)
             .map_err(|_| Error::Outside(file.to_path_buf()))?
             .to_path_buf();
-        let dest = self.dir.join("files").join(&rel);
+        let dest = self.destination(&rel);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }

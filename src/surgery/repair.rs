@@ -7,8 +7,9 @@
 //! index → park refs whose history is lost (with `--force`) → regenerate the commit-graph →
 //! verify with a fresh scan and `git fsck --full --strict`.
 //!
-//! Invariant: every step either leaves the repository as it was or moves it strictly closer to
-//! healthy, and writes only complete files, so a run killed anywhere converges when rerun.
+//! Invariant: every step re-derives its work from the repository as it finds it and replaces
+//! files only by complete new versions (temp or `.lock` + rename, the old bytes copied to the
+//! quarantine first), so a run killed between or inside steps converges when rerun.
 
 use super::quarantine::{self, Quarantine};
 use super::recover::{self, FetchFailure, Source, Store};
@@ -27,7 +28,7 @@ use std::process::{Command, Output};
 /// Repair errors: the run could not start or could not change the repository safely.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("git is working in this repository (pid {0}); run repair when it has finished")]
+    #[error("git is working in this repository ({0}); run repair when it has finished")]
     Busy(String),
     #[error("{0} exists: another git or git surgery process holds this lock")]
     Locked(PathBuf),
@@ -103,6 +104,8 @@ struct Run<'a> {
     regenerate_graph: bool,
     regenerate_midx: bool,
     regenerate_bitmaps: bool,
+    /// Refs whose value could not be read or recovered: (name, why).
+    lost_refs: Vec<(String, String)>,
 }
 
 /// Repairs `repo`.
@@ -125,6 +128,7 @@ pub fn repair(repo: &Repo, exec: &Executor, opts: &Options) -> Result<Report, Er
         regenerate_graph: false,
         regenerate_midx: false,
         regenerate_bitmaps: false,
+        lost_refs: Vec::new(),
     };
     if opts.dry_run {
         run.plan(&before);
@@ -328,10 +332,12 @@ impl Run<'_> {
 
     /// Rebuilds a missing or corrupt `.idx` with `git index-pack`; true when the pack is whole.
     fn reindex(&mut self, pack: &Path) -> Result<bool, Error> {
-        let tmp = pack.with_extension("idx.surgery-tmp");
+        // index-pack wants an output name ending in .idx.
+        let tmp = pack.with_extension("surgery-tmp.idx");
         let _ = std::fs::remove_file(&tmp);
         let ok = Command::new("git")
             .arg("index-pack")
+            .arg("--no-rev-index")
             .arg("-o")
             .arg(&tmp)
             .arg(pack)
@@ -443,15 +449,95 @@ impl Run<'_> {
                 ("packed-refs-line" | "reflog-line" | "alternate-missing", Some(l)) => {
                     bad_lines.entry(p.clone()).or_default().insert(l);
                 }
-                ("ref-corrupt", _) => self.take(p, &format!("unreadable ref: {}", f.detail))?,
+                ("ref-corrupt", _) => self.fix_loose_ref(p, &f.detail)?,
                 ("head-corrupt", _) => self.fix_head(p)?,
                 ("worktree-head-corrupt", _) => self.fix_worktree_head(p)?,
                 ("config-corrupt", _) => self.fix_config(p)?,
                 _ => {}
             }
         }
+        let packed = self.repo.common_dir.join("packed-refs");
+        if let Some(lines) = bad_lines.get(&packed) {
+            self.rescue_packed_lines(&packed, lines)?;
+        }
         for (path, lines) in bad_lines {
             self.drop_lines(&path, &lines, "lines that are not valid entries")?;
+        }
+        Ok(())
+    }
+
+    /// The value a ref last had according to its reflog.
+    fn reflog_value(&self, name: &str) -> Option<Oid> {
+        let log = self.repo.common_dir.join("logs").join(name);
+        refs::reflog(&log)
+            .0
+            .iter()
+            .rev()
+            .map(|e| e.new)
+            .find(|id| !id.is_zero())
+    }
+
+    /// An unreadable loose ref: rewritten from its reflog when it has one (the old file kept in
+    /// the quarantine); otherwise moved to the quarantine and reported as lost (exit 2), so a
+    /// branch never disappears silently.
+    fn fix_loose_ref(&mut self, path: &Path, why: &str) -> Result<(), Error> {
+        let name = path
+            .strip_prefix(&self.repo.common_dir)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match self.reflog_value(&name) {
+            Some(id) => {
+                self.quarantine()?
+                    .keep_copy(path, &format!("unreadable ref: {why}"))?;
+                let dir = path.parent().unwrap_or(Path::new("."));
+                write_plain(dir, path, format!("{id}\n").as_bytes())?;
+                self.act(
+                    "rewrite",
+                    name,
+                    format!("unreadable ref restored from its reflog: {id}"),
+                );
+            }
+            None => {
+                self.take(path, &format!("unreadable ref: {why}"))?;
+                self.lost_refs.push((
+                    name,
+                    "its file was unreadable and it has no reflog; the file is in the quarantine"
+                        .into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// packed-refs lines that name a ref but cannot be read: the ref is written as a loose ref
+    /// from its reflog when possible (a loose ref wins over packed-refs), else reported lost.
+    fn rescue_packed_lines(&mut self, packed: &Path, lines: &HashSet<usize>) -> Result<(), Error> {
+        let bytes = std::fs::read(packed).map_err(io(packed))?;
+        for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+            if !lines.contains(&(i + 1)) {
+                continue;
+            }
+            let text = String::from_utf8_lossy(line);
+            let Some(name) = text
+                .split_whitespace()
+                .find(|w| w.starts_with("refs/"))
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            let loose = self.repo.common_dir.join(&name);
+            if loose.exists() {
+                continue;
+            }
+            match self.reflog_value(&name) {
+                Some(id) => {
+                    let dir = loose.parent().unwrap_or(Path::new(".")).to_path_buf();
+                    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+                    write_plain(&dir, &loose, format!("{id}\n").as_bytes())?;
+                    self.act("rewrite", name, format!("unreadable packed-refs line {}: ref restored from its reflog as {id}", i + 1));
+                }
+                None => self.lost_refs.push((name, format!("packed-refs line {} was unreadable and it has no reflog; the original packed-refs is in the quarantine", i + 1))),
+            }
         }
         Ok(())
     }
@@ -490,13 +576,23 @@ impl Run<'_> {
             "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = {}\n",
             self.repo.work_tree.is_none()
         );
-        self.take(path, "config git cannot parse")?;
+        // Decide the new content before touching anything: a kill leaves the old or the new file.
+        let probe = self.repo.surgery_dir().join("config.probe");
+        std::fs::write(&probe, text.as_bytes()).map_err(io(&probe))?;
+        let kept = crate::git::files::check_config(&probe).is_ok() && !text.trim().is_empty();
+        let _ = std::fs::remove_file(&probe);
+        self.quarantine()?
+            .keep_copy(path, "config git cannot parse")?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        write_plain(dir, path, text.as_bytes())?;
-        let kept = crate::git::files::check_config(path).is_ok() && !text.trim().is_empty();
-        if !kept {
-            write_plain(dir, path, minimal.as_bytes())?;
-        }
+        write_plain(
+            dir,
+            path,
+            if kept {
+                text.as_bytes()
+            } else {
+                minimal.as_bytes()
+            },
+        )?;
         let what = if kept {
             "kept the lines git can parse"
         } else {
@@ -515,7 +611,9 @@ impl Run<'_> {
             .map(str::to_string)
             .or_else(|| first_branch(&self.repo.common_dir))
             .unwrap_or_else(|| "refs/heads/main".into());
-        self.take(head, "unreadable HEAD")?;
+        if head.exists() {
+            self.quarantine()?.keep_copy(head, "unreadable HEAD")?;
+        }
         let dir = head.parent().unwrap_or(Path::new("."));
         write_plain(dir, head, format!("ref: {branch}\n").as_bytes())?;
         self.act(
@@ -531,8 +629,13 @@ impl Run<'_> {
         let last = log
             .map(|l| refs::reflog(&l).0)
             .and_then(|e| e.last().map(|e| e.new));
-        self.take(head, "unreadable worktree HEAD")?;
-        if let Some(id) = last {
+        let Some(id) = last else {
+            // No reflog to take a value from: left as it is and reported by the final scan.
+            return Ok(());
+        };
+        self.quarantine()?
+            .keep_copy(head, "unreadable worktree HEAD")?;
+        {
             let dir = head.parent().unwrap_or(Path::new("."));
             write_plain(dir, head, format!("{id}\n").as_bytes())?;
             self.act(
@@ -703,8 +806,18 @@ impl Run<'_> {
     fn fix_index(&mut self, s: &Scan) -> Result<(), Error> {
         let index = self.repo.git_dir.join("index");
         if s.index_corrupt && self.repo.work_tree.is_some() {
-            self.take(&index, "corrupt index")?;
-            let o = self.git(&["read-tree", "HEAD"]);
+            // Build the new index aside, then copy the old one to the quarantine and rename the
+            // new one over it: there is never a moment without an index.
+            let fresh = self.repo.git_dir.join("index.surgery-new");
+            let _ = std::fs::remove_file(&fresh);
+            let o = git_in(self.repo)
+                .env("GIT_INDEX_FILE", &fresh)
+                .args(["read-tree", "HEAD"])
+                .output();
+            if o.as_ref().is_ok_and(|o| o.status.success()) {
+                self.quarantine()?.keep_copy(&index, "corrupt index")?;
+                std::fs::rename(&fresh, &index).map_err(io(&index))?;
+            }
             self.act(
                 "rebuild",
                 index.display().to_string(),
@@ -725,7 +838,7 @@ impl Run<'_> {
         if !paths.is_empty() && index.exists() {
             self.quarantine()?
                 .keep_copy(&index, "index entries whose blobs are lost")?;
-            let mut args = vec!["reset", "-q", "HEAD", "--"];
+            let mut args = vec!["--literal-pathspecs", "reset", "-q", "HEAD", "--"];
             args.extend(paths.iter().map(String::as_str));
             let o = self.git(&args);
             self.act(
@@ -844,7 +957,9 @@ impl Run<'_> {
         if self.regenerate_bitmaps {
             // A bitmap covers one pack holding every object: git repack writes that pack and
             // its bitmap, then drops the packs whose objects it now holds.
-            let o = self.git(&["repack", "-a", "-d", "-b", "-q"]);
+            // --keep-unreachable: objects no ref reaches (dropped stashes, lost reflog entries)
+            // go into the new pack instead of being deleted with the old ones.
+            let o = self.git(&["repack", "-a", "-d", "-b", "-q", "--keep-unreachable"]);
             self.act("rebuild", "objects/pack/*.bitmap", status(&o));
         }
         if self.regenerate_midx {
@@ -859,7 +974,23 @@ impl Run<'_> {
 
     fn report(self, found: Vec<Finding>, after: &Scan, fsck: Option<(bool, String)>) -> Report {
         let fsck_ok = fsck.as_ref().map(|f| f.0);
-        let healthy = after.healthy() && fsck_ok.unwrap_or(true) && !self.opts.dry_run;
+        let mut remaining = if self.opts.dry_run {
+            Vec::new()
+        } else {
+            after.findings.clone()
+        };
+        // A ref whose value was lost is damage even though the repository now reads cleanly.
+        remaining.extend(self.lost_refs.iter().map(|(name, why)| Finding {
+            code: "ref-lost",
+            path: Some(self.repo.common_dir.join(name)),
+            line: None,
+            oid: None,
+            detail: format!("{name}: {why}"),
+        }));
+        let healthy = remaining.is_empty()
+            && after.healthy()
+            && fsck_ok.unwrap_or(true)
+            && !self.opts.dry_run;
         Report {
             healthy: healthy || (self.opts.dry_run && found.is_empty()),
             dry_run: self.opts.dry_run,
@@ -867,11 +998,7 @@ impl Run<'_> {
             actions: self.actions,
             recovered: self.recovered,
             fetch_failures: self.failures,
-            remaining: if self.opts.dry_run {
-                Vec::new()
-            } else {
-                after.findings.clone()
-            },
+            remaining,
             lost: if self.opts.dry_run {
                 Vec::new()
             } else {
@@ -1097,17 +1224,48 @@ pub fn check_busy(repo: &Repo) -> Result<(), Error> {
         if !(comm == "git" || comm.starts_with("git-")) || comm == "git-surgery" {
             continue;
         }
-        if let Ok(cwd) = std::fs::read_link(e.path().join("cwd"))
-            && roots.iter().any(|r| cwd.starts_with(r))
-        {
-            busy.push(pid.to_string());
+        let in_repo = std::fs::read_link(e.path().join("cwd"))
+            .is_ok_and(|cwd| roots.iter().any(|r| cwd.starts_with(r)));
+        // `git --git-dir=... ` or `git -C ...` run from elsewhere names the repository instead.
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let names_repo = cmdline
+            .split(|&b| b == 0)
+            .filter_map(|a| std::str::from_utf8(a).ok())
+            .any(|a| {
+                let a = a.split_once('=').map_or(a, |(_, v)| v);
+                // Only absolute paths: a relative one means something else in that process's cwd.
+                a.starts_with('/')
+                    && std::fs::canonicalize(a)
+                        .is_ok_and(|p| roots.iter().any(|r| p.starts_with(r)))
+            });
+        if in_repo || names_repo {
+            busy.push(format!("pid {pid}"));
         }
     }
+    busy.extend(fresh_locks(repo));
     if busy.is_empty() {
         Ok(())
     } else {
         Err(Error::Busy(busy.join(", ")))
     }
+}
+
+/// Lock files changed in the last two minutes: a git process (perhaps in another container or
+/// on another machine sharing the disk) may be writing; only older ones are stale leftovers.
+fn fresh_locks(repo: &Repo) -> Vec<String> {
+    let now = std::time::SystemTime::now();
+    crate::git::files::leftovers(&repo.git_dir, &repo.common_dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "lock"))
+        .filter(|p| {
+            let age = std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|m| now.duration_since(m).ok());
+            age.is_none_or(|a| a < std::time::Duration::from_secs(120))
+        })
+        .map(|p| format!("fresh lock {}", p.display()))
+        .collect()
 }
 
 fn ancestors() -> HashSet<u32> {

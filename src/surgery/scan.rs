@@ -110,6 +110,8 @@ pub struct PackState {
 pub struct Scan {
     pub findings: Vec<Finding>,
     pub objects: OidMap<Info>,
+    /// Everything a promisor-pack object links to (filled in by the connectivity walk).
+    pub promised: OidSet,
     /// The links of every good object, in segments (one per verified batch; see `links_of`),
     /// so that batches are kept as they come instead of being copied together.
     pub links: Vec<Vec<Oid>>,
@@ -663,6 +665,13 @@ fn connectivity(repo: &Repo, exec: &Executor, s: &mut Scan) {
         return;
     }
     let shallow: OidSet = files::shallow(&repo.common_dir).into_iter().collect();
+    let promised: OidSet = s
+        .objects
+        .values()
+        .filter(|i| i.promisor)
+        .flat_map(|i| s.links_of(i).iter().copied())
+        .collect();
+    s.promised = promised;
     let bad: OidSet = s.bad.iter().map(|b| b.oid).collect();
     let mut seen = OidSet::default();
     let mut missing = OidMap::<String>::default();
@@ -758,9 +767,9 @@ fn walk(
             continue;
         }
         let Some(info) = s.objects.get(&id) else {
-            let promised = from
-                .and_then(|f| s.objects.get(&f))
-                .is_some_and(|i| i.promisor);
+            // As git: an object any promisor object links to may be missing (a partial clone
+            // fetches it on demand), whoever else refers to it (an index entry, a ref).
+            let promised = s.promised.contains(&id);
             if !promised {
                 missing
                     .entry(id)

@@ -358,7 +358,7 @@ scenario!(
 scenario!(
     s23_stale_locks_and_temp_files,
     "leftover",
-    r#"touch .git/index.lock .git/packed-refs.lock; : > .git/objects/tmp_obj_X; : > .git/objects/pack/tmp_pack_X"#
+    r#"touch -d '10 minutes ago' .git/index.lock .git/packed-refs.lock; : > .git/objects/tmp_obj_X; : > .git/objects/pack/tmp_pack_X"#
 );
 scenario!(
     s28_good_loose_copy_next_to_corrupt_packed_copy,
@@ -379,7 +379,7 @@ scenario!(
 B=$(git rev-parse HEAD:l23.txt); F=$(objpath $B); wr $F; : > $F
 P=$(pack); wr $P; truncate -s $(( $(stat -c %s $P) * 6 / 10 )) $P
 printf 'garbage\n' >> .git/logs/HEAD
-touch .git/index.lock
+touch -d '10 minutes ago' .git/index.lock
 echo garbage >> .git/packed-refs
 flip .git/objects/info/commit-graph 300 '\xff'"#
 );
@@ -669,7 +669,7 @@ fn repair_killed_after_each_step_converges_when_run_again() {
 B=$(git rev-parse HEAD:l23.txt); F=$(objpath $B); wr $F; : > $F
 P=$(pack); flip $P $(( $(stat -c %s $P) / 2 )) '\x00'
 printf 'garbage\n' >> .git/logs/HEAD
-touch .git/index.lock
+touch -d '10 minutes ago' .git/index.lock
 echo garbage >> .git/packed-refs
 flip .git/objects/info/commit-graph 300 '\xff'"#);
         let killed = Command::new(BIN)
@@ -1030,5 +1030,145 @@ fn s31_a_remote_that_is_damaged_too_gives_exit_2_and_the_loss() {
     assert!(
         v["quarantine"].as_str().is_some(),
         "the damaged pack was still quarantined, not deleted"
+    );
+}
+
+#[test]
+fn a_fresh_lock_file_makes_repair_refuse_and_an_old_one_is_a_stale_leftover() {
+    let lab = Lab::new();
+    lab.sh("touch .git/index.lock");
+    let before = lab.snapshot();
+    let rep = lab.surgery(&["repair"]);
+    assert_eq!(
+        rep.status.code(),
+        Some(3),
+        "a lock changed moments ago may belong to a git process"
+    );
+    assert!(String::from_utf8_lossy(&rep.stderr).contains("fresh lock"));
+    assert!(before == lab.snapshot(), "and nothing is changed");
+    lab.sh("touch -d '10 minutes ago' .git/index.lock");
+    assert_eq!(
+        lab.surgery(&["repair"]).status.code(),
+        Some(0),
+        "an old lock is quarantined"
+    );
+}
+
+#[test]
+fn refs_git_reads_are_not_damage_and_unreadable_refs_come_back_from_their_reflog() {
+    let lab = Lab::new();
+    lab.sh(r#"printf '%s\r\n' "$(git rev-parse HEAD)" > .git/refs/heads/crlf; printf 'ref:refs/heads/main\n' > .git/HEAD"#);
+    assert_eq!(
+        lab.surgery(&["scan"]).status.code(),
+        Some(0),
+        "CRLF refs and `ref:` without a space are what git reads"
+    );
+    let side = git(&lab.repo, &["rev-parse", "side"]).trim().to_string();
+    lab.sh("git pack-refs --all; sed -i 's/^\\(.\\).\\(.*refs\\/heads\\/side\\)$/\\1z\\2/' .git/packed-refs");
+    assert!(
+        std::fs::read_to_string(lab.repo.join(".git/packed-refs"))
+            .expect("packed")
+            .lines()
+            .any(|l| l.ends_with("refs/heads/side") && l.as_bytes()[1] == b'z'),
+        "the side line is damaged"
+    );
+    let rep = lab.surgery(&["repair"]);
+    assert_eq!(rep.status.code(), Some(0));
+    assert_eq!(
+        git(&lab.repo, &["rev-parse", "side"]).trim(),
+        side,
+        "the branch is back at its reflog value, not dropped"
+    );
+    assert!(lab.fsck_ok());
+}
+
+#[test]
+fn an_unreadable_ref_without_a_reflog_is_reported_lost_with_exit_2() {
+    let lab = Lab::new();
+    lab.sh("git update-ref refs/tags/nolog HEAD; rm -f .git/logs/refs/tags/nolog; echo garbage > .git/refs/tags/nolog");
+    let rep = lab.surgery(&["repair", "--json"]);
+    assert_eq!(
+        rep.status.code(),
+        Some(2),
+        "a ref whose value is gone is damage that remains"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&rep.stdout).expect("json");
+    assert!(
+        v["remaining"]
+            .as_array()
+            .expect("remaining")
+            .iter()
+            .any(|f| f["code"] == "ref-lost"
+                && f["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("refs/tags/nolog")))
+    );
+    let q = v["quarantine"].as_str().expect("quarantine");
+    assert!(
+        Path::new(q).join("files/refs/tags/nolog").is_file(),
+        "the unreadable file is kept"
+    );
+}
+
+#[test]
+fn sha256_and_reftable_repositories_are_refused_untouched() {
+    let d = tempfile::tempdir().expect("tmp");
+    for (name, args) in [
+        ("sha256", vec!["--object-format=sha256"]),
+        ("reftable", vec!["--ref-format=reftable"]),
+    ] {
+        let repo = d.path().join(name);
+        let o = Command::new("git")
+            .arg("init")
+            .arg("-q")
+            .args(&args)
+            .arg(&repo)
+            .output()
+            .expect("git init");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let o = Command::new(BIN)
+            .arg("-C")
+            .arg(&repo)
+            .arg("repair")
+            .output()
+            .expect("runs");
+        assert_eq!(o.status.code(), Some(3), "{name}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("not supported"),
+            "{name}"
+        );
+        assert!(
+            !repo.join(".git/surgery").exists(),
+            "{name}: nothing written"
+        );
+    }
+}
+
+#[test]
+fn a_sparse_partial_clone_whose_index_names_unfetched_blobs_is_healthy() {
+    let lab = Lab::new();
+    // Files in a subdirectory: a cone-mode sparse checkout leaves them out (skip-worktree), so
+    // their blobs are never fetched although the index names them.
+    lab.sh("mkdir -p sub && echo x > sub/x && git add sub && git -c user.name=T -c user.email=t@e.invalid commit -qm sub && git push -q origin main");
+    git(&lab.remote, &["config", "uploadpack.allowFilter", "true"]);
+    let p = lab.repo.parent().expect("parent").join("sparse");
+    let url = format!("file://{}", lab.remote.display());
+    let o = Command::new("git")
+        .args(["clone", "-q", "--filter=blob:none", "--sparse", &url])
+        .arg(&p)
+        .output()
+        .expect("clone");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let scan = Command::new(BIN)
+        .arg("-C")
+        .arg(&p)
+        .arg("scan")
+        .output()
+        .expect("runs");
+    assert_eq!(
+        scan.status.code(),
+        Some(0),
+        "index entries for blobs a promisor remote has are not damage: {}",
+        stdout(&scan)
     );
 }
