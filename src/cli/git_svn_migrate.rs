@@ -195,8 +195,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
     unknown.sort();
     unknown.dedup();
     if !unknown.is_empty() {
+        // Checkpointed like any bad input, so that `--resume` with a completed authors map
+        // continues (and rewrites every commit with the right identities).
         for t in &mut targets {
-            t.conv.sink().checkpoint()?;
+            checkpoint(t, false)?;
         }
         bail!(BadInput(format!(
             "authors missing from the authors map (add them, or give --default-domain): {}",
@@ -355,6 +357,10 @@ fn prepare_dest(dest: &Path, bare: bool, resume: bool) -> Result<PathBuf> {
                 dest.display()
             );
         }
+        // A run killed while writing refs leaves our own lock files: this DEST is ours.
+        for lock in ["packed-refs.lock", "HEAD.lock"] {
+            let _ = std::fs::remove_file(git_dir.join(lock));
+        }
         return Ok(git_dir);
     }
     if dest.exists()
@@ -398,7 +404,8 @@ fn open_source(source: &str) -> Result<(Box<dyn BufRead + Send>, Option<Child>)>
     {
         ("svnrdump", vec!["dump".into(), "-q".into(), source.into()])
     } else {
-        let path = source.strip_prefix("file://").unwrap_or(source);
+        let decoded = percent_decode(source.strip_prefix("file://").unwrap_or(source));
+        let path = decoded.as_str();
         let p = Path::new(path);
         if p.is_file() {
             let f = std::fs::File::open(p)
@@ -489,7 +496,8 @@ impl Progress {
 }
 
 fn progress(source: &str, read: Arc<std::sync::atomic::AtomicU64>) -> Progress {
-    let path = Path::new(source.strip_prefix("file://").unwrap_or(source));
+    let decoded = percent_decode(source.strip_prefix("file://").unwrap_or(source));
+    let path = Path::new(&decoded);
     let youngest = || -> Option<u64> {
         let o = Command::new("svnlook")
             .arg("youngest")
@@ -522,6 +530,30 @@ fn progress(source: &str, read: Arc<std::sync::atomic::AtomicU64>) -> Progress {
     }
 }
 
+/// Decodes `%XX` escapes in a `file://` URL path (`sp%20ace` → `sp ace`).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Reads, checks and hashes records on a `sched` task (the parse stage) while this thread
 /// applies them (the convert stage), through a bounded channel.
 fn convert_all(
@@ -550,8 +582,10 @@ fn convert_all(
         }
     });
     let result = apply_all(targets, rx, every, bar);
-    let _ = parse.join();
-    result
+    // A parse stage that died (a bug) must not look like the end of the dump.
+    let parsed = parse.join();
+    result?;
+    parsed.map_err(|e| anyhow::anyhow!("the dump reader stopped: {e}"))
 }
 
 fn apply_all(

@@ -413,7 +413,29 @@ fn authors_are_mapped_and_unknown_ones_are_listed_all_at_once() {
         err.contains("carol") && err.contains("dave"),
         "all unknown authors are listed at once: {err}"
     );
-    assert!(o.refs().is_empty(), "and no refs are written");
+    std::fs::write(&authors, "alice = Alice Example <alice@example.com>\nbob = Bob Example <bob@example.com>\ncarol = Carol C <carol@example.com>\ndave = Dave D <dave@example.com>\n").expect("write");
+    let resumed = Command::new(BIN)
+        .arg(&rich().repo)
+        .arg(&o.git)
+        .args(["--resume", "--authors", a])
+        .output()
+        .expect("runs");
+    assert_eq!(
+        resumed.status.code(),
+        Some(0),
+        "with the map completed, --resume finishes: {}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert_eq!(
+        o.git(&["log", "-1", "--format=%an", &o.commit_of(9, "/trunk")]),
+        "Carol C",
+        "every commit gets its mapped identity"
+    );
+    std::fs::write(
+        &authors,
+        "alice = Alice Example <alice@example.com>\nbob = Bob Example <bob@example.com>\n",
+    )
+    .expect("write");
     let o = migrate(
         &rich().repo,
         &["--authors", a, "--default-domain", "example.org"],
@@ -844,4 +866,88 @@ fn an_svn_url_is_read_through_svnrdump_and_stdin_takes_a_dump() {
         local,
         "a dump on stdin gives the same commits"
     );
+}
+
+#[test]
+fn branches_inside_a_moved_directory_carry_on_and_names_never_collide() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let repo = dir.path().join("r");
+    sh(&format!(
+        "svnadmin create {r} && svn mkdir -q --parents -m layout file://{r}/proj/trunk file://{r}/proj/branches file://{r}/trunk file://{r}/branches && \
+         svn checkout -q file://{r} {d}/wc && cd {d}/wc && echo a > proj/trunk/a && echo t > trunk/t && svn add -q proj/trunk/a trunk/t && svn commit -q -m files && \
+         svn cp -q -m branch file://{r}/proj/trunk file://{r}/proj/branches/b && svn cp -q -m main-branch file://{r}/trunk file://{r}/branches/main && \
+         svn mv -q -m move file://{r}/proj file://{r}/proj2 && svn update -q && echo more >> proj2/branches/b/a && svn commit -q -m 'edit moved branch'",
+        r = repo.display(),
+        d = dir.path().display()
+    ));
+    let o = migrate(&repo, &["--json", "--verify"]).ok();
+    let v: serde_json::Value =
+        serde_json::from_str(stdout(&o).lines().next().expect("summary")).expect("json");
+    let refs: Vec<String> = v["refs"]
+        .as_array()
+        .expect("refs")
+        .iter()
+        .map(|r| r[0].as_str().unwrap_or("").to_string())
+        .collect();
+    let unique: std::collections::BTreeSet<&String> = refs.iter().collect();
+    assert_eq!(
+        unique.len(),
+        refs.len(),
+        "no two refs share a name: {refs:?}"
+    );
+    assert!(
+        refs.iter().any(|r| r == "refs/heads/branches/main"),
+        "branches/main beside trunk gets its path as name: {refs:?}"
+    );
+    let edit = o.git(&["log", "--all", "--format=%s", "--grep=^edit moved branch"]);
+    assert_eq!(
+        edit, "edit moved branch",
+        "the edit on the moved branch is converted, not dropped"
+    );
+    assert!(
+        stdout(&o).contains("\"differences\":[]"),
+        "and matches svn export"
+    );
+}
+
+#[test]
+fn malformed_lengths_and_deltas_are_clear_errors_not_crashes() {
+    let v2 = std::fs::read(&rich().v2).expect("dump");
+    let text = String::from_utf8_lossy(&v2).into_owned();
+    let dir = tempfile::tempdir().expect("tmp");
+    let cases = [
+        (
+            "huge text length",
+            text.replacen(
+                "Text-content-length: 6\n",
+                "Text-content-length: 18446744073709551615\n",
+                1,
+            ),
+        ),
+        (
+            "huge property length",
+            text.replacen("K 10\nsvn:author", "K 18446744073709551615\nsvn:author", 1),
+        ),
+    ];
+    for (what, dump) in cases {
+        assert_ne!(dump, text, "{what}: the case changes the dump");
+        let p = dir.path().join("bad.dump");
+        std::fs::write(&p, dump).expect("write");
+        let o = Command::new(BIN)
+            .arg(&p)
+            .arg(dir.path().join(format!("o-{}", what.len())))
+            .arg("--bare")
+            .output()
+            .expect("runs");
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{what}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("dump r"),
+            "{what}: the error names where"
+        );
+    }
 }

@@ -184,6 +184,8 @@ pub struct Converter<S: Sink> {
     touched: BTreeSet<usize>,
     parents: OidMap<Vec<Oid>>,
     names: BTreeMap<String, Vec<u8>>,
+    /// Which root each ref name belongs to.
+    ref_owners: BTreeMap<String, Vec<u8>>,
     unknown: BTreeSet<String>,
     trees_of: OidMap<Oid>,
     /// The revision each commit was made for.
@@ -229,6 +231,7 @@ impl<S: Sink> Converter<S> {
             touched: BTreeSet::new(),
             parents: OidMap::default(),
             names: BTreeMap::new(),
+            ref_owners: BTreeMap::new(),
             unknown: BTreeSet::new(),
             trees_of: OidMap::default(),
             commit_rev: OidMap::default(),
@@ -297,6 +300,20 @@ impl<S: Sink> Converter<S> {
     }
 
     fn ident(&mut self, user: Option<&str>) -> (String, String) {
+        let (name, email) = self.ident_raw(user);
+        // git identities cannot hold `<`, `>` or line breaks: an author like `Joe <joe@corp>`
+        // would otherwise forge the header.
+        let clean = |s: &str, extra: &[char]| {
+            s.chars()
+                .filter(|c| !matches!(c, '<' | '>' | '\n' | '\r' | '\0') && !extra.contains(c))
+                .collect::<String>()
+                .trim()
+                .to_string()
+        };
+        (clean(&name, &[]), clean(&email, &[' ', '\t']))
+    }
+
+    fn ident_raw(&mut self, user: Option<&str>) -> (String, String) {
         let Some(user) = user.filter(|u| !u.is_empty()) else {
             return ("(no author)".into(), format!("no-author@{}", self.uuid));
         };
@@ -343,12 +360,16 @@ impl<S: Sink> Converter<S> {
             && self.standard != Some(false)
         {
             self.maybe_create_flow(rev, &path, n.copyfrom.as_ref());
+            if let Some((r, from)) = &n.copyfrom {
+                self.flows_in_copied_tree(rev, &path, *r, from.strip_prefix(b"/").unwrap_or(from));
+            }
         }
         self.touch(&path);
+        // A file where no branch is (including a file copied to a branch root's path).
         if !is_dir
             && self.standard.is_some()
             && self.flow_of(&path).is_none()
-            && matches!(self.locate(&path, rev), Where::Outside)
+            && !matches!(self.locate(&path, rev), Where::Elsewhere)
         {
             self.out
                 .outside
@@ -366,13 +387,18 @@ impl<S: Sink> Converter<S> {
             ),
             (_, Some((r, p))) => {
                 let p = p.strip_prefix(b"/").unwrap_or(p);
-                let root = self
-                    .roots
-                    .range(..=*r)
-                    .next_back()
-                    .map(|(_, d)| d.clone())
+                // A copy names an earlier revision; the current or a later one is a corrupt dump.
+                let root = (*r < rev)
+                    .then(|| self.roots.range(..=*r).next_back().map(|(_, d)| d.clone()))
+                    .flatten()
                     .ok_or_else(|| {
-                        err(rev, path, format!("copy source revision {r} is unknown"))
+                        err(
+                            rev,
+                            path,
+                            format!(
+                                "copy source revision {r} is not an earlier revision of this dump"
+                            ),
+                        )
                     })?;
                 Some(tree::get(&root, p).ok_or_else(|| {
                     err(
@@ -590,7 +616,7 @@ impl<S: Sink> Converter<S> {
         if root != path {
             return;
         }
-        let name = self.ref_name(&prefix, &name, tag);
+        let name = self.ref_name(&root, &prefix, &name, tag);
         let (tip, tree, mergeinfo) =
             match copy.and_then(|(r, p)| self.commit_at(p.strip_prefix(b"/").unwrap_or(p), *r)) {
                 Some((commit, tree, mi)) => (Some(commit), tree, mi),
@@ -614,6 +640,35 @@ impl<S: Sink> Converter<S> {
         self.alive.insert(root, id);
         self.alive_dirty = true;
         self.touched.insert(id);
+    }
+
+    /// A directory copied whole that holds branch or tag roots (`svn mv proj proj2`,
+    /// `svn cp branches old/branches`): each root inside becomes a flow continuing the flow at
+    /// the matching path of the copy source. Searched a few levels deep, not into roots.
+    fn flows_in_copied_tree(&mut self, rev: u64, path: &[u8], from_rev: u64, from: &[u8]) {
+        let Some(Entry::Dir(dir)) = tree::get(&self.cur, path) else {
+            return;
+        };
+        let mut stack: Vec<(Vec<u8>, Arc<Dir>, usize)> = vec![(Vec::new(), dir, 0)];
+        while let Some((rel, d, depth)) = stack.pop() {
+            for (name, e) in d.children.iter() {
+                let Entry::Dir(sub) = e else { continue };
+                let mut r = rel.clone();
+                if !r.is_empty() {
+                    r.push(b'/');
+                }
+                r.extend_from_slice(name);
+                let target = [path, b"/".as_slice(), r.as_slice()].concat();
+                let is_root =
+                    matches!(self.locate(&target, rev), Where::Flow { root, .. } if root == target);
+                if is_root {
+                    let source = [from, b"/".as_slice(), r.as_slice()].concat();
+                    self.maybe_create_flow(rev, &target, Some(&(from_rev, source)));
+                } else if depth < 4 {
+                    stack.push((r, sub.clone(), depth + 1));
+                }
+            }
+        }
     }
 
     /// The last commit of the flow rooted at `root` at or before `rev`, its tree, and the
@@ -671,19 +726,32 @@ impl<S: Sink> Converter<S> {
 
     /// A git ref name for a branch or tag: the first project to use a name gets it plain,
     /// later projects get it under their path (`proj/name`). Characters git refuses become `_`.
-    fn ref_name(&mut self, prefix: &[u8], name: &str, tag: bool) -> String {
-        let key = format!("{}{name}", if tag { "tags/" } else { "heads/" });
+    fn ref_name(&mut self, root: &[u8], prefix: &[u8], name: &str, tag: bool) -> String {
+        let kind = if tag { "tags/" } else { "heads/" };
         let owner = self
             .names
-            .entry(key)
+            .entry(format!("{kind}{name}"))
             .or_insert_with(|| prefix.to_vec())
             .clone();
-        let full = if owner == prefix || prefix.is_empty() {
+        let mut full = if owner == prefix || prefix.is_empty() {
             name.to_string()
         } else {
             format!("{}/{name}", String::from_utf8_lossy(prefix))
         };
-        sanitize_ref(&full)
+        // Two roots must never share a ref (trunk and branches/main, say): the later one is
+        // named by its path. A root keeps its name when it is deleted and made again.
+        let taken = self
+            .ref_owners
+            .get(&format!("{kind}{}", sanitize_ref(&full)))
+            .is_some_and(|r| r.as_slice() != root);
+        if taken {
+            full = String::from_utf8_lossy(root).into_owned();
+        }
+        let full = sanitize_ref(&full);
+        self.ref_owners
+            .entry(format!("{kind}{full}"))
+            .or_insert_with(|| root.to_vec());
+        full
     }
 
     /// Decides the layout from the first revision with changes: standard when any path in it
@@ -1098,25 +1166,40 @@ pub fn classify(path: &[u8], trunk: &str) -> Option<(Vec<u8>, Vec<u8>, String, b
 
 /// Makes a name git accepts as a ref component.
 fn sanitize_ref(name: &str) -> String {
-    let mut s: String = name
-        .chars()
+    let parts: Vec<String> = name
+        .split('/')
+        .filter(|c| !c.is_empty())
         .map(|c| {
-            if c.is_control() || " ~^:?*[\\".contains(c) {
-                '_'
-            } else {
-                c
+            let mut c: String = c
+                .chars()
+                .map(|ch| {
+                    if ch.is_control() || " ~^:?*[\\".contains(ch) {
+                        '_'
+                    } else {
+                        ch
+                    }
+                })
+                .collect();
+            while c.contains("..") {
+                c = c.replace("..", "_.");
             }
+            c = c.replace("@{", "_{");
+            if c.starts_with('.') {
+                c.replace_range(..1, "_");
+            }
+            if c.ends_with('.') {
+                c.push('_');
+            }
+            if c.ends_with(".lock") {
+                c.push('_');
+            }
+            c
         })
         .collect();
-    while s.contains("..") {
-        s = s.replace("..", "_.");
-    }
-    s = s.replace("@{", "_{");
-    let s = s.trim_matches('/').trim_end_matches('.').to_string();
-    let s = if s.ends_with(".lock") {
-        format!("{s}_")
+    let s = parts.join("/");
+    if s.is_empty() || s == "@" {
+        "_".into()
     } else {
         s
-    };
-    if s.is_empty() { "_".into() } else { s }
+    }
 }

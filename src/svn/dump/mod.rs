@@ -146,13 +146,17 @@ impl<R: BufRead> Reader<R> {
         }
     }
 
-    fn read_exact(&mut self, n: usize, what: &str) -> Result<Vec<u8>, DumpError> {
-        let mut buf = vec![0u8; n];
-        std::io::Read::read_exact(&mut self.r, &mut buf).map_err(|e| {
-            self.err(format!(
-                "{what}: {n} bytes announced, stream ends early ({e})"
-            ))
-        })?;
+    /// Reads `n` bytes, growing the buffer as they arrive (a corrupt length must not become a
+    /// huge allocation up front).
+    fn read_exact(&mut self, n: u64, what: &str) -> Result<Vec<u8>, DumpError> {
+        let mut buf = Vec::with_capacity(n.min(1 << 20) as usize);
+        let got = std::io::Read::read_to_end(&mut std::io::Read::take(&mut self.r, n), &mut buf)
+            .map_err(|e| self.err(format!("{what}: {e}")))?;
+        if got as u64 != n {
+            return Err(self.err(format!(
+                "{what}: {n} bytes announced, the stream ends after {got} (truncated dump)"
+            )));
+        }
         Ok(buf)
     }
 
@@ -255,11 +259,11 @@ impl<R: BufRead> Reader<R> {
     /// read by its own structure (K/V/D lengths up to `PROPS-END`), as Subversion's loader
     /// does, because hand-edited dumps in the wild carry a `Prop-content-length` that is off.
     fn bodies(&mut self, h: &Headers) -> Result<(Option<Props>, Option<Vec<u8>>), DumpError> {
-        let len = |k: &[u8]| -> Result<Option<usize>, DumpError> {
+        let len = |k: &[u8]| -> Result<Option<u64>, DumpError> {
             match h.iter().find(|(n, _)| n == k) {
                 None => Ok(None),
                 Some((_, v)) => num(v)
-                    .map(|n| Some(n as usize))
+                    .map(Some)
                     .ok_or_else(|| self.err(format!("bad {}", String::from_utf8_lossy(k)))),
             }
         };
@@ -294,7 +298,10 @@ impl<R: BufRead> Reader<R> {
                 String::from_utf8_lossy(line)
             ))
         })?;
-        let mut v = self.read_exact(n as usize + 1, "property value")?;
+        let n = n
+            .checked_add(1)
+            .ok_or_else(|| self.err("property section: length out of range"))?;
+        let mut v = self.read_exact(n, "property value")?;
         if v.pop() != Some(b'\n') {
             return Err(self.err("property section: value is not followed by a newline"));
         }

@@ -28,12 +28,21 @@ fn varint(d: &[u8], at: &mut usize) -> Option<u64> {
 
 /// Decodes one section of a v1/v2 window: an original-length varint, then the payload, stored
 /// raw when it would not shrink.
+/// The largest window section or target view accepted. Subversion writes windows of at most
+/// 100 KiB (SVN_DELTA_WINDOW_SIZE); anything near this limit is a corrupt length, refused
+/// before it turns into an allocation.
+const MAX_WINDOW: u64 = 64 << 20;
+
 fn section(version: u8, raw: &[u8]) -> Result<Vec<u8>, String> {
     if version == 0 {
         return Ok(raw.to_vec());
     }
     let mut at = 0;
-    let orig = varint(raw, &mut at).ok_or("section length is truncated")? as usize;
+    let orig = varint(raw, &mut at).ok_or("section length is truncated")?;
+    if orig > MAX_WINDOW {
+        return Err(format!("section claims {orig} bytes"));
+    }
+    let orig = orig as usize;
     let payload = &raw[at..];
     if payload.len() == orig {
         return Ok(payload.to_vec());
@@ -120,10 +129,14 @@ fn run_window(src: &[u8], ins: &[u8], new: &[u8], tv_len: usize) -> Result<Vec<u
         i += 1;
         let mut len = usize::from(op & 0x3f);
         if len == 0 {
-            len = varint(ins, &mut i).ok_or("instruction length is truncated")? as usize;
+            len = usize::try_from(varint(ins, &mut i).ok_or("instruction length is truncated")?)
+                .map_err(|_| "instruction length out of range")?;
         }
         if len == 0 {
             return Err("zero-length instruction".into());
+        }
+        if len > tv_len - t.len() {
+            return Err("instruction writes past the window's target length".into());
         }
         match op >> 6 {
             0 => {
@@ -134,7 +147,9 @@ fn run_window(src: &[u8], ins: &[u8], new: &[u8], tv_len: usize) -> Result<Vec<u
                 );
             }
             1 => {
-                let off = varint(ins, &mut i).ok_or("instruction offset is truncated")? as usize;
+                let off =
+                    usize::try_from(varint(ins, &mut i).ok_or("instruction offset is truncated")?)
+                        .map_err(|_| "offset out of range")?;
                 if off >= t.len() {
                     return Err("target copy does not start before the current position".into());
                 }
@@ -152,9 +167,6 @@ fn run_window(src: &[u8], ins: &[u8], new: &[u8], tv_len: usize) -> Result<Vec<u
                 new_at += len;
             }
             _ => return Err("invalid instruction (both top bits set)".into()),
-        }
-        if t.len() > tv_len {
-            return Err("window produces more than its target length".into());
         }
     }
     if t.len() != tv_len {
