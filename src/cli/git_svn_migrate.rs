@@ -281,6 +281,12 @@ fn verify(git_dir: &Path, url: &str, what: Verify, out: &mut dyn Write, json: bo
         .arg(git_dir)
         .args(args)
         .output()?;
+    if !o.status.success() {
+        bail!(
+            "listing what to verify: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
     let commits: Vec<String> = String::from_utf8_lossy(&o.stdout)
         .lines()
         .map(str::to_string)

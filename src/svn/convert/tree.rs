@@ -245,7 +245,9 @@ fn eol_lines(dir: &Dir) -> Vec<u8> {
         let attr: &[u8] = match f.props.get(&b"svn:eol-style"[..]).map(|v| v.trim_ascii()) {
             Some(b"native") => b"text",
             Some(b"LF") => b"text eol=lf",
-            Some(b"CRLF") => b"text eol=crlf",
+            // CRLF-style files may be stored with CRLF already: git must leave their bytes alone
+            // (`text` or `eol` would normalise them and show them as modified).
+            Some(b"CRLF") => b"-text",
             _ => continue,
         };
         let plain = name
