@@ -35,7 +35,7 @@ pub struct Cli {
     /// repository under DEST each project goes to
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
-    /// Write `.gitattributes` from `svn:eol-style` (native: text, LF/CRLF: text eol=...)
+    /// Write `.gitattributes` from `svn:eol-style` (native: text, LF: text eol=lf, CRLF: -text)
     #[arg(long)]
     eol_attributes: bool,
     /// Email domain for users the authors map lacks (otherwise they stop the run)

@@ -52,7 +52,7 @@ pub struct Options {
     pub rules: Option<Arc<rules::Rules>>,
     /// With several repositories in the rules: the one this converter writes.
     pub repository: Option<String>,
-    /// Write `.gitattributes` from `svn:eol-style` (`text`, `text eol=lf`, `text eol=crlf`).
+    /// Write `.gitattributes` from `svn:eol-style` (`text`, `text eol=lf`, `-text` for CRLF).
     pub eol_attributes: bool,
 }
 
