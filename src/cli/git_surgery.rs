@@ -76,16 +76,9 @@ enum QuarantineOp {
 
 pub fn main() -> ExitCode {
     fixed_mmap_threshold();
-    let cli = match Cli::try_parse() {
+    let cli = match super::parse_args::<Cli>(3) {
         Ok(c) => c,
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(3);
-        }
+        Err(code) => return code,
     };
     match run(cli, &mut std::io::stdout().lock()) {
         Ok(code) => ExitCode::from(code),

@@ -72,16 +72,9 @@ pub enum Verify {
 }
 
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match super::parse_args::<Cli>(3) {
         Ok(c) => c,
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(3);
-        }
+        Err(code) => return code,
     };
     match run(cli, &mut std::io::stdout().lock()) {
         Ok(code) => ExitCode::from(code),
@@ -230,16 +223,8 @@ fn destinations(
     else {
         return Ok(vec![(dest.to_path_buf(), None)]);
     };
-    if !resume
-        && dest.exists()
-        && std::fs::read_dir(dest)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
-        bail!(
-            "{}: already exists and is not empty (use --resume to continue a conversion)",
-            dest.display()
-        );
+    if !resume {
+        refuse_nonempty(dest)?;
     }
     std::fs::create_dir_all(dest).with_context(|| format!("{}: cannot create", dest.display()))?;
     Ok(names
@@ -251,6 +236,21 @@ fn destinations(
             )
         })
         .collect())
+}
+
+/// A conversion starts only into a missing or empty directory.
+fn refuse_nonempty(dest: &Path) -> Result<()> {
+    let nonempty = dest.exists()
+        && std::fs::read_dir(dest)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true);
+    if nonempty {
+        bail!(
+            "{}: already exists and is not empty (use --resume to continue a conversion)",
+            dest.display()
+        );
+    }
+    Ok(())
 }
 
 /// The repository root URL `--verify` exports from.
@@ -369,16 +369,7 @@ fn prepare_dest(dest: &Path, bare: bool, resume: bool) -> Result<PathBuf> {
         }
         return Ok(git_dir);
     }
-    if dest.exists()
-        && std::fs::read_dir(dest)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
-        bail!(
-            "{}: already exists and is not empty (use --resume to continue a conversion)",
-            dest.display()
-        );
-    }
+    refuse_nonempty(dest)?;
     let mut c = Command::new("git");
     c.args(["init", "-q", "-b", "main"]);
     if bare {

@@ -51,6 +51,19 @@ pub fn report_error(tool: &str, e: &anyhow::Error, code: u8) -> std::process::Ex
     std::process::ExitCode::from(code)
 }
 
+/// Parses argv; `--help`/`--version` exit 0, a usage error exits with `usage_code` (for tools
+/// whose exit 2 means something else than clap's "bad usage").
+pub fn parse_args<C: clap::Parser>(usage_code: u8) -> Result<C, std::process::ExitCode> {
+    C::try_parse().map_err(|e| {
+        let _ = e.print();
+        if e.use_stderr() {
+            std::process::ExitCode::from(usage_code)
+        } else {
+            std::process::ExitCode::SUCCESS
+        }
+    })
+}
+
 /// What `--generate` prints: the man page or the bash completion script of a tool, used by the
 /// release script and the installer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

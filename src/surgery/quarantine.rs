@@ -85,8 +85,9 @@ impl Quarantine {
             .unwrap_or_else(|| generation(1))
     }
 
-    /// Moves `file` (inside the common directory) into the quarantine.
-    pub fn take(&mut self, file: &Path, reason: &str) -> Result<(), Error> {
+    /// `file`'s path relative to the common directory and a free destination for it, whose
+    /// parent directory exists.
+    fn place(&self, file: &Path) -> Result<(PathBuf, PathBuf), Error> {
         let rel = file
             .strip_prefix(&self.common)
             .map_err(|_| Error::Outside(file.to_path_buf()))?
@@ -95,6 +96,12 @@ impl Quarantine {
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
+        Ok((rel, dest))
+    }
+
+    /// Moves `file` (inside the common directory) into the quarantine.
+    pub fn take(&mut self, file: &Path, reason: &str) -> Result<(), Error> {
+        let (rel, dest) = self.place(file)?;
         let bytes = std::fs::symlink_metadata(file)
             .map(|m| m.len())
             .unwrap_or(0);
@@ -115,14 +122,7 @@ impl Quarantine {
     /// Copies `file` into the quarantine (for files repair rewrites in place: packed-refs,
     /// reflogs), so the original bytes can be brought back.
     pub fn keep_copy(&mut self, file: &Path, reason: &str) -> Result<(), Error> {
-        let rel = file
-            .strip_prefix(&self.common)
-            .map_err(|_| Error::Outside(file.to_path_buf()))?
-            .to_path_buf();
-        let dest = self.destination(&rel);
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
-        }
+        let (rel, dest) = self.place(file)?;
         let bytes = std::fs::copy(file, &dest).map_err(io(file))?;
         self.items.push(Item {
             path: rel,
