@@ -605,7 +605,11 @@ fn scan_refs(repo: &Repo, s: &mut Scan) {
             head(s, &wt.path().join("HEAD"), &name, "worktree-head-corrupt");
         }
     }
-    for f in refs::reflog_files(&repo.common_dir) {
+    let mut logs = refs::reflog_files(&repo.common_dir);
+    for wt in worktree_dirs(repo) {
+        logs.extend(refs::reflog_files(&wt));
+    }
+    for f in logs {
         let (entries, problems) = refs::reflog(&f);
         add_problems(s, "reflog-line", problems);
         let rel = f
@@ -632,20 +636,55 @@ fn head(s: &mut Scan, path: &Path, name: &str, code: &'static str) {
     }
 }
 
+/// The index of this worktree (which repair can rebuild), and those of the other worktrees:
+/// every index's entries are roots, as git fsck treats them.
 fn scan_index(repo: &Repo, s: &mut Scan) {
-    let path = repo.git_dir.join("index");
-    let Ok(b) = std::fs::read(&path) else { return };
+    read_index_roots(&repo.git_dir.join("index"), "index", s, true);
+    let mut others: Vec<(PathBuf, String)> = Vec::new();
+    if repo.git_dir != repo.common_dir {
+        others.push((repo.common_dir.join("index"), "index(main)".into()));
+    }
+    for wt in worktree_dirs(repo)
+        .into_iter()
+        .filter(|d| *d != repo.git_dir)
+    {
+        let name = wt
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        others.push((wt.join("index"), format!("index({name})")));
+    }
+    for (path, label) in others {
+        read_index_roots(&path, &label, s, false);
+    }
+}
+
+fn read_index_roots(path: &Path, label: &str, s: &mut Scan, own: bool) {
+    let Ok(b) = std::fs::read(path) else { return };
     match files::read_index(&b) {
         Ok(idx) => {
             for (name, id) in idx.entries {
-                s.roots.push((format!("index:{name}"), id));
+                s.roots.push((format!("{label}:{name}"), id));
             }
         }
         Err(e) => {
-            s.index_corrupt = true;
-            s.add(Finding::at("index-file-corrupt", &path, e));
+            s.index_corrupt |= own;
+            s.add(Finding::at("index-file-corrupt", path, e));
         }
     }
+}
+
+/// The private directories of the linked worktrees (`worktrees/*`).
+fn worktree_dirs(repo: &Repo) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(repo.common_dir.join("worktrees"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    v.sort();
+    v
 }
 
 fn scan_leftovers(repo: &Repo, s: &mut Scan) {

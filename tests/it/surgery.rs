@@ -1172,3 +1172,33 @@ fn a_sparse_partial_clone_whose_index_names_unfetched_blobs_is_healthy() {
         stdout(&scan)
     );
 }
+
+#[test]
+fn the_index_and_reflog_of_a_linked_worktree_are_roots_too() {
+    let lab = Lab::new();
+    lab.sh(r#"git worktree add -q ../wt2 -b w2; cd ../wt2; echo only-here > staged; git add staged; B=$(git rev-parse :staged); rm -f ../repo/$(objpath $B)"#);
+    let scan = lab.surgery(&["scan", "--json"]);
+    assert_eq!(
+        scan.status.code(),
+        Some(1),
+        "a blob only a linked worktree's index names is missing"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&scan.stdout).expect("json");
+    assert!(
+        v["missing"]
+            .as_array()
+            .expect("missing")
+            .iter()
+            .any(|m| m["needed_by"]
+                .as_array()
+                .expect("refs")
+                .iter()
+                .any(|r| r.as_str().is_some_and(|r| r.starts_with("index(wt2)")))),
+        "{v}"
+    );
+    let reflogs = v["findings"].to_string();
+    assert!(
+        !reflogs.contains("reflog-line"),
+        "the worktree's reflog parses"
+    );
+}
