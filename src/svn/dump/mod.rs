@@ -80,6 +80,8 @@ pub struct Reader<R> {
     r: R,
     rev: Option<u64>,
     node: Option<Vec<u8>>,
+    /// Reading a header block (errors then name the record before it).
+    in_headers: bool,
     done: bool,
 }
 
@@ -91,13 +93,21 @@ impl<R: BufRead> Reader<R> {
             r,
             rev: None,
             node: None,
+            in_headers: false,
             done: false,
         }
     }
 
     fn err(&self, what: impl Into<String>) -> DumpError {
+        // Inside a header block the record's own name is not known yet: say what came before.
+        let after = if self.in_headers {
+            "the record after "
+        } else {
+            ""
+        };
         let at = match (&self.rev, &self.node) {
-            (Some(r), Some(p)) => format!("r{r}, node {:?}", String::from_utf8_lossy(p)),
+            (Some(r), Some(p)) => format!("r{r}, {after}node {:?}", String::from_utf8_lossy(p)),
+            (Some(r), None) if self.in_headers => format!("the record after r{r}'s header"),
             (Some(r), None) => format!("r{r}"),
             _ => "header".to_string(),
         };
@@ -109,6 +119,13 @@ impl<R: BufRead> Reader<R> {
 
     /// Reads one header block; `None` at a clean end of stream.
     fn headers(&mut self) -> Result<Option<Headers>, DumpError> {
+        self.in_headers = true;
+        let r = self.header_block();
+        self.in_headers = false;
+        r
+    }
+
+    fn header_block(&mut self) -> Result<Option<Headers>, DumpError> {
         let mut out = Vec::new();
         let mut line = Vec::new();
         loop {
@@ -433,5 +450,14 @@ mod tests {
         let d = b"SVN-fs-dump-format-version: 2\n\nRevision-number: 1\nProp-content-length: 100\nContent-length: 100\n\nK 1\n";
         let errs: Vec<_> = Reader::new(&d[..]).filter_map(Result::err).collect();
         assert!(errs[0].to_string().contains("r1"), "{}", errs[0]);
+        let cut = b"SVN-fs-dump-format-version: 2\n\nRevision-number: 1\nProp-content-length: 10\nContent-length: 10\n\nPROPS-END\n\nNode-path: a\nNode-kind: dir\nNode-action: add\n\nNode-path: b\nNode-ki";
+        let errs: Vec<_> = Reader::new(&cut[..]).filter_map(Result::err).collect();
+        assert!(
+            errs[0]
+                .to_string()
+                .contains("r1, the record after node \"a\""),
+            "a cut inside a header names the record before it: {}",
+            errs[0]
+        );
     }
 }
