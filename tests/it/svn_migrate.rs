@@ -951,3 +951,27 @@ fn malformed_lengths_and_deltas_are_clear_errors_not_crashes() {
         );
     }
 }
+
+#[test]
+fn a_tag_of_a_subdirectory_continues_from_the_branch_it_was_copied_from() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let repo = dir.path().join("r");
+    sh(&format!(
+        "svnadmin create {r} && svn mkdir -q --parents -m layout file://{r}/trunk/doc file://{r}/tags && \
+         svn checkout -q file://{r}/trunk {d}/wc && echo manual > {d}/wc/doc/manual && echo code > {d}/wc/code && svn add -q {d}/wc/doc/manual {d}/wc/code && svn commit -q -m files {d}/wc && \
+         svn cp -q -m 'tag the docs' file://{r}/trunk/doc file://{r}/tags/doc-1.0",
+        r = repo.display(),
+        d = dir.path().display()
+    ));
+    let o = migrate(&repo, &["--verify"]).ok();
+    assert_eq!(
+        o.git(&["rev-parse", "doc-1.0^{commit}^"]),
+        o.git(&["rev-parse", "main"]),
+        "the tag's commit has trunk's commit as parent, not an orphan root"
+    );
+    assert_eq!(
+        o.git(&["rev-parse", "doc-1.0^{tree}"]),
+        o.git(&["rev-parse", "main:doc"]),
+        "and the subdirectory's tree"
+    );
+}

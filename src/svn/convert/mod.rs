@@ -617,11 +617,17 @@ impl<S: Sink> Converter<S> {
             return;
         }
         let name = self.ref_name(&root, &prefix, &name, tag);
-        let (tip, tree, mergeinfo) =
-            match copy.and_then(|(r, p)| self.commit_at(p.strip_prefix(b"/").unwrap_or(p), *r)) {
-                Some((commit, tree, mi)) => (Some(commit), tree, mi),
-                None => (None, None, Mergeinfo::new()),
-            };
+        let source = copy.map(|(r, p)| (*r, p.strip_prefix(b"/").unwrap_or(p)));
+        let (tip, tree, mergeinfo) = match source.and_then(|(r, p)| self.commit_at(p, r)) {
+            Some((commit, tree, mi)) => (Some(commit), tree, mi),
+            // Copied from inside a branch (a tag of `trunk/doc`): its history continues from
+            // that branch's commit, with a commit of its own for the different tree.
+            None => (
+                source.and_then(|(r, p)| self.enclosing_commit(p, r)),
+                None,
+                Mergeinfo::new(),
+            ),
+        };
         let id = self.flows.len();
         self.flows.push(Flow {
             name,
@@ -669,6 +675,19 @@ impl<S: Sink> Converter<S> {
                 }
             }
         }
+    }
+
+    /// The commit at or before `rev` of the flow whose root lies above `path`.
+    fn enclosing_commit(&self, path: &[u8], rev: u64) -> Option<Oid> {
+        let cuts: Vec<usize> = path
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'/')
+            .map(|(i, _)| i)
+            .collect();
+        cuts.into_iter()
+            .rev()
+            .find_map(|end| self.commit_at(&path[..end], rev).map(|c| c.0))
     }
 
     /// The last commit of the flow rooted at `root` at or before `rev`, its tree, and the
