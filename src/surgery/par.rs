@@ -18,6 +18,7 @@ where
     F: Fn(Vec<T>) -> R + Send + Sync + 'static,
 {
     let f = Arc::new(f);
+    // One deadline for the whole batch: EDF then runs the chunks in submission order.
     let deadline = exec.now() + Duration::from_secs(3600);
     let mut tasks = Vec::new();
     let mut it = items.into_iter().peekable();
@@ -32,7 +33,8 @@ where
         .collect()
 }
 
-/// Maps `f` over `items` in chunks of `chunk`, on `exec`'s workers, in order.
+/// Maps `f` over `items` in chunks of `chunk`, on `exec`'s workers, in order, counting each
+/// finished chunk on `bar`.
 pub fn par_map<T, R, F>(
     exec: &Executor,
     items: Vec<T>,
@@ -45,30 +47,16 @@ where
     R: Send + 'static,
     F: Fn(T) -> R + Send + Sync + 'static,
 {
-    let f = Arc::new(f);
-    // One deadline for the whole batch: EDF then runs the chunks in submission order.
-    let deadline = exec.now() + Duration::from_secs(3600);
-    let mut tasks = Vec::new();
-    let mut it = items.into_iter().peekable();
-    while it.peek().is_some() {
-        let part: Vec<T> = it.by_ref().take(chunk.max(1)).collect();
-        let (g, b, keep) = (f.clone(), bar.clone(), part.clone());
-        let task = exec.spawn(deadline, move |_ctx| {
-            let n = part.len() as u64;
-            let out: Vec<R> = part.into_iter().map(|x| g(x)).collect();
-            if let Some(b) = b {
-                b.inc(n);
-            }
-            out
-        });
-        tasks.push((task, keep));
-    }
-    let mut out = Vec::new();
-    for (task, keep) in tasks {
-        match task.join() {
-            Ok(v) => out.extend(v),
-            Err(_) => out.extend(keep.into_iter().map(|x| f(x))),
+    let per_chunk = move |part: Vec<T>| {
+        let n = part.len() as u64;
+        let out: Vec<R> = part.into_iter().map(&f).collect();
+        if let Some(b) = &bar {
+            b.inc(n);
         }
-    }
-    out
+        out
+    };
+    par_chunks(exec, items, chunk, per_chunk)
+        .into_iter()
+        .flatten()
+        .collect()
 }
