@@ -180,6 +180,25 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Clones the lab's remote with `--filter=blob:none` plus `extra` into `name`, and scans it.
+fn partial_clone_scan(lab: &Lab, name: &str, extra: &str) -> Output {
+    git(&lab.remote, &["config", "uploadpack.allowFilter", "true"]);
+    let p = lab.repo.parent().expect("parent").join(name);
+    let url = format!("file://{}", lab.remote.display());
+    let o = Command::new("git")
+        .args(["clone", "-q", "--filter=blob:none", extra, &url])
+        .arg(&p)
+        .output()
+        .expect("clone");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    Command::new(BIN)
+        .arg("-C")
+        .arg(&p)
+        .arg("scan")
+        .output()
+        .expect("runs")
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -499,21 +518,7 @@ fn s24_shallow_clone_is_no_false_alarm_until_its_shallow_file_is_lost() {
 #[test]
 fn s25_partial_clone_is_no_false_alarm() {
     let lab = Lab::new();
-    git(&lab.remote, &["config", "uploadpack.allowFilter", "true"]);
-    let p = lab.repo.parent().expect("parent").join("partial");
-    let url = format!("file://{}", lab.remote.display());
-    let o = Command::new("git")
-        .args(["clone", "-q", "--filter=blob:none", "--no-checkout", &url])
-        .arg(&p)
-        .output()
-        .expect("clone");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let scan = Command::new(BIN)
-        .arg("-C")
-        .arg(&p)
-        .arg("scan")
-        .output()
-        .expect("runs");
+    let scan = partial_clone_scan(&lab, "partial", "--no-checkout");
     assert_eq!(
         scan.status.code(),
         Some(0),
@@ -1150,21 +1155,7 @@ fn a_sparse_partial_clone_whose_index_names_unfetched_blobs_is_healthy() {
     // Files in a subdirectory: a cone-mode sparse checkout leaves them out (skip-worktree), so
     // their blobs are never fetched although the index names them.
     lab.sh("mkdir -p sub && echo x > sub/x && git add sub && git -c user.name=T -c user.email=t@e.invalid commit -qm sub && git push -q origin main");
-    git(&lab.remote, &["config", "uploadpack.allowFilter", "true"]);
-    let p = lab.repo.parent().expect("parent").join("sparse");
-    let url = format!("file://{}", lab.remote.display());
-    let o = Command::new("git")
-        .args(["clone", "-q", "--filter=blob:none", "--sparse", &url])
-        .arg(&p)
-        .output()
-        .expect("clone");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let scan = Command::new(BIN)
-        .arg("-C")
-        .arg(&p)
-        .arg("scan")
-        .output()
-        .expect("runs");
+    let scan = partial_clone_scan(&lab, "sparse", "--sparse");
     assert_eq!(
         scan.status.code(),
         Some(0),

@@ -131,6 +131,17 @@ impl Out {
     }
 }
 
+/// A Subversion repository at `<tmp>/r` made by `script`, where `{r}` stands for the
+/// repository path and `{d}` for the temporary directory (working copies go there).
+fn svn_repo(script: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let repo = dir.path().join("r");
+    sh(&script
+        .replace("{r}", &repo.display().to_string())
+        .replace("{d}", &dir.path().display().to_string()));
+    (dir, repo)
+}
+
 fn stdout(o: &Out) -> String {
     String::from_utf8_lossy(&o.out.stdout).into_owned()
 }
@@ -468,15 +479,11 @@ fn a_revision_without_author_log_or_date_still_converts() {
 
 #[test]
 fn replace_nodes_are_a_delete_and_an_add_in_one_revision() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let repo = dir.path().join("r");
-    sh(&format!(
+    let (_dir, repo) = svn_repo(
         "svnadmin create {r} && svn mkdir -q -m layout file://{r}/trunk && svn checkout -q file://{r}/trunk {d}/wc && cd {d}/wc && \
          echo a > x && echo b > y && mkdir d && echo c > d/f && svn add -q x y d && svn commit -q -m files && \
          svn rm -q x && svn cp -q y x && svn rm -q d && svn mkdir -q d && echo new > d/g && svn add -q d/g && svn commit -q -m replace",
-        r = repo.display(),
-        d = dir.path().display()
-    ));
+    );
     let dump =
         String::from_utf8_lossy(&sh(&format!("svnadmin dump -q {}", repo.display()))).into_owned();
     assert!(
@@ -603,16 +610,12 @@ fn an_existing_destination_is_refused_without_resume() {
 
 #[test]
 fn layout_is_found_at_depth_and_paths_outside_branches_are_reported() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let repo = dir.path().join("r");
-    sh(&format!(
+    let (_dir, repo) = svn_repo(
         "svnadmin create {r} && svn mkdir -q --parents -m layout file://{r}/proj/trunk file://{r}/proj/branches file://{r}/proj/tags && \
          svn checkout -q file://{r} {d}/wc && echo a > {d}/wc/proj/trunk/a && echo stray > {d}/wc/README.root && \
          svn add -q {d}/wc/proj/trunk/a {d}/wc/README.root && svn commit -q -m files {d}/wc && \
          svn copy -q -m branch file://{r}/proj/trunk file://{r}/proj/branches/x",
-        r = repo.display(),
-        d = dir.path().display()
-    ));
+    );
     let o = migrate(&repo, &["--json"]).ok();
     assert_eq!(o.git(&["show", "main:a"]), "a", "proj/trunk becomes main");
     assert_eq!(
@@ -663,16 +666,12 @@ fn every_dump_of_the_corpus_converts_to_a_repository_git_fsck_accepts() {
 
 #[test]
 fn a_rules_file_sends_two_projects_into_two_repositories_and_reports_the_rest() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let repo = dir.path().join("r");
-    sh(&format!(
+    let (dir, repo) = svn_repo(
         "svnadmin create {r} && svn mkdir -q --parents -m layout file://{r}/app/trunk file://{r}/app/branches file://{r}/lib/trunk file://{r}/lib/tags file://{r}/junk && \
          svn checkout -q file://{r} {d}/wc && echo a > {d}/wc/app/trunk/a && echo l > {d}/wc/lib/trunk/l && echo j > {d}/wc/junk/j && echo s > {d}/wc/stray && \
          svn add -q {d}/wc/app/trunk/a {d}/wc/lib/trunk/l {d}/wc/junk/j {d}/wc/stray && svn commit -q -m files {d}/wc && \
          svn copy -q -m rel file://{r}/app/trunk file://{r}/app/branches/release-1 && svn copy -q -m tag file://{r}/lib/trunk file://{r}/lib/tags/1.0",
-        r = repo.display(),
-        d = dir.path().display()
-    ));
+    );
     let rules = dir.path().join("rules.yaml");
     std::fs::write(
         &rules,
@@ -870,16 +869,12 @@ fn an_svn_url_is_read_through_svnrdump_and_stdin_takes_a_dump() {
 
 #[test]
 fn branches_inside_a_moved_directory_carry_on_and_names_never_collide() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let repo = dir.path().join("r");
-    sh(&format!(
+    let (_dir, repo) = svn_repo(
         "svnadmin create {r} && svn mkdir -q --parents -m layout file://{r}/proj/trunk file://{r}/proj/branches file://{r}/trunk file://{r}/branches && \
          svn checkout -q file://{r} {d}/wc && cd {d}/wc && echo a > proj/trunk/a && echo t > trunk/t && svn add -q proj/trunk/a trunk/t && svn commit -q -m files && \
          svn cp -q -m branch file://{r}/proj/trunk file://{r}/proj/branches/b && svn cp -q -m main-branch file://{r}/trunk file://{r}/branches/main && \
          svn mv -q -m move file://{r}/proj file://{r}/proj2 && svn update -q && echo more >> proj2/branches/b/a && svn commit -q -m 'edit moved branch'",
-        r = repo.display(),
-        d = dir.path().display()
-    ));
+    );
     let o = migrate(&repo, &["--json", "--verify"]).ok();
     let v: serde_json::Value =
         serde_json::from_str(stdout(&o).lines().next().expect("summary")).expect("json");
@@ -954,15 +949,11 @@ fn malformed_lengths_and_deltas_are_clear_errors_not_crashes() {
 
 #[test]
 fn a_tag_of_a_subdirectory_continues_from_the_branch_it_was_copied_from() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let repo = dir.path().join("r");
-    sh(&format!(
+    let (_dir, repo) = svn_repo(
         "svnadmin create {r} && svn mkdir -q --parents -m layout file://{r}/trunk/doc file://{r}/tags && \
          svn checkout -q file://{r}/trunk {d}/wc && echo manual > {d}/wc/doc/manual && echo code > {d}/wc/code && svn add -q {d}/wc/doc/manual {d}/wc/code && svn commit -q -m files {d}/wc && \
          svn cp -q -m 'tag the docs' file://{r}/trunk/doc file://{r}/tags/doc-1.0",
-        r = repo.display(),
-        d = dir.path().display()
-    ));
+    );
     let o = migrate(&repo, &["--verify"]).ok();
     assert_eq!(
         o.git(&["rev-parse", "doc-1.0^{commit}^"]),
