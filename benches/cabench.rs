@@ -50,6 +50,24 @@ fn main() {
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
         .arg(dir.join("id")));
     let v = "-5m:+1h";
+    // Every certificate is for its own key file, as when a CA issues for many users; signing
+    // the same file over and over would measure the filesystem's handling of replaced inodes
+    // (ssh-ca writes a temporary file and renames it over the old certificate; on an ext4
+    // without a journal each freed inode slows the next allocations for a minute or more).
+    let public = std::fs::read(dir.join("id.pub")).expect("pub");
+    let key_files = |sub: &str| -> Vec<String> {
+        std::fs::create_dir_all(dir.join(sub)).expect("dir");
+        (0..n)
+            .map(|i| {
+                let name = format!("{sub}/k{i}.pub");
+                std::fs::write(dir.join(&name), &public).expect("copy");
+                name
+            })
+            .collect()
+    };
+    let single_keys = key_files("single");
+    let keygen_keys = key_files("keygen");
+    let names = key_files("batch");
 
     let single = per_cert(n, |i| {
         let mut c = ssh_ca(dir);
@@ -62,7 +80,7 @@ fn main() {
             "alice",
             "-V",
             v,
-            "id.pub",
+            &single_keys[i as usize],
         ]);
         c
     });
@@ -79,17 +97,10 @@ fn main() {
             v,
             "-z",
             &(1_000_000 + i).to_string(),
-            "id.pub",
+            &keygen_keys[i as usize],
         ]);
         c
     });
-    let keys = dir.join("batch");
-    std::fs::create_dir_all(&keys).expect("dir");
-    let public = std::fs::read(dir.join("id.pub")).expect("pub");
-    let names: Vec<String> = (0..n).map(|i| format!("batch/k{i}.pub")).collect();
-    for name in &names {
-        std::fs::write(dir.join(name), &public).expect("copy");
-    }
     let t0 = Instant::now();
     ok(ssh_ca(dir)
         .args(["sign", "--user", "-I", "batch", "-n", "alice", "-V", v])

@@ -48,7 +48,12 @@ impl Ring {
     /// A ring of at least `bytes` capacity (rounded up to a power of two, at least 4 KiB).
     pub(crate) fn new(bytes: usize, thread: String) -> Ring {
         let cap = bytes.max(4096).next_power_of_two();
-        let buf = (0..cap / 8).map(|_| UnsafeCell::new(0u64)).collect();
+        // Zeroed through the allocator (calloc: fresh pages from the kernel, untouched) rather
+        // than written word by word, so a short-lived tool does not fault in the whole ring.
+        let zeroed: Box<[u64]> = vec![0u64; cap / 8].into_boxed_slice();
+        // SAFETY: `UnsafeCell<u64>` is `repr(transparent)` over `u64`, so the slice layouts are
+        // identical, and the box's ownership moves unchanged from one type to the other.
+        let buf = unsafe { Box::from_raw(Box::into_raw(zeroed) as *mut [UnsafeCell<u64>]) };
         Ring {
             buf,
             cap,
