@@ -12,6 +12,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Key algorithms `ssh-ca init --key-type` offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -144,11 +145,7 @@ fn check_mode(path: &Path, meta: &fs::Metadata, want: u32) -> Result<(), CaError
 /// Writes `data` to a new temporary file beside `path` (mode `mode`) and returns its path and
 /// the open file; on failure nothing is left behind.
 fn write_temp(path: &Path, data: &[u8], mode: u32) -> Result<(PathBuf, fs::File), CaError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = parent_dir(path).join(format!(".{name}.tmp-{}", std::process::id()));
+    let tmp = temp_path(path);
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -162,6 +159,15 @@ fn write_temp(path: &Path, data: &[u8], mode: u32) -> Result<(PathBuf, fs::File)
             Err(CaError::io(path, e))
         }
     }
+}
+
+/// The temporary file this process writes before renaming it to `path`.
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    parent_dir(path).join(format!(".{name}.tmp-{}", std::process::id()))
 }
 
 fn parent_dir(path: &Path) -> &Path {
@@ -191,18 +197,56 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), CaError> 
 /// cost a copy of a file but never a record or a serial, and a `syncfs` or one `fsync` per file
 /// would make issuance wait for unrelated disk traffic.
 pub fn write_all_atomic(files: &[(PathBuf, Vec<u8>)], mode: u32) -> Result<(), CaError> {
-    let mut temps: Vec<PathBuf> = Vec::with_capacity(files.len());
-    for (path, data) in files {
-        match write_temp(path, data, mode) {
-            Ok((tmp, _)) => temps.push(tmp),
-            Err(e) => {
-                temps.iter().for_each(|t| drop(fs::remove_file(t)));
-                return Err(e);
-            }
+    let exec = super::batch_executor(files.len());
+    let shared = Arc::new(files.to_vec());
+    let all: Vec<usize> = (0..files.len()).collect();
+    let f = shared.clone();
+    let temps = each(exec.as_ref(), all, move |i| {
+        write_temp(&f[i].0, &f[i].1, mode).map(|(tmp, _)| tmp)
+    });
+    let temps: Vec<PathBuf> = match temps.into_iter().collect::<Result<Vec<_>, _>>() {
+        Ok(t) => t,
+        Err(e) => {
+            remove_temps(files);
+            return Err(e);
         }
-    }
-    for ((path, _), tmp) in files.iter().zip(&temps) {
-        fs::rename(tmp, path).map_err(|e| CaError::io(path, e))?;
+    };
+    let f = shared.clone();
+    let renamed = each(
+        exec.as_ref(),
+        temps.into_iter().enumerate().collect(),
+        move |(i, tmp)| fs::rename(&tmp, &f[i].0).map_err(|e| CaError::io(&f[i].0, e)),
+    );
+    if let Some(Err(e)) = renamed.into_iter().find(Result::is_err) {
+        remove_temps(files);
+        return Err(e);
     }
     Ok(())
+}
+
+/// Removes whatever temporary files this process left beside `files` (those already renamed
+/// are gone, so only the others are removed).
+fn remove_temps(files: &[(PathBuf, Vec<u8>)]) {
+    for (path, _) in files {
+        let _ = fs::remove_file(temp_path(path));
+    }
+}
+
+/// Runs `f` on every item, on `exec`'s workers when there is one; results in item order.
+fn each<T, R>(
+    exec: Option<&crate::sched::Executor>,
+    items: Vec<T>,
+    f: impl Fn(T) -> R + Send + Sync + 'static,
+) -> Vec<R>
+where
+    T: Send + Clone + 'static,
+    R: Send + 'static,
+{
+    match exec {
+        Some(exec) => {
+            let chunk = items.len().div_ceil(exec.workers() * 8);
+            crate::sched::par::par_map(exec, items, chunk, f, None)
+        }
+        None => items.into_iter().map(f).collect(),
+    }
 }

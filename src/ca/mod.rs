@@ -27,6 +27,7 @@ use ssh_key::rand_core::UnwrapErr;
 use ssh_key::{Certificate, HashAlg, PrivateKey, PublicKey, getrandom::SysRng};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use store::{CertRecord, Revocation, Store, StoreError};
 
 /// User or host certificate.
@@ -335,34 +336,32 @@ impl Ca {
             .iter()
             .map(|r| self.check_or_audit(r, now))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut certs = Vec::with_capacity(reqs.len());
         let wanted = reqs.first().and_then(|r| r.serial);
         let (user_fp, host_fp) = (fingerprint(&self.user_ca), fingerprint(&self.host_ca));
+        let jobs: Vec<Issue> = reqs
+            .iter()
+            .zip(checked)
+            .map(|(req, (profile, validity, opts))| Issue {
+                ca_fp: match req.cert_type {
+                    CertType::User => user_fp.clone(),
+                    CertType::Host => host_fp.clone(),
+                },
+                req: req.clone(),
+                profile,
+                validity,
+                opts,
+                issued_at: now,
+            })
+            .collect();
+        let mut certs = Vec::new();
         let records = self.store.issue_batch(
             wanted,
             reqs.len(),
             now,
-            |i, serial| {
-                let (req, (profile, validity, opts)) = (&reqs[i], &checked[i]);
-                let c = build(req, opts, *validity, serial, signer)?;
-                let record = CertRecord {
-                    serial,
-                    cert_type: req.cert_type.to_string(),
-                    key_id: req.key_id.clone(),
-                    principals: req.principals.clone(),
-                    valid_after: validity.after,
-                    valid_before: validity.before,
-                    subject_fp: fingerprint(&req.subject),
-                    ca_fp: match req.cert_type {
-                        CertType::User => user_fp.clone(),
-                        CertType::Host => host_fp.clone(),
-                    },
-                    profile: profile.clone(),
-                    issued_at: now,
-                    cert: c.to_openssh().map_err(|e| CaError::Sign(e.to_string()))?,
-                };
-                certs.push(c);
-                Ok::<_, CaError>(record)
+            |serials| {
+                let (c, r) = issue_all(jobs, serials, signer)?.into_iter().unzip();
+                certs = c;
+                Ok::<_, CaError>(r)
             },
             also,
         )??;
@@ -513,6 +512,89 @@ fn load_config(path: &Path) -> Result<Config, CaError> {
         why,
     })?;
     Ok(config)
+}
+
+/// One certificate to issue once its serial is known: the request and what policy made of it.
+#[derive(Clone)]
+struct Issue {
+    req: SignRequest,
+    profile: String,
+    validity: validity::Validity,
+    opts: CertOptions,
+    ca_fp: String,
+    issued_at: u64,
+}
+
+impl Issue {
+    /// Builds and signs the certificate with `serial`, and its store record.
+    fn run(&self, serial: u64, signer: &CaSigner) -> Result<(Certificate, CertRecord), CaError> {
+        let c = build(&self.req, &self.opts, self.validity, serial, signer)?;
+        let record = CertRecord {
+            serial,
+            cert_type: self.req.cert_type.to_string(),
+            key_id: self.req.key_id.clone(),
+            principals: self.req.principals.clone(),
+            valid_after: self.validity.after,
+            valid_before: self.validity.before,
+            subject_fp: fingerprint(&self.req.subject),
+            ca_fp: self.ca_fp.clone(),
+            profile: self.profile.clone(),
+            issued_at: self.issued_at,
+            cert: c.to_openssh().map_err(|e| CaError::Sign(e.to_string()))?,
+        };
+        Ok((c, record))
+    }
+}
+
+/// Batches at least this long are signed on `sched` workers, one per core; below it, starting
+/// the threads costs more than they save.
+const PARALLEL_MIN: usize = 64;
+
+/// Workers for a batch of `len` items (signatures, certificate files), one per core: `None`
+/// when the batch is short or the machine has one core (or the threads cannot start), and the
+/// work is then done on the calling thread.
+pub(crate) fn batch_executor(len: usize) -> Option<crate::sched::Executor> {
+    if len < PARALLEL_MIN {
+        return None;
+    }
+    // Asked only now: it reads the cgroup files, which costs a one-certificate run ~2%.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 2 {
+        return None;
+    }
+    crate::sched::Builder::new()
+        .workers(cores)
+        .thread_name("ssh-ca-batch")
+        .build()
+        .ok()
+}
+
+/// Signs `jobs[i]` with `serials[i]`, in order. A key held in this process signs on every core
+/// (through `bitrot::sched`); an agent signs one request at a time over its socket.
+fn issue_all(
+    jobs: Vec<Issue>,
+    serials: &[u64],
+    signer: &CaSigner,
+) -> Result<Vec<(Certificate, CertRecord)>, CaError> {
+    let exec = match signer {
+        CaSigner::Key(_) => batch_executor(jobs.len()),
+        CaSigner::Agent(_) => None,
+    };
+    let (Some(exec), CaSigner::Key(key)) = (exec, signer) else {
+        return jobs
+            .iter()
+            .zip(serials)
+            .map(|(job, &serial)| job.run(serial, signer))
+            .collect();
+    };
+    let signer = Arc::new(CaSigner::Key(key.clone()));
+    let jobs = Arc::new(jobs);
+    let items: Vec<(usize, u64)> = serials.iter().copied().enumerate().collect();
+    let chunk = items.len().div_ceil(exec.workers() * 8);
+    let per_item = move |(i, serial): (usize, u64)| jobs[i].run(serial, &signer);
+    crate::sched::par::par_map(&exec, items, chunk, per_item, None)
+        .into_iter()
+        .collect()
 }
 
 fn build(

@@ -71,6 +71,8 @@ pub enum StoreError {
     SerialTaken(u64),
     #[error("serial {0} is out of range: serials are 1 to 9223372036854775807")]
     SerialRange(u64),
+    #[error("internal error: the signed certificates do not carry the serials the store allotted")]
+    SerialMismatch,
 }
 
 /// One issued certificate as recorded.
@@ -208,15 +210,15 @@ impl Store {
     }
 
     /// Takes `count` serials (the next ones, or `wanted`, `wanted + 1`, …), lets `sign` build
-    /// each certificate with its serial, and records the certificates, their audit records and
-    /// whatever `also` writes (ssh-acme's order update), all in one transaction. If `sign` fails
-    /// for any, nothing is recorded and no serial is used.
+    /// the certificates for them (one record per serial, in order), and records the
+    /// certificates, their audit records and whatever `also` writes (ssh-acme's order update),
+    /// all in one transaction. If `sign` fails, nothing is recorded and no serial is used.
     pub fn issue_batch<E>(
         &mut self,
         wanted: Option<u64>,
         count: usize,
         now: u64,
-        mut sign: impl FnMut(usize, u64) -> Result<CertRecord, E>,
+        sign: impl FnOnce(&[u64]) -> Result<Vec<CertRecord>, E>,
         also: &dyn Fn(&Connection, &CertRecord) -> rusqlite::Result<()>,
     ) -> Result<Result<Vec<CertRecord>, E>, StoreError> {
         let path = self.path.clone();
@@ -231,7 +233,7 @@ impl Store {
             })
             .map_err(sq)?;
         let first = wanted.unwrap_or(to_u64(next));
-        let mut records = Vec::with_capacity(count);
+        let mut serials = Vec::with_capacity(count);
         for i in 0..count {
             let serial = first.saturating_add(i as u64);
             if serial == 0 || serial > i64::MAX as u64 {
@@ -240,14 +242,20 @@ impl Store {
             if wanted.is_some() && serial_taken(&tx, serial).map_err(sq)? {
                 return Err(StoreError::SerialTaken(serial));
             }
-            let record = match sign(i, serial) {
-                Ok(r) => r,
-                Err(e) => return Ok(Err(e)),
-            };
-            insert_cert(&tx, &record).map_err(sq)?;
-            append_audit(&tx, now, "issue", &record).map_err(sq)?;
-            also(&tx, &record).map_err(sq)?;
-            records.push(record);
+            serials.push(serial);
+        }
+        let records = match sign(&serials) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        let signed: Vec<u64> = records.iter().map(|r| r.serial).collect();
+        if signed != serials {
+            return Err(StoreError::SerialMismatch);
+        }
+        for record in &records {
+            insert_cert(&tx, record).map_err(sq)?;
+            append_audit(&tx, now, "issue", record).map_err(sq)?;
+            also(&tx, record).map_err(sq)?;
         }
         if let Some(last) = records.last() {
             tx.execute(

@@ -38,6 +38,7 @@
 mod clock;
 mod executor;
 mod inbox;
+pub mod par;
 mod task;
 mod timer;
 

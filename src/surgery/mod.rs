@@ -6,7 +6,6 @@
 //! safe to repeat, so a repair killed at any point and run again converges. Success is only
 //! reported when the final scan is clean and `git fsck --full --strict` agrees.
 
-pub mod par;
 pub mod quarantine;
 pub mod recover;
 pub mod repair;

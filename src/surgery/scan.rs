@@ -6,12 +6,12 @@
 //! "present" only when a good copy exists. Objects below a shallow boundary or referenced only
 //! from promisor objects are legitimately absent, not damage.
 
-use super::par::{par_chunks, par_map};
 use crate::git::files;
 use crate::git::object::{Kind, Oid, OidMap, OidSet};
 use crate::git::pack::{self, Base, Index, Pack};
 use crate::git::refs::{self, Target};
 use crate::git::{loose, repo::Repo};
+use crate::sched::par::{par_chunks, par_map};
 use crate::sched::{Executor, OnMiss, Opts};
 use serde::Serialize;
 use std::collections::HashMap;

@@ -1307,3 +1307,79 @@ fn every_krl_version_is_recorded_in_the_audit_chain() {
         "the chain stays intact"
     );
 }
+
+#[test]
+fn a_large_batch_signed_on_every_core_gives_each_key_its_own_certificate_in_order() {
+    let lab = Lab::new("ed25519");
+    // Above the size from which ssh-ca signs and writes on all cores.
+    let names: Vec<String> = (0..100).map(|i| format!("b{i:03}")).collect();
+    for n in &names {
+        lab.keygen(n, "ed25519");
+    }
+    let mut args = vec!["sign", "--user", "-I", "big", "-n", "alice", "-V", "+1h"];
+    let pubs: Vec<String> = names.iter().map(|n| format!("{n}.pub")).collect();
+    args.extend(pubs.iter().map(String::as_str));
+    let out = lab.ca(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    let fingerprint = |p: &Path| {
+        let out = run(Command::new("ssh-keygen").arg("-lf").arg(p));
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .nth(1)
+            .expect("fingerprint")
+            .to_string()
+    };
+    for (i, n) in names.iter().enumerate() {
+        let cert = lab.path(&format!("{n}-cert.pub"));
+        let fields = keygen_l(&cert);
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find_map(|l| l.trim_start().strip_prefix(name))
+                .unwrap_or_else(|| panic!("{name} in {fields:?}"))
+                .trim()
+                .to_string()
+        };
+        assert_eq!(
+            field("Serial:"),
+            (i + 1).to_string(),
+            "{n}: serials follow the argument order"
+        );
+        assert!(
+            field("Public key:").ends_with(&fingerprint(&lab.path(&format!("{n}.pub")))),
+            "{n}: the certificate certifies {n}.pub, not another key of the batch"
+        );
+        let verdict = lab.ca(&["verify", "--principal", "alice", &cert.to_string_lossy()]);
+        assert!(verdict.status.success(), "{n}: {}", text(&verdict));
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&lab.dir)
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|f| f.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn a_large_batch_whose_last_file_cannot_be_written_leaves_no_temporary_files() {
+    let lab = Lab::new("ed25519");
+    let names: Vec<String> = (0..80).map(|i| format!("w{i:03}")).collect();
+    for n in &names {
+        lab.keygen(n, "ed25519");
+    }
+    std::fs::create_dir(lab.path("w079-cert.pub")).expect("a directory where a file would go");
+    let mut args = vec!["sign", "--user", "-I", "big", "-n", "alice", "-V", "+1h"];
+    let pubs: Vec<String> = names.iter().map(|n| format!("{n}.pub")).collect();
+    args.extend(pubs.iter().map(String::as_str));
+    let out = lab.ca(&args);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(text(&out).contains("serials 1, 2, 3"), "{}", text(&out));
+    let leftovers: Vec<_> = std::fs::read_dir(&lab.dir)
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|f| f.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}

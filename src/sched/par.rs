@@ -1,4 +1,6 @@
-//! Running per-item work in parallel on `bitrot::sched`.
+//! Running per-item work in parallel on the executor: chunks of a list become tasks with one
+//! shared deadline, and their results come back in order (used by git-surgery's scan and by
+//! ssh-ca's batch signing).
 //!
 //! Invariant: results come back in input order. A chunk whose task panicked is run again on
 //! the calling thread, so no verdict is silently dropped; a second panic there ends the run
