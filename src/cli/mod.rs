@@ -4,8 +4,9 @@
 //! builds a validated config, calls the library and maps errors to documented exit codes.
 //! What all tools share lives in this file: logging set-up from the environment.
 
-use crate::logging::{self, Config, Level, LevelFilter, LogGuard, Sink};
+use crate::logging::{self, Config, Level, LevelFilter, LogGuard, Overflow, Sink};
 use std::path::Path;
+use std::time::Duration;
 
 /// The environment variable that sets the stderr log level (`BITROT_LOG=debug`).
 pub const LOG_ENV: &str = "BITROT_LOG";
@@ -18,9 +19,15 @@ pub fn log_filter_from(value: Option<&str>, default: Level) -> anyhow::Result<Le
     }
 }
 
+/// How long a tool's thread waits for room in its log ring before it drops a record. The JSON
+/// log is part of what the tools promise (ssh-ca's audit lines, one per certificate), so a
+/// burst waits for the worker instead of losing lines; the bound keeps a stuck sink (a full
+/// disk) from stopping the tool.
+const LOG_FULL_WAIT: Duration = Duration::from_secs(2);
+
 /// Starts the global logger for a tool: human text on stderr at the `BITROT_LOG` level
 /// (default warn), and, when `json_log` is given, every record at debug and above as JSON lines
-/// in that file.
+/// in that file. A full ring makes the logging thread wait (up to [`LOG_FULL_WAIT`]).
 pub fn init_logging(json_log: Option<&Path>) -> anyhow::Result<LogGuard> {
     let env = std::env::var(LOG_ENV).ok();
     let stderr_filter = log_filter_from(env.as_deref(), Level::Warn)?;
@@ -30,6 +37,9 @@ pub fn init_logging(json_log: Option<&Path>) -> anyhow::Result<LogGuard> {
     }
     Ok(logging::init(Config {
         sinks,
+        overflow: Overflow::Block {
+            max_wait: LOG_FULL_WAIT,
+        },
         ..Config::default()
     })?)
 }

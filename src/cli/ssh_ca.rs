@@ -385,6 +385,7 @@ fn sign(ca: &mut Ca, a: SignArgs, json: bool, out: &mut dyn Write) -> Result<Exi
     } else {
         CertType::User
     };
+    let t0 = std::time::Instant::now();
     // Read every key first, so one bad file refuses the whole batch before anything is signed.
     let subjects = a
         .pubkeys
@@ -415,7 +416,9 @@ fn sign(ca: &mut Ca, a: SignArgs, json: bool, out: &mut dyn Write) -> Result<Exi
             subject: subject.clone(),
         })
         .collect();
+    let t_read = t0.elapsed();
     let issued = ca.sign_batch(&reqs, &signer, now())?;
+    let t_issue = t0.elapsed();
     let mut files = Vec::new();
     for ((path, _), (_, rec)) in subjects.iter().zip(&issued) {
         let text = format!("{}\n", rec.cert);
@@ -429,6 +432,14 @@ fn sign(ca: &mut Ca, a: SignArgs, json: bool, out: &mut dyn Write) -> Result<Exi
         let serials: Vec<String> = issued.iter().map(|(_, r)| r.serial.to_string()).collect();
         return Err(anyhow::Error::new(IssuedNotWritten(serials.join(", "))).context(e));
     }
+    let t_write = t0.elapsed();
+    crate::debug!(
+        "sign timings",
+        certificates = issued.len() as u64,
+        read_us = t_read.as_micros() as u64,
+        issue_us = (t_issue - t_read).as_micros() as u64,
+        write_us = (t_write - t_issue).as_micros() as u64
+    );
     let mut written = files.iter().map(|(p, _)| p);
     // One write for all the human lines: a batch of thousands stays cheap.
     let mut notes = String::new();

@@ -1383,3 +1383,30 @@ fn a_large_batch_whose_last_file_cannot_be_written_leaves_no_temporary_files() {
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
+
+#[test]
+fn every_certificate_of_a_burst_has_its_line_in_the_json_log() {
+    let lab = Lab::new("ed25519");
+    lab.keygen("one", "ed25519");
+    let public = std::fs::read(lab.path("one.pub")).expect("pub");
+    std::fs::create_dir(lab.path("keys")).expect("dir");
+    let names: Vec<String> = (0..3000).map(|i| format!("keys/k{i}.pub")).collect();
+    for n in &names {
+        std::fs::write(lab.path(n), &public).expect("copy");
+    }
+    // A long key id makes each record about 1 KiB, so the batch's records are several times
+    // what one thread's log ring holds and the worker must keep up or the thread must wait.
+    let key_id = "x".repeat(900);
+    let mut args = vec!["sign", "--user", "-I", &key_id, "-n", "alice", "-V", "+1h"];
+    args.extend(names.iter().map(String::as_str));
+    let out = lab.ca(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    let log = std::fs::read_to_string(lab.ca_dir().join("ssh-ca.log")).expect("log");
+    let issued = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
+        .filter(|v| v["msg"] == "certificate issued")
+        .count();
+    assert_eq!(issued, 3000, "one log line per certificate");
+    assert!(!log.contains("dropped"), "no record was dropped");
+}
