@@ -15,6 +15,7 @@ pub mod keys;
 pub mod krl;
 pub mod options;
 pub mod policy;
+pub mod signer;
 pub mod store;
 pub mod validity;
 pub mod wire;
@@ -24,7 +25,7 @@ use policy::{Config, PolicyError, Request};
 use serde::{Deserialize, Serialize};
 use ssh_key::certificate::{Builder, CertType as KeyCertType};
 use ssh_key::rand_core::UnwrapErr;
-use ssh_key::{Certificate, HashAlg, PrivateKey, PublicKey, getrandom::SysRng};
+use ssh_key::{Certificate, HashAlg, PublicKey, getrandom::SysRng};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -128,7 +129,7 @@ pub struct SignRequest {
 
 /// What signs: a private key loaded from the CA directory, or one held in ssh-agent.
 pub enum CaSigner {
-    Key(Box<PrivateKey>),
+    Key(Box<signer::KeySigner>),
     Agent(agent::AgentSigner),
 }
 
@@ -296,7 +297,7 @@ impl Ca {
     /// Loads the private key that signs `kind` certificates.
     pub fn signer(&self, kind: CertType, ask: Passphrase<'_>) -> Result<CaSigner, CaError> {
         let key = keys::load_private(&Ca::key_path(&self.dir, kind), ask)?;
-        Ok(CaSigner::Key(Box::new(key)))
+        Ok(CaSigner::Key(Box::new(signer::KeySigner::new(key))))
     }
 
     /// Checks `req` against policy and, if allowed, issues and records the certificate.
