@@ -11,9 +11,9 @@
 
 use super::clock::{Clock, SystemClock};
 use super::inbox::Inbox;
+use super::ready::ReadyQueue;
 use super::task::{Body, CancelToken, DONE, Job, JoinError, OnMiss, Progress, QUEUED, Task};
 use super::timer::{self, TimerItem, Timers};
-use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -230,6 +230,9 @@ impl<R: Resumable> Body for ResumableBody<R> {
 
 /// One worker's shared state, on its own cache line so workers do not slow each other down.
 #[repr(align(64))]
+/// Aligned to its own pair of cache lines: each worker writes its slot on every job, and two
+/// slots sharing a line made the workers invalidate each other's cache on every job.
+#[repr(align(128))]
 struct WorkerSlot {
     busy: AtomicBool,
     deadline: AtomicU64,
@@ -239,7 +242,7 @@ struct WorkerSlot {
 }
 
 struct Ready {
-    map: BTreeMap<(u64, u64), Arc<Job>>,
+    map: ReadyQueue,
     stop: bool,
     /// Someone waits in `Drain` for the queue to empty and the workers to go idle.
     draining: bool,
@@ -318,22 +321,35 @@ pub struct SchedStats {
     pub running: usize,
 }
 
+/// Keeps a field on cache lines of its own, so that the submitters' counters, the ready lock
+/// and the published queue minimum do not share lines that other threads write.
+#[repr(align(128))]
+#[derive(Default)]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     epoch: Instant,
     default_on_miss: OnMiss,
-    next_seq: AtomicU64,
-    ready: Mutex<Ready>,
+    next_seq: Padded<AtomicU64>,
+    ready: Padded<Mutex<Ready>>,
     ready_cv: Condvar,
     quiet_cv: Condvar,
-    queue_min: AtomicU64,
+    queue_min: Padded<AtomicU64>,
     /// Workers blocked on `ready_cv`.
     parked: AtomicUsize,
     inbox: Inbox,
     slots: Box<[WorkerSlot]>,
     pub(crate) cancel_all: AtomicBool,
     closed: AtomicBool,
-    counters: Counters,
+    counters: Padded<Counters>,
     pub(crate) timers: Mutex<Timers>,
     pub(crate) timer_cv: Condvar,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -386,15 +402,15 @@ impl Builder {
             epoch: self.clock.now(),
             clock: self.clock,
             default_on_miss: self.on_miss,
-            next_seq: AtomicU64::new(0),
-            ready: Mutex::new(Ready {
-                map: BTreeMap::new(),
+            next_seq: Padded(AtomicU64::new(0)),
+            ready: Padded(Mutex::new(Ready {
+                map: ReadyQueue::default(),
                 stop: false,
                 draining: false,
-            }),
+            })),
             ready_cv: Condvar::new(),
             quiet_cv: Condvar::new(),
-            queue_min: AtomicU64::new(u64::MAX),
+            queue_min: Padded(AtomicU64::new(u64::MAX)),
             parked: AtomicUsize::new(0),
             inbox: Inbox::new(),
             slots: (0..self.workers)
@@ -407,7 +423,7 @@ impl Builder {
                 .collect(),
             cancel_all: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-            counters: Counters::default(),
+            counters: Padded::default(),
             timers: Mutex::new(Timers::default()),
             timer_cv: Condvar::new(),
             threads: Mutex::new(Vec::new()),
@@ -620,8 +636,11 @@ impl Inner {
                         .insert((job.deadline.load(Ordering::Relaxed), job.seq), job);
                 }
             }
-            let min = r.map.first_key_value().map_or(u64::MAX, |(k, _)| k.0);
-            self.queue_min.store(min, Ordering::SeqCst);
+            let min = r.map.first_deadline().unwrap_or(u64::MAX);
+            // Written only when it changes: submitters read this line on every spawn.
+            if self.queue_min.load(Ordering::Relaxed) != min {
+                self.queue_min.store(min, Ordering::SeqCst);
+            }
             if self.inbox.is_empty() {
                 return;
             }
@@ -644,7 +663,12 @@ impl Inner {
         let deadline = job.deadline.load(Ordering::Relaxed);
         let key = (deadline, job.seq);
         self.inbox.push(job);
-        self.queue_min.fetch_min(deadline, Ordering::SeqCst);
+        // Only a lower deadline writes the shared minimum. Skipping the write is safe: a
+        // worker that published a higher value after this load re-checks the inbox (SeqCst,
+        // after its store) and takes this job; see `absorb`.
+        if deadline < self.queue_min.load(Ordering::SeqCst) {
+            self.queue_min.fetch_min(deadline, Ordering::SeqCst);
+        }
         if self.closed.load(Ordering::SeqCst) {
             self.strand_check(key);
         }
@@ -941,9 +965,9 @@ impl Inner {
         let queued: Vec<Arc<Job>> = {
             let mut r = self.lock_ready();
             r.stop = true;
-            let map = std::mem::take(&mut r.map);
+            let queued = r.map.take_all();
             self.absorb(&mut r);
-            map.into_values().collect()
+            queued
         };
         self.ready_cv.notify_all();
         report.cancelled_queued = queued

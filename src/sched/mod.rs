@@ -39,6 +39,7 @@ mod clock;
 mod executor;
 mod inbox;
 pub mod par;
+mod ready;
 mod task;
 mod timer;
 
