@@ -146,14 +146,15 @@ fn check_mode(path: &Path, meta: &fs::Metadata, want: u32) -> Result<(), CaError
 /// the open file; on failure nothing is left behind.
 fn write_temp(path: &Path, data: &[u8], mode: u32) -> Result<(PathBuf, fs::File), CaError> {
     let tmp = temp_path(path);
-    let file = OpenOptions::new()
+    // A file already at the temporary name is not ours: it is left alone.
+    let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
         .open(&tmp)
-        .and_then(|mut f| f.write_all(data).map(|()| f));
-    match file {
-        Ok(f) => Ok((tmp, f)),
+        .map_err(|e| CaError::io(path, e))?;
+    match file.write_all(data) {
+        Ok(()) => Ok((tmp, file)),
         Err(e) => {
             let _ = fs::remove_file(&tmp);
             Err(CaError::io(path, e))
@@ -204,31 +205,42 @@ pub fn write_all_atomic(files: &[(PathBuf, Vec<u8>)], mode: u32) -> Result<(), C
     let temps = each(exec.as_ref(), all, move |i| {
         write_temp(&f[i].0, &f[i].1, mode).map(|(tmp, _)| tmp)
     });
-    let temps: Vec<PathBuf> = match temps.into_iter().collect::<Result<Vec<_>, _>>() {
-        Ok(t) => t,
-        Err(e) => {
-            remove_temps(files);
-            return Err(e);
+    let (mut made, mut failed) = (Vec::with_capacity(files.len()), None);
+    for t in temps {
+        match t {
+            Ok(tmp) => made.push(tmp),
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
         }
-    };
+    }
+    if let Some(e) = failed {
+        remove_files(made);
+        return Err(e);
+    }
+    let temps = made;
     let f = shared.clone();
     let renamed = each(
         exec.as_ref(),
         temps.into_iter().enumerate().collect(),
-        move |(i, tmp)| fs::rename(&tmp, &f[i].0).map_err(|e| CaError::io(&f[i].0, e)),
+        move |(i, tmp)| fs::rename(&tmp, &f[i].0).map_err(|e| (tmp, CaError::io(&f[i].0, e))),
     );
-    if let Some(Err(e)) = renamed.into_iter().find(Result::is_err) {
-        remove_temps(files);
-        return Err(e);
+    let mut first = None;
+    let mut left = Vec::new();
+    for r in renamed {
+        if let Err((tmp, e)) = r {
+            left.push(tmp);
+            first.get_or_insert(e);
+        }
     }
-    Ok(())
+    remove_files(left);
+    first.map_or(Ok(()), Err)
 }
 
-/// Removes whatever temporary files this process left beside `files` (those already renamed
-/// are gone, so only the others are removed).
-fn remove_temps(files: &[(PathBuf, Vec<u8>)]) {
-    for (path, _) in files {
-        let _ = fs::remove_file(temp_path(path));
+/// Removes temporary files this call made and did not rename.
+fn remove_files(paths: impl IntoIterator<Item = PathBuf>) {
+    for p in paths {
+        let _ = fs::remove_file(p);
     }
 }
 

@@ -227,9 +227,17 @@ impl Ca {
             0o600,
         )?;
         let db = dir.join("ca.db");
-        Store::open(&db)?;
-        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| CaError::io(&db, e))
+        drop(Store::open(&db)?);
+        // SQLite made the store and its -wal and -shm files (kept between runs) with the
+        // umask's mode; later runs recreate any of them with the database file's mode.
+        for name in ["ca.db", "ca.db-wal", "ca.db-shm"] {
+            let f = dir.join(name);
+            if f.exists() {
+                std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| CaError::io(&f, e))?;
+            }
+        }
+        Ok(())
     }
 
     /// Opens a CA directory: checks permissions, reads the public keys, the policy and the store.
@@ -568,11 +576,14 @@ pub(crate) fn batch_executor(len: usize) -> Option<crate::sched::Executor> {
     }
     // Asked only now: it reads the cgroup files, which costs a one-certificate run ~2%.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cores < 2 {
+    // At least half a minimum batch per worker, so a short batch on a big machine does not
+    // start more threads than it has work for.
+    let workers = cores.min(len / (PARALLEL_MIN / 2));
+    if workers < 2 {
         return None;
     }
     crate::sched::Builder::new()
-        .workers(cores)
+        .workers(workers)
         .thread_name("ssh-ca-batch")
         .build()
         .ok()

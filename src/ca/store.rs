@@ -73,6 +73,11 @@ pub enum StoreError {
     SerialRange(u64),
     #[error("internal error: the signed certificates do not carry the serials the store allotted")]
     SerialMismatch,
+    #[error(
+        "the audit log in {} does not end where the store recorded its end (its last record, {seq}, does not hash to the recorded head): records were deleted or edited; `ssh-ca audit verify` shows where, and nothing more is recorded until the log is restored from a backup",
+        path.display()
+    )]
+    AuditTailMismatch { path: PathBuf, seq: u64 },
 }
 
 /// One issued certificate as recorded.
@@ -255,7 +260,7 @@ impl Store {
         if signed != serials {
             return Err(StoreError::SerialMismatch);
         }
-        let mut audit = AuditTail::open(&tx).map_err(sq)?;
+        let mut audit = AuditTail::open(&tx, &path)?;
         for record in &records {
             insert_cert(&tx, record).map_err(sq)?;
             audit.append(&tx, now, "issue", record).map_err(sq)?;
@@ -290,7 +295,7 @@ impl Store {
             source,
         };
         let tx = self.tx()?;
-        append_audit(&tx, now, kind, detail).map_err(sq)?;
+        append_audit(&tx, &path, now, kind, detail)?;
         tx.commit().map_err(sq)
     }
 
@@ -303,7 +308,7 @@ impl Store {
         };
         let tx = self.tx()?;
         let mut new = 0;
-        let mut audit = AuditTail::open(&tx).map_err(sq)?;
+        let mut audit = AuditTail::open(&tx, &path)?;
         for r in items {
             new += tx
                 .execute(
@@ -388,7 +393,13 @@ impl Store {
             [next.to_string()],
         )
         .map_err(sq)?;
-        append_audit(&tx, now, "krl", &serde_json::json!({ "version": next })).map_err(sq)?;
+        append_audit(
+            &tx,
+            &path,
+            now,
+            "krl",
+            &serde_json::json!({ "version": next }),
+        )?;
         tx.commit().map_err(sq)?;
         Ok(next)
     }
@@ -535,13 +546,28 @@ struct AuditTail {
 }
 
 impl AuditTail {
-    /// Reads the last record's sequence number and hash (the genesis hash for an empty log).
-    fn open(tx: &Transaction<'_>) -> rusqlite::Result<AuditTail> {
-        let (seq, head): (i64, String) = tx
+    /// Reads the last record's sequence number and hash (the genesis hash for an empty log),
+    /// and refuses to extend a log whose last record is not the head the store recorded: a
+    /// chain continued from a cut would hide the cut from `audit verify`.
+    fn open(tx: &Transaction<'_>, path: &Path) -> Result<AuditTail, StoreError> {
+        let sq = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let (seq, head, recorded): (i64, String, Option<String>) = tx
             .prepare_cached(
-                "SELECT coalesce(max(seq), 0), coalesce((SELECT hash FROM audit ORDER BY seq DESC LIMIT 1), ?1) FROM audit",
-            )?
-            .query_row([GENESIS], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                "SELECT coalesce(max(seq), 0), coalesce((SELECT hash FROM audit ORDER BY seq DESC LIMIT 1), ?1), (SELECT value FROM meta WHERE key = 'audit_head') FROM audit",
+            )
+            .and_then(|mut st| {
+                st.query_row([GENESIS], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            })
+            .map_err(sq)?;
+        if recorded.is_some_and(|r| r != head) {
+            return Err(StoreError::AuditTailMismatch {
+                path: path.to_path_buf(),
+                seq: to_u64(seq),
+            });
+        }
         Ok(AuditTail {
             seq: to_u64(seq),
             head,
@@ -580,11 +606,16 @@ impl AuditTail {
 /// Appends one audit record in its own chain step (for transactions that write one).
 fn append_audit(
     tx: &Transaction<'_>,
+    path: &Path,
     now: u64,
     kind: &str,
     detail: &impl Serialize,
-) -> rusqlite::Result<()> {
-    let mut tail = AuditTail::open(tx)?;
-    tail.append(tx, now, kind, detail)?;
-    tail.close(tx)
+) -> Result<(), StoreError> {
+    let mut tail = AuditTail::open(tx, path)?;
+    tail.append(tx, now, kind, detail)
+        .and_then(|()| tail.close(tx))
+        .map_err(|source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        })
 }

@@ -67,7 +67,10 @@ pub enum Overflow {
     /// Drop the new record and count it; the worker writes one "log records dropped" record
     /// with the count once it has drained that ring.
     DropNewest,
-    /// Spin, then yield, for at most `max_wait`; then drop and count. Never blocks forever.
+    /// Spin, then yield, for at most `max_wait`; then drop and count. Never blocks forever:
+    /// once a wait has timed out, the thread's records are dropped (and counted) without
+    /// waiting until one fits again, so a stuck sink costs one `max_wait` per stall, not one
+    /// per record.
     Block { max_wait: Duration },
 }
 
@@ -242,6 +245,7 @@ impl Shared {
         if let Some(span) = producer.reserve(need) {
             let len = codec::encode(span, ts, cs, values, self.max_str);
             producer.commit(len);
+            producer.stalled = false;
             return;
         }
         self.write_slow(producer, ts, cs, values, need);
@@ -260,6 +264,10 @@ impl Shared {
             producer.count_drop();
             return;
         };
+        if producer.stalled {
+            producer.count_drop();
+            return;
+        }
         self.wake_worker();
         let give_up = Instant::now() + max_wait;
         let mut spins = 0u32;
@@ -270,6 +278,7 @@ impl Shared {
                 return;
             }
             if Instant::now() >= give_up {
+                producer.stalled = true;
                 producer.count_drop();
                 return;
             }

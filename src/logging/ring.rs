@@ -119,6 +119,9 @@ pub(crate) struct Producer {
     emitted: u64,
     dropped: u64,
     max_fill: usize,
+    /// A blocking wait for room timed out and no record has fitted since: further records
+    /// are dropped at once instead of each waiting out its own timeout.
+    pub(crate) stalled: bool,
 }
 
 impl Producer {
@@ -130,6 +133,7 @@ impl Producer {
             emitted: 0,
             dropped: 0,
             max_fill: 0,
+            stalled: false,
         }
     }
 

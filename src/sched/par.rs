@@ -3,8 +3,8 @@
 //! ssh-ca's batch signing).
 //!
 //! Invariant: results come back in input order. A chunk whose task panicked is run again on
-//! the calling thread, so no verdict is silently dropped; a second panic there ends the run
-//! (the readers return errors for malformed input, so a panic is a bug, not damage).
+//! the calling thread, so no result is silently dropped; a second panic there ends the run
+//! (the callers' work returns errors for bad input, so a panic is a bug, not bad data).
 
 use crate::sched::Executor;
 use indicatif::ProgressBar;

@@ -642,3 +642,81 @@ mod accounting {
         }
     }
 }
+
+/// A writer that blocks until released, like stderr on a terminal paused with Ctrl-S.
+#[derive(Clone, Default)]
+struct GatedWriter {
+    inner: SharedBuf,
+    open: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl GatedWriter {
+    fn release(&self) {
+        *self.open.0.lock().expect("gate") = true;
+        self.open.1.notify_all();
+    }
+}
+
+impl std::io::Write for GatedWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let mut open = self.open.0.lock().expect("gate");
+        while !*open {
+            open = self.open.1.wait(open).expect("gate");
+        }
+        drop(open);
+        self.inner.write(b)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_stuck_sink_costs_a_blocking_thread_one_wait_not_one_per_record() {
+    let gate = GatedWriter::default();
+    let guard = logging::start(Config {
+        sinks: vec![Sink {
+            target: SinkTarget::Writer(Box::new(gate.clone())),
+            format: Format::Json,
+            filter: LevelFilter::AtLeast(Level::Info),
+        }],
+        ring_bytes_per_thread: 64 * 1024,
+        max_str_bytes: 256,
+        overflow: Overflow::Block {
+            max_wait: Duration::from_millis(100),
+        },
+        ..Config::default()
+    })
+    .expect("logger starts");
+    let t0 = std::time::Instant::now();
+    for i in 0..2000u64 {
+        log_to!(
+            guard.logger(),
+            Level::Info,
+            "while stuck",
+            i = i,
+            pad = "x".repeat(64)
+        );
+    }
+    let stuck = t0.elapsed();
+    assert!(
+        stuck < Duration::from_secs(3),
+        "2000 records with the sink stuck took {stuck:?}: each full-ring record waited again"
+    );
+    gate.release();
+    guard.flush(FLUSH).expect("flush");
+    let before = guard.stats();
+    assert!(before.dropped > 0, "the ring overflowed: {before:?}");
+    for i in 0..10u64 {
+        log_to!(guard.logger(), Level::Info, "after", i = i);
+    }
+    guard.flush(FLUSH).expect("flush");
+    let after = guard.stats();
+    assert_eq!(after.emitted, before.emitted + 10);
+    assert_eq!(
+        after.written,
+        before.written + 10,
+        "once records fit again none is dropped"
+    );
+    assert_eq!(after.emitted, after.written + after.dropped);
+}

@@ -900,6 +900,14 @@ fn the_audit_chain_detects_an_edited_or_deleted_record() {
         "a removed last record is detected: {}",
         text(&out)
     );
+    // Signing on would chain new records onto the cut and hide it: refused, nothing issued.
+    lab.keygen("c", "ed25519");
+    let out = lab.ca(&["sign", "--user", "-I", "c", "-n", "x", "c.pub"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("audit log"), "{}", text(&out));
+    assert!(!lab.path("c-cert.pub").exists(), "nothing is issued");
+    let out = lab.ca(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "still detected: {}", text(&out));
 }
 
 #[test]
@@ -1233,6 +1241,22 @@ fn init_builds_the_ca_aside_and_keeps_what_the_directory_already_held() {
         "the user's file is kept"
     );
     assert!(dir.join("ca.db").is_file() && dir.join("user_ca").is_file());
+    use std::os::unix::fs::PermissionsExt;
+    for name in [
+        "ca.db",
+        "ca.db-wal",
+        "ca.db-shm",
+        "user_ca",
+        "host_ca",
+        "config.yaml",
+    ] {
+        let meta = std::fs::metadata(dir.join(name)).expect(name);
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "{name} is private"
+        );
+    }
     let left: Vec<String> = std::fs::read_dir(tmp.path())
         .expect("ls")
         .filter_map(Result::ok)
