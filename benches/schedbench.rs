@@ -82,6 +82,10 @@ fn with_pools(mut f: impl FnMut(&str, Spawn<'_>)) {
         exec.spawn(far, move |_| job());
     });
     drop(exec);
+    // BENCH_POOL=bitrot measures ours alone (for profiling).
+    if std::env::var("BENCH_POOL").is_ok_and(|p| p == "bitrot") {
+        return;
+    }
     let pool = rayon_pool();
     f("rayon spawn", &|job| pool.spawn(job));
     drop(pool);
