@@ -736,9 +736,12 @@ impl Inner {
         if !self.fail_unstarted(job, JoinError::Cancelled) {
             return false;
         }
-        let key = (job.deadline.load(Ordering::Relaxed), job.seq);
         {
             let mut r = self.lock_ready();
+            // The key is read under the lock: a `set_deadline` that won the lock first has
+            // moved the job to its new deadline, and the old key would miss it (leaving a
+            // cancelled job in the queue until a worker popped and skipped it).
+            let key = (job.deadline.load(Ordering::Relaxed), job.seq);
             if r.map.remove(&key).is_some() {
                 self.absorb(&mut r);
                 return true;

@@ -706,3 +706,39 @@ fn a_task_that_yields_during_a_draining_shutdown_still_runs_to_the_end() {
     );
     assert!(shut.join().expect("shutdown thread").drained);
 }
+
+#[test]
+fn cancelling_while_another_thread_moves_the_deadline_leaves_nothing_queued() {
+    let (exec, _clock) = manual(1);
+    let gate = block_worker(&exec);
+    for _round in 0..10 {
+        let base = exec.now() + Duration::from_secs(60);
+        let tasks: Arc<Vec<_>> = Arc::new((0..1000).map(|_| exec.spawn(base, |_| ())).collect());
+        // Both threads meet before each task, so the two calls on it really race.
+        let step = Arc::new(AtomicUsize::new(0));
+        let (movers, mover_step) = (tasks.clone(), step.clone());
+        let mover = std::thread::spawn(move || {
+            for (i, t) in movers.iter().enumerate() {
+                while mover_step.load(Ordering::Acquire) < 2 * i + 1 {
+                    std::hint::spin_loop();
+                }
+                t.set_deadline(base + Duration::from_millis(i as u64 + 1));
+                mover_step.fetch_add(1, Ordering::AcqRel);
+            }
+        });
+        for (i, t) in tasks.iter().enumerate() {
+            step.fetch_add(1, Ordering::AcqRel);
+            assert_ne!(t.cancel(), CancelOutcome::AlreadyFinished);
+            while step.load(Ordering::Acquire) < 2 * i + 2 {
+                std::hint::spin_loop();
+            }
+        }
+        mover.join().expect("mover");
+        assert_eq!(
+            exec.stats().queued,
+            0,
+            "every cancelled task left the queue, whichever deadline it had by then"
+        );
+    }
+    drop(gate);
+}
