@@ -7,10 +7,12 @@
 //!   processes serialise and a crash rolls both back.
 //! - Every change writes an audit record in the same transaction; each record's hash covers
 //!   the previous record's hash, and `meta.audit_head` holds the last one, so an edited,
-//!   deleted or truncated record is found by [`Store::verify_audit`].
+//!   deleted or truncated record is found by [`Store::verify_audit`], which also holds the
+//!   certificate and revocation tables to the chain (a row edited, deleted or added outside
+//!   it is found too). A log cut after its recorded head is never extended.
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -81,7 +83,7 @@ pub enum StoreError {
 }
 
 /// One issued certificate as recorded.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CertRecord {
     pub serial: u64,
     pub cert_type: String,
@@ -98,7 +100,7 @@ pub struct CertRecord {
 }
 
 /// A revocation as recorded.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Revocation {
     /// `serial`, `key_id` or `key` (a public key in OpenSSH form).
     pub kind: String,
@@ -462,9 +464,115 @@ impl Store {
                         .into(),
             });
         }
+        let audited = rows
+            .iter()
+            .map(|(seq, _, kind, record, _, _)| (to_u64(*seq), kind.as_str(), record.as_str()));
+        if let Some(broken) = self.check_inventory(audited)? {
+            return Ok(broken);
+        }
         Ok(AuditCheck::Intact {
             records: rows.len() as u64,
         })
+    }
+
+    /// Checks the certificate and revocation tables against the (already verified) audit
+    /// chain: every issued certificate and every revocation must be exactly what its audit
+    /// record says, and nothing may be in the tables without one. The tables are what `list`,
+    /// `inspect` and `krl` read, so an edited row (other principals, a deleted revocation)
+    /// would otherwise change what the CA reports and revokes without a trace.
+    fn check_inventory<'a>(
+        &self,
+        audited: impl Iterator<Item = (u64, &'a str, &'a str)>,
+    ) -> Result<Option<AuditCheck>, StoreError> {
+        let broken = |seq: u64, why: String| Ok(Some(AuditCheck::Broken { seq, why }));
+        let mut certs: std::collections::BTreeMap<u64, CertRecord> =
+            self.certs()?.into_iter().map(|c| (c.serial, c)).collect();
+        let mut revoked: std::collections::HashMap<(String, String, String), Revocation> = self
+            .revocations()?
+            .into_iter()
+            .map(|r| ((r.kind.clone(), r.value.clone(), r.ca_fp.clone()), r))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut last_seq = 0;
+        for (seq, kind, record) in audited {
+            last_seq = seq;
+            match kind {
+                "issue" => {
+                    let Ok(want) = serde_json::from_str::<CertRecord>(record) else {
+                        return broken(seq, "its issuance record is not readable".into());
+                    };
+                    match certs.remove(&want.serial) {
+                        Some(got) if got == want => {}
+                        Some(_) => {
+                            return broken(
+                                seq,
+                                format!(
+                                    "certificate serial {} in the inventory differs from this record (edited)",
+                                    want.serial
+                                ),
+                            );
+                        }
+                        None => {
+                            return broken(
+                                seq,
+                                format!(
+                                    "certificate serial {} is missing from the inventory (deleted)",
+                                    want.serial
+                                ),
+                            );
+                        }
+                    }
+                }
+                "revoke" => {
+                    let Ok(want) = serde_json::from_str::<Revocation>(record) else {
+                        return broken(seq, "its revocation record is not readable".into());
+                    };
+                    let key = (want.kind.clone(), want.value.clone(), want.ca_fp.clone());
+                    // A repeated revocation leaves the first row as it was: the first record
+                    // for a key is the one the row must match.
+                    let first = seen.insert(key.clone());
+                    match revoked.remove(&key) {
+                        Some(got) if got == want => {}
+                        Some(_) => {
+                            return broken(
+                                seq,
+                                format!(
+                                    "the revocation of {} {} differs from this record (edited)",
+                                    want.kind, want.value
+                                ),
+                            );
+                        }
+                        None if !first => {}
+                        None => {
+                            return broken(
+                                seq,
+                                format!(
+                                    "the revocation of {} {} is missing from the store (deleted: certificates it revoked would pass again)",
+                                    want.kind, want.value
+                                ),
+                            );
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(serial) = certs.keys().next() {
+            return broken(
+                last_seq,
+                format!("certificate serial {serial} is in the inventory without an audit record"),
+            );
+        }
+        if let Some(r) = revoked.values().next() {
+            return broken(
+                last_seq,
+                format!(
+                    "a revocation of {} {} is in the store without an audit record",
+                    r.kind, r.value
+                ),
+            );
+        }
+        Ok(None)
     }
 
     /// The SQLite connection, for modules that add their own tables (ssh-acme).

@@ -1434,3 +1434,49 @@ fn every_certificate_of_a_burst_has_its_line_in_the_json_log() {
     assert_eq!(issued, 3000, "one log line per certificate");
     assert!(!log.contains("dropped"), "no record was dropped");
 }
+
+#[test]
+fn audit_verify_finds_an_edited_inventory_row_or_a_deleted_revocation() {
+    let lab = Lab::new("ed25519");
+    for n in ["a", "b"] {
+        lab.keygen(n, "ed25519");
+        lab.sign(n, &["--user", "-I", n, "-n", "x"]);
+    }
+    let out = lab.ca(&["revoke", "--key-id", "b", "--reason", "lost"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // A repeated revocation is recorded again but does not change the first one.
+    let out = lab.ca(&["revoke", "--key-id", "b", "--reason", "again"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = lab.ca(&["audit", "verify"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let db = lab.ca_dir().join("ca.db");
+    let copy = lab.path("ca.db.orig");
+    std::fs::copy(&db, &copy).expect("backup");
+    let conn = rusqlite::Connection::open(&db).expect("db");
+    conn.execute(
+        "UPDATE certs SET principals = '[\"root\"]' WHERE serial = 1",
+        [],
+    )
+    .expect("edit");
+    drop(conn);
+    let out = lab.ca(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("serial 1") && text(&out).contains("edited"),
+        "{}",
+        text(&out)
+    );
+
+    std::fs::copy(&copy, &db).expect("restore");
+    let conn = rusqlite::Connection::open(&db).expect("db");
+    conn.execute("DELETE FROM revocations", []).expect("delete");
+    drop(conn);
+    let out = lab.ca(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("revocation of key_id b") && text(&out).contains("deleted"),
+        "{}",
+        text(&out)
+    );
+}
