@@ -202,7 +202,7 @@ pub fn write_all_atomic(files: &[(PathBuf, Vec<u8>)], mode: u32) -> Result<(), C
     let shared = Arc::new(files.to_vec());
     let all: Vec<usize> = (0..files.len()).collect();
     let f = shared.clone();
-    let temps = each(exec.as_ref(), all, move |i| {
+    let temps = super::map_on(exec.as_ref(), all, move |i| {
         write_temp(&f[i].0, &f[i].1, mode).map(|(tmp, _)| tmp)
     });
     let (mut made, mut failed) = (Vec::with_capacity(files.len()), None);
@@ -220,7 +220,7 @@ pub fn write_all_atomic(files: &[(PathBuf, Vec<u8>)], mode: u32) -> Result<(), C
     }
     let temps = made;
     let f = shared.clone();
-    let renamed = each(
+    let renamed = super::map_on(
         exec.as_ref(),
         temps.into_iter().enumerate().collect(),
         move |(i, tmp)| fs::rename(&tmp, &f[i].0).map_err(|e| (tmp, CaError::io(&f[i].0, e))),
@@ -241,24 +241,5 @@ pub fn write_all_atomic(files: &[(PathBuf, Vec<u8>)], mode: u32) -> Result<(), C
 fn remove_files(paths: impl IntoIterator<Item = PathBuf>) {
     for p in paths {
         let _ = fs::remove_file(p);
-    }
-}
-
-/// Runs `f` on every item, on `exec`'s workers when there is one; results in item order.
-fn each<T, R>(
-    exec: Option<&crate::sched::Executor>,
-    items: Vec<T>,
-    f: impl Fn(T) -> R + Send + Sync + 'static,
-) -> Vec<R>
-where
-    T: Send + Clone + 'static,
-    R: Send + 'static,
-{
-    match exec {
-        Some(exec) => {
-            let chunk = items.len().div_ceil(exec.workers() * 8);
-            crate::sched::par::par_map(exec, items, chunk, f, None)
-        }
-        None => items.into_iter().map(f).collect(),
     }
 }

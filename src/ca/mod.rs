@@ -532,7 +532,6 @@ fn load_config(path: &Path) -> Result<Config, CaError> {
 }
 
 /// One certificate to issue once its serial is known: the request and what policy made of it.
-#[derive(Clone)]
 struct Issue {
     req: SignRequest,
     profile: String,
@@ -589,6 +588,25 @@ pub(crate) fn batch_executor(len: usize) -> Option<crate::sched::Executor> {
         .ok()
 }
 
+/// Runs `f` on every item, on `exec`'s workers when there is one; results in item order.
+pub(crate) fn map_on<T, R>(
+    exec: Option<&crate::sched::Executor>,
+    items: Vec<T>,
+    f: impl Fn(T) -> R + Send + Sync + 'static,
+) -> Vec<R>
+where
+    T: Send + Clone + 'static,
+    R: Send + 'static,
+{
+    match exec {
+        Some(exec) => {
+            let chunk = items.len().div_ceil(exec.workers() * 8);
+            crate::sched::par::par_map(exec, items, chunk, f, None)
+        }
+        None => items.into_iter().map(f).collect(),
+    }
+}
+
 /// Signs `jobs[i]` with `serials[i]`, in order. A key held in this process signs on every core
 /// (through `bitrot::sched`); an agent signs one request at a time over its socket.
 fn issue_all(
@@ -610,11 +628,11 @@ fn issue_all(
     let signer = Arc::new(CaSigner::Key(key.clone()));
     let jobs = Arc::new(jobs);
     let items: Vec<(usize, u64)> = serials.iter().copied().enumerate().collect();
-    let chunk = items.len().div_ceil(exec.workers() * 8);
-    let per_item = move |(i, serial): (usize, u64)| jobs[i].run(serial, &signer);
-    crate::sched::par::par_map(&exec, items, chunk, per_item, None)
-        .into_iter()
-        .collect()
+    map_on(Some(&exec), items, move |(i, serial)| {
+        jobs[i].run(serial, &signer)
+    })
+    .into_iter()
+    .collect()
 }
 
 fn build(
