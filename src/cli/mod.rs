@@ -21,8 +21,9 @@ pub fn log_filter_from(value: Option<&str>, default: Level) -> anyhow::Result<Le
 
 /// How long a tool's thread waits for room in its log ring before it drops a record. The JSON
 /// log is part of what the tools promise (ssh-ca's audit lines, one per certificate), so a
-/// burst waits for the worker instead of losing lines; the bound keeps a stuck sink (a full
-/// disk) from stopping the tool.
+/// burst waits for the worker instead of losing lines; the bound keeps a stuck sink (stderr
+/// on a terminal paused with Ctrl-S, a pipe nobody reads) from stopping the tool: after one
+/// timed-out wait, records are dropped and counted until they fit again.
 const LOG_FULL_WAIT: Duration = Duration::from_secs(2);
 
 /// Starts the global logger for a tool: human text on stderr at the `BITROT_LOG` level
