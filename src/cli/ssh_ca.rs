@@ -648,7 +648,8 @@ fn revoke(ca: &mut Ca, a: RevokeArgs, json: bool, out: &mut dyn Write) -> Result
             &a.reason,
         )]
     };
-    let new = ca.revoke(&items, now())?;
+    let at = items.first().map_or_else(now, |r| r.revoked_at);
+    let new = ca.revoke(&items, at)?;
     if json {
         writeln!(out, "{}", serde_json::json!({"revoked": items, "new": new}))?;
     } else {

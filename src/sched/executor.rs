@@ -228,10 +228,8 @@ impl<R: Resumable> Body for ResumableBody<R> {
     }
 }
 
-/// One worker's shared state, on its own cache line so workers do not slow each other down.
-#[repr(align(64))]
-/// Aligned to its own pair of cache lines: each worker writes its slot on every job, and two
-/// slots sharing a line made the workers invalidate each other's cache on every job.
+/// One worker's shared state, on its own pair of cache lines: each worker writes its slot on
+/// every job, and two slots sharing a line made the workers invalidate each other's cache.
 #[repr(align(128))]
 struct WorkerSlot {
     busy: AtomicBool,
@@ -624,9 +622,10 @@ impl Inner {
         r
     }
 
-    /// Moves the inbox into the map and publishes the earliest queued deadline. Submitters
-    /// lower that with `fetch_min` after pushing; if one pushed after our `take_all`, the loop
-    /// takes its job too, so a published minimum never hides a queued job.
+    /// Moves the inbox into the map and publishes the earliest queued deadline (written only
+    /// when it changes). Submitters lower it with `fetch_min` after pushing when their
+    /// deadline is below it; if one pushed after our `take_all`, the loop takes its job too,
+    /// so a published minimum never hides a queued job.
     fn absorb(&self, r: &mut Ready) {
         loop {
             for job in self.inbox.take_all() {

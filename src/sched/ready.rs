@@ -6,6 +6,9 @@
 //! the front of the first one, without the per-job tree search and node churn of one map
 //! entry per job.
 //!
+//! Removing a job from the middle of a FIFO (a cancellation, a deadline change) shifts the
+//! FIFO: linear in its length, where the common operations are constant.
+//!
 //! Invariants:
 //! - Within a FIFO, jobs are sorted by sequence number: an insert appends when its sequence is
 //!   the highest (the common case) and otherwise goes to its sorted place (a yielded job going

@@ -498,6 +498,9 @@ fn a_user_certificate_from_ssh_acme_logs_in_and_after_revocation_the_served_krl_
             .success(),
         "refused after revocation"
     );
+    // What the server issued and revoked is in the CA's inventory, chained in its audit log.
+    let out = lab.ca(&["audit", "verify"]);
+    assert!(out.status.success(), "{}", text(&out));
 }
 
 /// The body of a GET, for tests.

@@ -1479,4 +1479,17 @@ fn audit_verify_finds_an_edited_inventory_row_or_a_deleted_revocation() {
         "{}",
         text(&out)
     );
+
+    std::fs::copy(&copy, &db).expect("restore");
+    let conn = rusqlite::Connection::open(&db).expect("db");
+    conn.execute("DELETE FROM certs WHERE serial = 2", [])
+        .expect("delete");
+    drop(conn);
+    let out = lab.ca(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("serial 2 is missing from the inventory"),
+        "{}",
+        text(&out)
+    );
 }
