@@ -60,6 +60,14 @@ const SCHEMA_VERSION: i64 = 1;
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// Maps a SQLite error on the store at `path` to a [`StoreError::Sqlite`].
+fn sqlite_at(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + Copy + '_ {
+    move |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("CA store {}: {source}", path.display())]
@@ -134,10 +142,7 @@ fn to_u64(v: i64) -> u64 {
 impl Store {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let sq = |source| StoreError::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        };
+        let sq = sqlite_at(path);
         let conn = Connection::open(path).map_err(sq)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(sq)?;
         let store = Store {
@@ -233,10 +238,7 @@ impl Store {
     ) -> Result<Result<Vec<CertRecord>, E>, StoreError> {
         let path = self.path.clone();
         let tx = self.tx()?;
-        let sq = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sq = sqlite_at(&path);
         let next: i64 = tx
             .query_row("SELECT next FROM serial_counter WHERE id = 1", [], |r| {
                 r.get(0)
@@ -292,10 +294,7 @@ impl Store {
         detail: &impl Serialize,
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
-        let sq = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sq = sqlite_at(&path);
         let tx = self.tx()?;
         append_audit(&tx, &path, now, kind, detail)?;
         tx.commit().map_err(sq)
@@ -304,10 +303,7 @@ impl Store {
     /// Records revocations (ignoring ones already present); returns how many were new.
     pub fn revoke(&mut self, now: u64, items: &[Revocation]) -> Result<usize, StoreError> {
         let path = self.path.clone();
-        let sq = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sq = sqlite_at(&path);
         let tx = self.tx()?;
         let mut new = 0;
         let mut audit = AuditTail::open(&tx, &path)?;
@@ -376,10 +372,7 @@ impl Store {
     /// Bumps and returns the KRL version, recording the bump in the audit chain.
     pub fn next_krl_version(&mut self, now: u64) -> Result<u64, StoreError> {
         let path = self.path.clone();
-        let sq = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sq = sqlite_at(&path);
         let tx = self.tx()?;
         let v: Option<String> = tx
             .query_row(
@@ -666,10 +659,7 @@ impl AuditTail {
     /// and refuses to extend a log whose last record is not the head the store recorded: a
     /// chain continued from a cut would hide the cut from `audit verify`.
     fn open(tx: &Transaction<'_>, path: &Path) -> Result<AuditTail, StoreError> {
-        let sq = |source| StoreError::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        };
+        let sq = sqlite_at(path);
         let (seq, head, recorded): (i64, String, Option<String>) = tx
             .prepare_cached(
                 "SELECT coalesce(max(seq), 0), coalesce((SELECT hash FROM audit ORDER BY seq DESC LIMIT 1), ?1), (SELECT value FROM meta WHERE key = 'audit_head') FROM audit",
@@ -730,8 +720,5 @@ fn append_audit(
     let mut tail = AuditTail::open(tx, path)?;
     tail.append(tx, now, kind, detail)
         .and_then(|()| tail.close(tx))
-        .map_err(|source| StoreError::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        })
+        .map_err(sqlite_at(path))
 }

@@ -631,8 +631,7 @@ impl Inner {
             for job in self.inbox.take_all() {
                 // A job cancelled while in the inbox is dropped; it was already completed.
                 if job.state.load(Ordering::Acquire) == QUEUED {
-                    r.map
-                        .insert((job.deadline.load(Ordering::Relaxed), job.seq), job);
+                    r.map.insert(job.deadline.load(Ordering::Relaxed), job);
                 }
             }
             let min = r.map.first_deadline().unwrap_or(u64::MAX);
@@ -762,7 +761,7 @@ impl Inner {
         let old = (job.deadline.load(Ordering::Relaxed), job.seq);
         if r.map.remove(&old).is_some() {
             job.deadline.store(new, Ordering::Relaxed);
-            r.map.insert((new, job.seq), job.clone());
+            r.map.insert(new, job.clone());
             self.absorb(&mut r);
             return true;
         }
@@ -824,7 +823,7 @@ impl Inner {
 
     /// Pops the earliest job that can still be claimed.
     fn pop_claimed(&self, r: &mut Ready) -> Option<Arc<Job>> {
-        while let Some((_, job)) = r.map.pop_first() {
+        while let Some(job) = r.map.pop_first() {
             self.absorb(r);
             if job.claim() {
                 return Some(job);

@@ -29,17 +29,18 @@ pub(crate) struct ReadyQueue {
 }
 
 impl ReadyQueue {
-    /// Queues `job` under `key` (its deadline and its own sequence number).
-    pub(crate) fn insert(&mut self, key: Key, job: Arc<Job>) {
-        debug_assert_eq!(key.1, job.seq);
-        let fifo = self.by_deadline.entry(key.0).or_default();
-        if fifo.back().is_none_or(|last| last.seq < key.1) {
+    /// Queues `job` under `deadline` (and its own sequence number); a job already queued under
+    /// the same key is replaced.
+    pub(crate) fn insert(&mut self, deadline: u64, job: Arc<Job>) {
+        let seq = job.seq;
+        let fifo = self.by_deadline.entry(deadline).or_default();
+        if fifo.back().is_none_or(|last| last.seq < seq) {
             fifo.push_back(job);
             self.len += 1;
             return;
         }
-        let at = fifo.partition_point(|j| j.seq < key.1);
-        if fifo.get(at).is_some_and(|j| j.seq == key.1) {
+        let at = fifo.partition_point(|j| j.seq < seq);
+        if fifo.get(at).is_some_and(|j| j.seq == seq) {
             fifo[at] = job;
         } else {
             fifo.insert(at, job);
@@ -63,15 +64,14 @@ impl ReadyQueue {
     }
 
     /// Takes the job with the earliest deadline, the earliest submitted among equals.
-    pub(crate) fn pop_first(&mut self) -> Option<(Key, Arc<Job>)> {
+    pub(crate) fn pop_first(&mut self) -> Option<Arc<Job>> {
         let mut first = self.by_deadline.first_entry()?;
-        let deadline = *first.key();
         let job = first.get_mut().pop_front()?;
         if first.get().is_empty() {
             first.remove();
         }
         self.len -= 1;
-        Some(((deadline, job.seq), job))
+        Some(job)
     }
 
     /// The earliest queued deadline.
@@ -121,6 +121,8 @@ mod tests {
     #[derive(Debug, Clone)]
     enum Op {
         Insert(u64),
+        /// Queue an already inserted key again (a replacement, as a map insert).
+        Reinsert(usize),
         Remove(usize),
         Pop,
     }
@@ -128,6 +130,7 @@ mod tests {
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             3 => (0u64..4).prop_map(Op::Insert),
+            1 => (0usize..64).prop_map(Op::Reinsert),
             1 => (0usize..64).prop_map(Op::Remove),
             2 => Just(Op::Pop),
         ]
@@ -152,18 +155,24 @@ mod tests {
                 match o {
                     Op::Insert(d) => {
                         let seq = next.next().expect("one sequence per op");
-                        q.insert((d, seq), job(seq, d));
+                        q.insert(d, job(seq, d));
                         model.insert((d, seq), seq);
                         keys.push((d, seq));
                     }
+                    Op::Reinsert(i) if !keys.is_empty() => {
+                        let (d, seq) = keys[i % keys.len()];
+                        q.insert(d, job(seq, d));
+                        model.insert((d, seq), seq);
+                    }
+                    Op::Reinsert(_) => {}
                     Op::Remove(i) if !keys.is_empty() => {
                         let k = keys[i % keys.len()];
                         prop_assert_eq!(q.remove(&k).map(|j| j.seq), model.remove(&k));
                     }
                     Op::Remove(_) => {}
                     Op::Pop => {
-                        let got = q.pop_first().map(|(k, j)| (k, j.seq));
-                        let want = model.pop_first();
+                        let got = q.pop_first().map(|j| j.seq);
+                        let want = model.pop_first().map(|(_, seq)| seq);
                         prop_assert_eq!(got, want);
                     }
                 }
