@@ -1332,18 +1332,39 @@ fn every_krl_version_is_recorded_in_the_audit_chain() {
     );
 }
 
+/// `n` new Ed25519 key pairs `{prefix}000`, `{prefix}001`, …; their names.
+fn many_keys(lab: &Lab, prefix: &str, n: usize) -> Vec<String> {
+    let names: Vec<String> = (0..n).map(|i| format!("{prefix}{i:03}")).collect();
+    for name in &names {
+        lab.keygen(name, "ed25519");
+    }
+    names
+}
+
+/// One `ssh-ca sign` of every `name.pub` (key id "big", principal alice, one hour).
+fn sign_all(lab: &Lab, names: &[String]) -> Output {
+    let mut args = vec!["sign", "--user", "-I", "big", "-n", "alice", "-V", "+1h"];
+    let pubs: Vec<String> = names.iter().map(|n| format!("{n}.pub")).collect();
+    args.extend(pubs.iter().map(String::as_str));
+    lab.ca(&args)
+}
+
+/// ssh-ca's temporary files left in the lab directory.
+fn temporary_files(lab: &Lab) -> Vec<String> {
+    std::fs::read_dir(&lab.dir)
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|f| f.contains(".tmp-"))
+        .collect()
+}
+
 #[test]
 fn a_large_batch_signed_on_every_core_gives_each_key_its_own_certificate_in_order() {
     let lab = Lab::new("ed25519");
     // Above the size from which ssh-ca signs and writes on all cores.
-    let names: Vec<String> = (0..100).map(|i| format!("b{i:03}")).collect();
-    for n in &names {
-        lab.keygen(n, "ed25519");
-    }
-    let mut args = vec!["sign", "--user", "-I", "big", "-n", "alice", "-V", "+1h"];
-    let pubs: Vec<String> = names.iter().map(|n| format!("{n}.pub")).collect();
-    args.extend(pubs.iter().map(String::as_str));
-    let out = lab.ca(&args);
+    let names = many_keys(&lab, "b", 100);
+    let out = sign_all(&lab, &names);
     assert!(out.status.success(), "{}", text(&out));
     let fingerprint = |p: &Path| {
         let out = run(Command::new("ssh-keygen").arg("-lf").arg(p));
@@ -1376,35 +1397,19 @@ fn a_large_batch_signed_on_every_core_gives_each_key_its_own_certificate_in_orde
         let verdict = lab.ca(&["verify", "--principal", "alice", &cert.to_string_lossy()]);
         assert!(verdict.status.success(), "{n}: {}", text(&verdict));
     }
-    let leftovers: Vec<_> = std::fs::read_dir(&lab.dir)
-        .expect("dir")
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|f| f.contains(".tmp-"))
-        .collect();
+    let leftovers = temporary_files(&lab);
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
 
 #[test]
 fn a_large_batch_whose_last_file_cannot_be_written_leaves_no_temporary_files() {
     let lab = Lab::new("ed25519");
-    let names: Vec<String> = (0..80).map(|i| format!("w{i:03}")).collect();
-    for n in &names {
-        lab.keygen(n, "ed25519");
-    }
+    let names = many_keys(&lab, "w", 80);
     std::fs::create_dir(lab.path("w079-cert.pub")).expect("a directory where a file would go");
-    let mut args = vec!["sign", "--user", "-I", "big", "-n", "alice", "-V", "+1h"];
-    let pubs: Vec<String> = names.iter().map(|n| format!("{n}.pub")).collect();
-    args.extend(pubs.iter().map(String::as_str));
-    let out = lab.ca(&args);
+    let out = sign_all(&lab, &names);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     assert!(text(&out).contains("serials 1, 2, 3"), "{}", text(&out));
-    let leftovers: Vec<_> = std::fs::read_dir(&lab.dir)
-        .expect("dir")
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|f| f.contains(".tmp-"))
-        .collect();
+    let leftovers = temporary_files(&lab);
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
 
