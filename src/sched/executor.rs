@@ -991,3 +991,19 @@ impl Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job whose closure holds a boxed callback (16 bytes) and returns nothing must stay
+    /// within 120 bytes with its `Arc` counts: glibc then serves it from a fast bin, and the
+    /// cross-thread free of every job stays cheap (one more word made dispatch ~30 % slower).
+    #[test]
+    fn a_small_job_fits_a_glibc_fast_bin() {
+        type Callback = Box<dyn FnOnce(&Ctx<'_>) + Send>;
+        let arc_counts = 2 * std::mem::size_of::<usize>();
+        let job = std::mem::size_of::<Job<OnceBody<Callback, ()>>>();
+        assert!(arc_counts + job <= 120, "job header grew: {job} bytes");
+    }
+}

