@@ -218,11 +218,10 @@ pub fn write_all_atomic(files: &[(PathBuf, Vec<u8>)], mode: u32) -> Result<(), C
         remove_files(made);
         return Err(e);
     }
-    let temps = made;
-    let f = shared.clone();
+    let f = shared;
     let renamed = super::map_on(
         exec.as_ref(),
-        temps.into_iter().enumerate().collect(),
+        made.into_iter().enumerate().collect(),
         move |(i, tmp)| fs::rename(&tmp, &f[i].0).map_err(|e| (tmp, CaError::io(&f[i].0, e))),
     );
     let mut first = None;

@@ -260,8 +260,7 @@ impl Store {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
-        let signed: Vec<u64> = records.iter().map(|r| r.serial).collect();
-        if signed != serials {
+        if !records.iter().map(|r| r.serial).eq(serials.iter().copied()) {
             return Err(StoreError::SerialMismatch);
         }
         let mut audit = AuditTail::open(&tx, &path)?;
