@@ -38,20 +38,20 @@ fn unix_nanos_now() -> u64 {
 
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn rdtsc() -> u64 {
+pub(crate) fn rdtsc() -> u64 {
     // SAFETY: rdtsc is available on every x86_64 CPU.
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
-fn rdtsc() -> u64 {
+pub(crate) fn rdtsc() -> u64 {
     0
 }
 
 /// CPUID 0x8000_0007 EDX bit 8: the TSC runs at a constant rate in every power state.
 #[cfg(target_arch = "x86_64")]
-fn invariant_tsc() -> bool {
+pub(crate) fn invariant_tsc() -> bool {
     use core::arch::x86_64::__cpuid;
     // cpuid is safe on every x86_64 CPU; leaf 0x8000_0000 reports the highest extended leaf.
     let max = __cpuid(0x8000_0000).eax;
@@ -59,7 +59,7 @@ fn invariant_tsc() -> bool {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn invariant_tsc() -> bool {
+pub(crate) fn invariant_tsc() -> bool {
     false
 }
 

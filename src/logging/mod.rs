@@ -24,7 +24,7 @@
 //! - After a flush with no producer running, `stats().emitted == written + dropped` exactly.
 //! - Per thread, records are written in the order they were emitted.
 
-mod clock;
+pub(crate) mod clock;
 mod codec;
 mod console;
 mod format;

@@ -16,6 +16,11 @@ pub trait Clock: Send + Sync + 'static {
     fn real_wait(&self, until: Instant) -> Option<Duration>;
     /// Registers a function to call whenever time jumps (manual clocks only).
     fn subscribe(&self, _wake: Arc<dyn Fn() + Send + Sync>) {}
+    /// True only for a clock whose `now` is [`Instant::now`]: the executor may then bound the
+    /// time between two reads with the CPU's timestamp counter instead of reading again.
+    fn is_instant_now(&self) -> bool {
+        false
+    }
 }
 
 /// The real monotonic clock.
@@ -29,6 +34,10 @@ impl Clock for SystemClock {
 
     fn real_wait(&self, until: Instant) -> Option<Duration> {
         Some(until.saturating_duration_since(Instant::now()))
+    }
+
+    fn is_instant_now(&self) -> bool {
+        true
     }
 }
 

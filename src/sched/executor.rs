@@ -9,6 +9,7 @@
 //!   not yet flagged worker running the latest deadline, and only if the arrival is earlier.
 //! - Lock order: timers before ready; no lock is held while user code runs.
 
+use super::bound::DeadlineBound;
 use super::clock::{Clock, SystemClock};
 use super::inbox::Inbox;
 use super::ready::ReadyQueue;
@@ -111,7 +112,7 @@ impl Ctx<'_> {
             return Check::Cancelled;
         }
         let deadline = self.job.deadline.load(Ordering::Relaxed);
-        if self.job.on_miss == OnMiss::Firm && self.inner.now_ns() > deadline {
+        if self.job.on_miss == OnMiss::Firm && self.inner.passed(deadline) {
             self.job.expired.store(true, Ordering::Release);
             return Check::Cancelled;
         }
@@ -228,15 +229,18 @@ impl<R: Resumable> Body for ResumableBody<R> {
     }
 }
 
-/// One worker's shared state, on its own pair of cache lines: each worker writes its slot on
-/// every job, and two slots sharing a line made the workers invalidate each other's cache.
+/// One worker's shared state. Submitters read `busy`, `deadline` and `preempt` on every spawn,
+/// so the worker writes them only when they change (a stream of jobs with one deadline leaves
+/// the line untouched), and its counters, written on every job, sit on lines of their own.
 #[repr(align(128))]
 struct WorkerSlot {
+    /// Set from taking a job until the worker finds the queue empty; it stays set from one
+    /// job to the next.
     busy: AtomicBool,
     deadline: AtomicU64,
     preempt: AtomicBool,
     /// Outcomes of the jobs this worker ran.
-    counters: Counters,
+    counters: Padded<Counters>,
 }
 
 struct Ready {
@@ -334,6 +338,8 @@ impl<T> std::ops::Deref for Padded<T> {
 
 pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
+    /// Answers "is the clock past this deadline?" mostly without reading the clock.
+    bound: DeadlineBound,
     epoch: Instant,
     default_on_miss: OnMiss,
     next_seq: Padded<AtomicU64>,
@@ -396,7 +402,9 @@ impl Builder {
 
     /// Starts the workers and the timer thread.
     pub fn build(self) -> std::io::Result<Executor> {
+        let bound = DeadlineBound::new(self.clock.is_instant_now());
         let inner = Arc::new(Inner {
+            bound,
             epoch: self.clock.now(),
             clock: self.clock,
             default_on_miss: self.on_miss,
@@ -416,7 +424,7 @@ impl Builder {
                     busy: AtomicBool::new(false),
                     deadline: AtomicU64::new(u64::MAX),
                     preempt: AtomicBool::new(false),
-                    counters: Counters::default(),
+                    counters: Padded::default(),
                 })
                 .collect(),
             cancel_all: AtomicBool::new(false),
@@ -585,6 +593,12 @@ impl Inner {
         self.ns(self.clock.now())
     }
 
+    /// Whether the clock is past `deadline` (executor nanoseconds).
+    #[inline]
+    fn passed(&self, deadline: u64) -> bool {
+        self.bound.passed(deadline, || self.now_ns())
+    }
+
     pub(crate) fn instant(&self, ns: u64) -> Instant {
         self.epoch + Duration::from_nanos(ns)
     }
@@ -628,17 +642,19 @@ impl Inner {
     /// so a published minimum never hides a queued job.
     fn absorb(&self, r: &mut Ready) {
         loop {
-            for job in self.inbox.take_all() {
-                // A job cancelled while in the inbox is dropped; it was already completed.
-                if job.state.load(Ordering::Acquire) == QUEUED {
-                    r.map.insert(job.deadline.load(Ordering::Relaxed), job);
-                }
+            // A job cancelled while in the inbox is queued all the same: `cancel_queued`
+            // removes it next, or a worker skips it when its claim fails.
+            for (key, job) in self.inbox.take_all() {
+                r.map.insert(key, job);
             }
             let min = r.map.first_deadline().unwrap_or(u64::MAX);
-            // Written only when it changes: submitters read this line on every spawn.
-            if self.queue_min.load(Ordering::Relaxed) != min {
-                self.queue_min.store(min, Ordering::SeqCst);
+            // Written only when it changes: submitters read this line on every spawn. Without
+            // a write no submitter's `fetch_min` was overwritten, so there is nothing to
+            // re-check.
+            if self.queue_min.load(Ordering::Relaxed) == min {
+                return;
             }
+            self.queue_min.store(min, Ordering::SeqCst);
             if self.inbox.is_empty() {
                 return;
             }
@@ -660,7 +676,7 @@ impl Inner {
     fn enqueue(&self, job: Arc<Job>) {
         let deadline = job.deadline.load(Ordering::Relaxed);
         let key = (deadline, job.seq);
-        self.inbox.push(job);
+        self.inbox.push(key, job);
         // Only a lower deadline writes the shared minimum. Skipping the write is safe: a
         // worker that published a higher value after this load re-checks the inbox (SeqCst,
         // after its store) and takes this job; see `absorb`.
@@ -761,7 +777,7 @@ impl Inner {
         let old = (job.deadline.load(Ordering::Relaxed), job.seq);
         if r.map.remove(&old).is_some() {
             job.deadline.store(new, Ordering::Relaxed);
-            r.map.insert(new, job.clone());
+            r.map.insert((new, job.seq), job.clone());
             self.absorb(&mut r);
             return true;
         }
@@ -781,8 +797,8 @@ impl Inner {
     fn worker_main(&self, idx: usize) {
         while let Some(job) = self.next_job(idx) {
             self.run_job(idx, &job);
-            self.slots[idx].busy.store(false, Ordering::Release);
         }
+        self.slots[idx].busy.store(false, Ordering::Release);
     }
 
     /// Blocks until a job is claimed (or the executor stops). Before parking, a worker polls
@@ -792,12 +808,29 @@ impl Inner {
         let mut r = self.lock_ready();
         let mut searched = false;
         loop {
-            if let Some(job) = self.pop_claimed(&mut r) {
-                self.start(idx, &job);
-                return Some(job);
+            if let Some(job) = r.map.pop_first() {
+                self.absorb(&mut r);
+                // Busy before the lock is released: `wait_quiet` must not find the queue
+                // empty and every worker idle while a popped job is on its way to running.
+                self.mark_busy(idx);
+                drop(r);
+                // Claimed outside the lock: the job's memory is usually in the submitter's
+                // cache, and the other workers need not wait for it to arrive.
+                if job.claim() {
+                    self.start(idx, &job);
+                    return Some(job);
+                }
+                // Cancelled while queued: skip it.
+                r = self.lock_ready();
+                continue;
             }
             if r.stop {
                 return None;
+            }
+            // Cleared under the lock, where `wait_quiet` looks for idle workers.
+            let slot = &self.slots[idx];
+            if slot.busy.load(Ordering::Relaxed) {
+                slot.busy.store(false, Ordering::Release);
             }
             if r.draining && self.running() == 0 {
                 self.quiet_cv.notify_all();
@@ -821,18 +854,6 @@ impl Inner {
         }
     }
 
-    /// Pops the earliest job that can still be claimed.
-    fn pop_claimed(&self, r: &mut Ready) -> Option<Arc<Job>> {
-        while let Some(job) = r.map.pop_first() {
-            self.absorb(r);
-            if job.claim() {
-                return Some(job);
-            }
-            // Cancelled while a timer was releasing it: skip.
-        }
-        None
-    }
-
     /// Spins, then yields, until the queue looks non-empty or a bounded number of rounds pass.
     fn search(&self) {
         for step in 0..16u32 {
@@ -849,12 +870,23 @@ impl Inner {
         }
     }
 
+    fn mark_busy(&self, idx: usize) {
+        let slot = &self.slots[idx];
+        if !slot.busy.load(Ordering::Relaxed) {
+            slot.busy.store(true, Ordering::Release);
+        }
+    }
+
+    /// Publishes the claimed job's deadline in the worker's slot, writing only what changed.
     fn start(&self, idx: usize, job: &Job) {
         let slot = &self.slots[idx];
-        slot.deadline
-            .store(job.deadline.load(Ordering::Relaxed), Ordering::Relaxed);
-        slot.preempt.store(false, Ordering::Relaxed);
-        slot.busy.store(true, Ordering::Release);
+        let deadline = job.deadline.load(Ordering::Relaxed);
+        if slot.deadline.load(Ordering::Relaxed) != deadline {
+            slot.deadline.store(deadline, Ordering::Relaxed);
+        }
+        if slot.preempt.load(Ordering::Relaxed) {
+            slot.preempt.store(false, Ordering::Relaxed);
+        }
     }
 
     fn run_job(&self, idx: usize, job: &Arc<Job>) {
@@ -868,7 +900,7 @@ impl Inner {
             Some(JoinError::Shutdown)
         } else if job.is_cancelled() {
             Some(JoinError::Cancelled)
-        } else if job.on_miss == OnMiss::Firm && self.now_ns() > deadline {
+        } else if job.on_miss == OnMiss::Firm && self.passed(deadline) {
             Some(JoinError::Expired)
         } else {
             None
@@ -890,7 +922,7 @@ impl Inner {
         match body.run(&ctx) {
             Progress::Done(outcome) => {
                 counters.count(outcome);
-                if outcome == Outcome::Ok && self.now_ns() > deadline {
+                if outcome == Outcome::Ok && self.passed(deadline) {
                     counters.misses.fetch_add(1, Ordering::Relaxed);
                 }
                 job.state.store(DONE, Ordering::Release);

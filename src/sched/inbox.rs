@@ -2,17 +2,19 @@
 //!
 //! Submitters push without taking the ready-queue lock; a worker holding that lock takes
 //! everything and inserts it into the ordered map, where (deadline, sequence) order is
-//! restored. The callers pair `push`/`is_empty` with sequentially consistent operations on
+//! restored. Each job travels with its key, read when it was pushed, so sorting it does not
+//! touch the job's memory (in the submitter's cache). The callers pair `push`/`is_empty` with sequentially consistent operations on
 //! their own flags (see `Inner::submit` and `Inner::next_job`); the fences here make the
 //! queue's own accesses take part in that order.
 
+use super::ready::Key;
 use super::task::Job;
 use crossbeam_queue::SegQueue;
 use std::sync::Arc;
 use std::sync::atomic::{Ordering, fence};
 
 pub(crate) struct Inbox {
-    queue: SegQueue<Arc<Job>>,
+    queue: SegQueue<(Key, Arc<Job>)>,
 }
 
 impl Inbox {
@@ -22,8 +24,8 @@ impl Inbox {
         }
     }
 
-    pub(crate) fn push(&self, job: Arc<Job>) {
-        self.queue.push(job);
+    pub(crate) fn push(&self, key: Key, job: Arc<Job>) {
+        self.queue.push((key, job));
         fence(Ordering::SeqCst);
     }
 
@@ -33,7 +35,7 @@ impl Inbox {
     }
 
     /// Takes every job pushed so far.
-    pub(crate) fn take_all(&self) -> impl Iterator<Item = Arc<Job>> + '_ {
+    pub(crate) fn take_all(&self) -> impl Iterator<Item = (Key, Arc<Job>)> + '_ {
         std::iter::from_fn(|| self.queue.pop())
     }
 }

@@ -35,6 +35,7 @@
 //!
 //! This module depends only on [`crate::logging`].
 
+mod bound;
 mod clock;
 mod executor;
 mod inbox;

@@ -24,26 +24,27 @@ pub(crate) type Key = (u64, u64);
 
 #[derive(Default)]
 pub(crate) struct ReadyQueue {
-    by_deadline: BTreeMap<u64, VecDeque<Arc<Job>>>,
+    /// Each FIFO holds (sequence, job): ordering never reads the jobs themselves, whose
+    /// memory was last written by the submitting thread.
+    by_deadline: BTreeMap<u64, VecDeque<(u64, Arc<Job>)>>,
     len: usize,
 }
 
 impl ReadyQueue {
-    /// Queues `job` under `deadline` (and its own sequence number); a job already queued under
-    /// the same key is replaced.
-    pub(crate) fn insert(&mut self, deadline: u64, job: Arc<Job>) {
-        let seq = job.seq;
+    /// Queues `job` under `key`; a job already queued under the same key is replaced.
+    pub(crate) fn insert(&mut self, key: Key, job: Arc<Job>) {
+        let (deadline, seq) = key;
         let fifo = self.by_deadline.entry(deadline).or_default();
-        if fifo.back().is_none_or(|last| last.seq < seq) {
-            fifo.push_back(job);
+        if fifo.back().is_none_or(|last| last.0 < seq) {
+            fifo.push_back((seq, job));
             self.len += 1;
             return;
         }
-        let at = fifo.partition_point(|j| j.seq < seq);
-        if fifo.get(at).is_some_and(|j| j.seq == seq) {
-            fifo[at] = job;
+        let at = fifo.partition_point(|j| j.0 < seq);
+        if fifo.get(at).is_some_and(|j| j.0 == seq) {
+            fifo[at].1 = job;
         } else {
-            fifo.insert(at, job);
+            fifo.insert(at, (seq, job));
             self.len += 1;
         }
     }
@@ -51,22 +52,22 @@ impl ReadyQueue {
     /// Takes the job queued under `key`, if there is one.
     pub(crate) fn remove(&mut self, key: &Key) -> Option<Arc<Job>> {
         let fifo = self.by_deadline.get_mut(&key.0)?;
-        let at = fifo.partition_point(|j| j.seq < key.1);
-        if fifo.get(at).is_none_or(|j| j.seq != key.1) {
+        let at = fifo.partition_point(|j| j.0 < key.1);
+        if fifo.get(at).is_none_or(|j| j.0 != key.1) {
             return None;
         }
-        let job = fifo.remove(at);
+        let (_, job) = fifo.remove(at)?;
         if fifo.is_empty() {
             self.by_deadline.remove(&key.0);
         }
         self.len -= 1;
-        job
+        Some(job)
     }
 
     /// Takes the job with the earliest deadline, the earliest submitted among equals.
     pub(crate) fn pop_first(&mut self) -> Option<Arc<Job>> {
         let mut first = self.by_deadline.first_entry()?;
-        let job = first.get_mut().pop_front()?;
+        let (_, job) = first.get_mut().pop_front()?;
         if first.get().is_empty() {
             first.remove();
         }
@@ -93,6 +94,7 @@ impl ReadyQueue {
         std::mem::take(&mut self.by_deadline)
             .into_values()
             .flatten()
+            .map(|(_, job)| job)
             .collect()
     }
 }
@@ -155,13 +157,13 @@ mod tests {
                 match o {
                     Op::Insert(d) => {
                         let seq = next.next().expect("one sequence per op");
-                        q.insert(d, job(seq, d));
+                        q.insert((d, seq), job(seq, d));
                         model.insert((d, seq), seq);
                         keys.push((d, seq));
                     }
                     Op::Reinsert(i) if !keys.is_empty() => {
                         let (d, seq) = keys[i % keys.len()];
-                        q.insert(d, job(seq, d));
+                        q.insert((d, seq), job(seq, d));
                         model.insert((d, seq), seq);
                     }
                     Op::Reinsert(_) => {}
