@@ -1,7 +1,8 @@
 //! Scheduler benchmark (S1, S2, S4, S5, S7 of research/log-sched.md §6): bitrot::sched against
 //! rayon's `ThreadPool::spawn` and a crossbeam-channel FIFO pool, 2 workers each, in one run.
 //!
-//! - dispatch: N no-op tasks submitted back to back from one thread; ns per task end to end.
+//! - dispatch: N no-op tasks submitted back to back from one thread; ns per task end to end,
+//!   and the process's CPU time per task (all threads, spinning included).
 //! - spawn→start: one task in flight, hot (back to back) and idle (200 µs gap, workers park).
 //! - preemption: both workers run resumable tasks that checkpoint every q; an urgent task is
 //!   submitted; submit→start of the urgent task.
@@ -9,7 +10,9 @@
 //! - miss ratio: Poisson arrivals, exponential service (mean 1 ms, spinning), deadlines
 //!   U[2, 20] ms, load 0.8 and 1.2, against a FIFO pool (run late, and drop-expired).
 //!
-//! Run: `cargo bench --bench schedbench` (`BENCH_N=200000` for a quicker run).
+//! Run: `cargo bench --bench schedbench` (`BENCH_N=200000` for a quicker run;
+//! `BENCH_ONLY=dispatch` for the first table alone; `BENCH_POOL=bitrot|rayon|crossbeam` for one
+//! pool alone, to profile it).
 
 mod common;
 
@@ -76,25 +79,32 @@ fn bitrot_pool() -> Executor {
 type Spawn<'a> = &'a dyn Fn(Box<dyn FnOnce() + Send>);
 
 fn with_pools(mut f: impl FnMut(&str, Spawn<'_>)) {
-    let exec = bitrot_pool();
-    let far = exec.now() + Duration::from_secs(3600);
-    f("bitrot::sched", &|job| {
-        exec.spawn(far, move |_| job());
-    });
-    drop(exec);
-    // BENCH_POOL=bitrot measures ours alone (for profiling).
-    if std::env::var("BENCH_POOL").is_ok_and(|p| p == "bitrot") {
-        return;
+    // BENCH_POOL=bitrot|rayon|crossbeam measures one pool alone (for profiling).
+    let only = std::env::var("BENCH_POOL").ok();
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    if wanted("bitrot") {
+        let exec = bitrot_pool();
+        let far = exec.now() + Duration::from_secs(3600);
+        f("bitrot::sched", &|job| {
+            exec.spawn(far, move |_| job());
+        });
     }
-    let pool = rayon_pool();
-    f("rayon spawn", &|job| pool.spawn(job));
-    drop(pool);
-    let pool = FifoPool::new();
-    f("crossbeam FIFO pool", &|job| pool.spawn(job));
+    if wanted("rayon") {
+        let pool = rayon_pool();
+        f("rayon spawn", &|job| pool.spawn(job));
+    }
+    if wanted("crossbeam") {
+        let pool = FifoPool::new();
+        f("crossbeam FIFO pool", &|job| pool.spawn(job));
+    }
 }
 
-fn dispatch(n: u64, spawn: Spawn<'_>) -> (f64, f64) {
+/// Submits `n` no-op tasks and waits for them all: (submit ns/task, end-to-end ns/task,
+/// process CPU ns/task). CPU time counts every thread's work, spinning included; it moves less
+/// than wall time when other work on the machine takes cores away.
+fn dispatch(n: u64, spawn: Spawn<'_>) -> (f64, f64, f64) {
     let done = Arc::new(AtomicU64::new(0));
+    let cpu0 = process_cpu_ns();
     let t0 = Instant::now();
     for _ in 0..n {
         let d = done.clone();
@@ -107,7 +117,21 @@ fn dispatch(n: u64, spawn: Spawn<'_>) -> (f64, f64) {
         std::thread::yield_now();
     }
     let total = t0.elapsed();
-    (ns(submitted) as f64 / n as f64, ns(total) as f64 / n as f64)
+    let cpu = process_cpu_ns().saturating_sub(cpu0);
+    let per = |ns: u64| ns as f64 / n as f64;
+    (per(ns(submitted)), per(ns(total)), per(cpu))
+}
+
+/// User plus system CPU time of the whole process, in nanoseconds.
+fn process_cpu_ns() -> u64 {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to an rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 fn spawn_to_start(n: u64, gap: Duration, spawn: Spawn<'_>) -> Histogram<u64> {
@@ -355,16 +379,28 @@ fn main() {
 
     let mut rows = Vec::new();
     with_pools(|name, spawn| {
-        let (submit, total) = dispatch(n, spawn);
+        let (submit, total, cpu) = dispatch(n, spawn);
         rows.push(Row {
             name: name.into(),
-            cols: vec![format!("{submit:.0}"), format!("{total:.0}")],
+            cols: vec![
+                format!("{submit:.0}"),
+                format!("{total:.0}"),
+                format!("{cpu:.0}"),
+            ],
         });
-        result.push(format!("dispatch_ns_{}={total:.0}", key(name)));
+        result.push(format!(
+            "dispatch_ns_{k}={total:.0} dispatch_cpu_ns_{k}={cpu:.0}",
+            k = key(name)
+        ));
     });
     print_table(
         &format!("dispatch, {n} no-op tasks (loadavg {})", loadavg()),
-        &["pool", "submit ns/task", "end-to-end ns/task"],
+        &[
+            "pool",
+            "submit ns/task",
+            "end-to-end ns/task",
+            "CPU ns/task",
+        ],
         &rows,
     );
     if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "dispatch") {

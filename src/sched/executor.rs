@@ -9,9 +9,10 @@
 //!   not yet flagged worker running the latest deadline, and only if the arrival is earlier.
 //! - Lock order: timers before ready; no lock is held while user code runs.
 
+use super::Padded;
 use super::bound::DeadlineBound;
 use super::clock::{Clock, SystemClock};
-use super::inbox::Inbox;
+use super::inbox::{Entry, Inbox};
 use super::ready::ReadyQueue;
 use super::task::{Body, CancelToken, DONE, Job, JoinError, OnMiss, Progress, QUEUED, Task};
 use super::timer::{self, TimerItem, Timers};
@@ -245,6 +246,8 @@ struct WorkerSlot {
 
 struct Ready {
     map: ReadyQueue,
+    /// Empty between absorbs; swapped with the inbox's vector to take its jobs.
+    spare: Vec<Entry>,
     stop: bool,
     /// Someone waits in `Drain` for the queue to empty and the workers to go idle.
     draining: bool,
@@ -252,7 +255,6 @@ struct Ready {
 
 #[derive(Default)]
 struct Counters {
-    submitted: AtomicU64,
     completed: AtomicU64,
     cancelled: AtomicU64,
     expired: AtomicU64,
@@ -263,21 +265,38 @@ struct Counters {
 }
 
 impl Counters {
-    fn count(&self, o: Outcome) {
-        let counter = match o {
+    fn counter(&self, o: Outcome) -> &AtomicU64 {
+        match o {
             Outcome::Ok => &self.completed,
             Outcome::Cancelled => &self.cancelled,
             Outcome::Expired => &self.expired,
             Outcome::Panicked => &self.panicked,
             Outcome::Shutdown => &self.shutdown,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
+    /// Counts an outcome in counters that any thread may write.
+    fn count(&self, o: Outcome) {
+        self.counter(o).fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an outcome in a worker's own counters, which only that worker writes: a plain
+    /// load and store instead of a locked read-modify-write.
+    fn count_own(&self, o: Outcome) {
+        bump_own(self.counter(o));
+    }
+}
+
+/// Adds one to a counter that only the calling thread writes (others only read it).
+fn bump_own(c: &AtomicU64) {
+    c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
+impl Counters {
     fn snapshot(&self) -> SchedStats {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         SchedStats {
-            submitted: l(&self.submitted),
+            submitted: 0,
             completed: l(&self.completed),
             cancelled: l(&self.cancelled),
             expired: l(&self.expired),
@@ -293,7 +312,6 @@ impl Counters {
 
 impl SchedStats {
     fn add(&mut self, o: &SchedStats) {
-        self.submitted += o.submitted;
         self.completed += o.completed;
         self.cancelled += o.cancelled;
         self.expired += o.expired;
@@ -323,26 +341,16 @@ pub struct SchedStats {
     pub running: usize,
 }
 
-/// Keeps a field on cache lines of its own, so that the submitters' counters, the ready lock
-/// and the published queue minimum do not share lines that other threads write.
-#[repr(align(128))]
-#[derive(Default)]
-struct Padded<T>(T);
-
-impl<T> std::ops::Deref for Padded<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
 pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     /// Answers "is the clock past this deadline?" mostly without reading the clock.
     bound: DeadlineBound,
     epoch: Instant,
     default_on_miss: OnMiss,
+    /// The next sequence number; every job takes one, so it also counts submissions.
     next_seq: Padded<AtomicU64>,
+    /// Sequence numbers taken by periodic tasks rather than jobs.
+    periodic_seqs: AtomicU64,
     ready: Padded<Mutex<Ready>>,
     ready_cv: Condvar,
     quiet_cv: Condvar,
@@ -409,8 +417,10 @@ impl Builder {
             clock: self.clock,
             default_on_miss: self.on_miss,
             next_seq: Padded(AtomicU64::new(0)),
+            periodic_seqs: AtomicU64::new(0),
             ready: Padded(Mutex::new(Ready {
                 map: ReadyQueue::default(),
+                spare: Vec::new(),
                 stop: false,
                 draining: false,
             })),
@@ -603,8 +613,17 @@ impl Inner {
         self.epoch + Duration::from_nanos(ns)
     }
 
-    pub(crate) fn new_seq(&self) -> u64 {
+    /// A job's sequence number; the count of them is the `submitted` statistic.
+    fn new_seq(&self) -> u64 {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A sequence number for a periodic task (unique among the timer's items, like a job's),
+    /// kept out of the `submitted` count.
+    pub(crate) fn new_periodic_seq(&self) -> u64 {
+        let seq = self.new_seq();
+        self.periodic_seqs.fetch_add(1, Ordering::Relaxed);
+        seq
     }
 
     pub(crate) fn new_job<B: Body + 'static>(&self, opts: &Opts, body: B) -> Arc<Job> {
@@ -624,7 +643,6 @@ impl Inner {
         token: Option<CancelToken>,
         body: B,
     ) -> Arc<Job> {
-        self.counters.submitted.fetch_add(1, Ordering::Relaxed);
         Arc::new(Job::new(self.new_seq(), deadline, on_miss, token, body))
     }
 
@@ -638,13 +656,14 @@ impl Inner {
 
     /// Moves the inbox into the map and publishes the earliest queued deadline (written only
     /// when it changes). Submitters lower it with `fetch_min` after pushing when their
-    /// deadline is below it; if one pushed after our `take_all`, the loop takes its job too,
+    /// deadline is below it; if one pushed after we took the inbox, the loop takes its job too,
     /// so a published minimum never hides a queued job.
     fn absorb(&self, r: &mut Ready) {
         loop {
             // A job cancelled while in the inbox is queued all the same: `cancel_queued`
             // removes it next, or a worker skips it when its claim fails.
-            for (key, job) in self.inbox.take_all() {
+            self.inbox.take_into(&mut r.spare);
+            for (key, job) in r.spare.drain(..) {
                 r.map.insert(key, job);
             }
             let min = r.map.first_deadline().unwrap_or(u64::MAX);
@@ -909,7 +928,7 @@ impl Inner {
         let body = unsafe { job.body() };
         let counters = &self.slots[idx].counters;
         if let Some(err) = refuse {
-            counters.count(match err {
+            counters.count_own(match err {
                 JoinError::Shutdown => Outcome::Shutdown,
                 JoinError::Expired => Outcome::Expired,
                 _ => Outcome::Cancelled,
@@ -921,15 +940,15 @@ impl Inner {
         }
         match body.run(&ctx) {
             Progress::Done(outcome) => {
-                counters.count(outcome);
+                counters.count_own(outcome);
                 if outcome == Outcome::Ok && self.passed(deadline) {
-                    counters.misses.fetch_add(1, Ordering::Relaxed);
+                    bump_own(&counters.misses);
                 }
                 job.state.store(DONE, Ordering::Release);
                 job.finish();
             }
             Progress::Yield => {
-                counters.yields.fetch_add(1, Ordering::Relaxed);
+                bump_own(&counters.yields);
                 job.state.store(QUEUED, Ordering::Release);
                 self.enqueue(job.clone());
             }
@@ -957,6 +976,11 @@ impl Inner {
         for slot in self.slots.iter() {
             s.add(&slot.counters.snapshot());
         }
+        let periodic = self.periodic_seqs.load(Ordering::Relaxed);
+        s.submitted = self
+            .next_seq
+            .load(Ordering::Relaxed)
+            .saturating_sub(periodic);
         s.queued = self.lock_ready().map.len();
         s.running = self.running();
         s

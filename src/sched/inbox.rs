@@ -1,41 +1,64 @@
-//! The lock-free inbox where submitters drop jobs for the workers to sort.
+//! The inbox where submitters drop jobs for the workers to sort.
 //!
-//! Submitters push without taking the ready-queue lock; a worker holding that lock takes
-//! everything and inserts it into the ordered map, where (deadline, sequence) order is
-//! restored. Each job travels with its key, read when it was pushed, so sorting it does not
-//! touch the job's memory (in the submitter's cache). The callers pair `push`/`is_empty` with sequentially consistent operations on
-//! their own flags (see `Inner::submit` and `Inner::next_job`); the fences here make the
-//! queue's own accesses take part in that order.
+//! Submitters append to a vector under a lock held for a push; a worker holding the
+//! ready-queue lock swaps the whole vector for its empty spare and inserts the jobs into the
+//! ordered map, where (deadline, sequence) order is restored. Each job travels with its key,
+//! read when it was pushed, so sorting it does not touch the job's memory (in the submitter's
+//! cache). The two vectors keep their capacity, so a steady stream allocates nothing here.
+//!
+//! Idle workers poll `is_empty`. It reads a flag on a line of its own that only the push
+//! finding the inbox empty sets and only the take clears, so polling does not pull the
+//! submitter's lock away from it on every push.
+//!
+//! The callers pair `push`/`is_empty` with sequentially consistent operations on their own
+//! flags (see `Inner::enqueue` and `Inner::next_job`); the fences here make the flag's
+//! accesses take part in that order.
 
+use super::Padded;
 use super::ready::Key;
 use super::task::Job;
-use crossbeam_queue::SegQueue;
-use std::sync::Arc;
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::sync::{Arc, Mutex};
+
+pub(crate) type Entry = (Key, Arc<Job>);
 
 pub(crate) struct Inbox {
-    queue: SegQueue<(Key, Arc<Job>)>,
+    jobs: Padded<Mutex<Vec<Entry>>>,
+    /// Whether `jobs` is non-empty; changed only under its lock.
+    nonempty: Padded<AtomicBool>,
 }
 
 impl Inbox {
     pub(crate) fn new() -> Inbox {
         Inbox {
-            queue: SegQueue::new(),
+            jobs: Padded(Mutex::new(Vec::new())),
+            nonempty: Padded(AtomicBool::new(false)),
         }
     }
 
     pub(crate) fn push(&self, key: Key, job: Arc<Job>) {
-        self.queue.push((key, job));
+        {
+            let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            if jobs.is_empty() {
+                self.nonempty.store(true, Ordering::Relaxed);
+            }
+            jobs.push((key, job));
+        }
         fence(Ordering::SeqCst);
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         fence(Ordering::SeqCst);
-        self.queue.is_empty()
+        !self.nonempty.load(Ordering::Relaxed)
     }
 
-    /// Takes every job pushed so far.
-    pub(crate) fn take_all(&self) -> impl Iterator<Item = (Key, Arc<Job>)> + '_ {
-        std::iter::from_fn(|| self.queue.pop())
+    /// Moves every job pushed so far into `spare`, which must be empty.
+    pub(crate) fn take_into(&self, spare: &mut Vec<Entry>) {
+        if !self.nonempty.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::swap(&mut *jobs, spare);
+        self.nonempty.store(false, Ordering::Relaxed);
     }
 }

@@ -45,6 +45,19 @@ mod task;
 mod timer;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+
+/// Keeps a value on cache lines of its own, so that a field one thread writes often does not
+/// share a line with fields other threads read (each write would take the line from them).
+#[repr(align(128))]
+#[derive(Default)]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
 pub use executor::{
     Builder, Check, Ctx, Executor, Opts, Resumable, SchedStats, Shutdown, ShutdownReport, Step,
 };

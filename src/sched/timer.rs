@@ -370,7 +370,7 @@ impl Executor {
         let inner = &self.inner;
         let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let state = Arc::new(PeriodicState {
-            seq: inner.new_seq(),
+            seq: inner.new_periodic_seq(),
             period: ns(spec.period).max(1),
             relative_deadline: ns(spec.relative_deadline),
             mode: spec.mode,

@@ -440,6 +440,12 @@ fn fixed_rate_releases_stay_on_the_grid_and_overruns_are_coalesced() {
     );
     assert_eq!(got[2], 500, "the latest missed release runs: {got:?}");
     assert_eq!(skipped, 2);
+    let s = exec.stats();
+    assert_eq!(
+        (s.submitted, s.completed),
+        (6, 6),
+        "each run is one submitted job; the periodic task itself is not"
+    );
 }
 
 #[test]
