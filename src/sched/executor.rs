@@ -16,9 +16,10 @@ use super::inbox::{Entry, Inbox};
 use super::ready::ReadyQueue;
 use super::task::{Body, CancelToken, DONE, Job, JoinError, OnMiss, Progress, QUEUED, Task};
 use super::timer::{self, TimerItem, Timers};
+use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -341,7 +342,19 @@ pub struct SchedStats {
     pub running: usize,
 }
 
+/// The executors still alive, by id. A [`Task`] names its executor by id rather than holding
+/// a `Weak` on it, so a spawn touches no shared reference count; `cancel` and `set_deadline`
+/// look the executor up here.
+static LIVE: Mutex<BTreeMap<u64, Weak<Inner>>> = Mutex::new(BTreeMap::new());
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn live() -> MutexGuard<'static, BTreeMap<u64, Weak<Inner>>> {
+    LIVE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub(crate) struct Inner {
+    /// This executor's key in `LIVE`.
+    id: u64,
     pub(crate) clock: Arc<dyn Clock>,
     /// Answers "is the clock past this deadline?" mostly without reading the clock.
     bound: DeadlineBound,
@@ -412,6 +425,7 @@ impl Builder {
     pub fn build(self) -> std::io::Result<Executor> {
         let bound = DeadlineBound::new(self.clock.is_instant_now());
         let inner = Arc::new(Inner {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             bound,
             epoch: self.clock.now(),
             clock: self.clock,
@@ -444,6 +458,7 @@ impl Builder {
             timer_cv: Condvar::new(),
             threads: Mutex::new(Vec::new()),
         });
+        live().insert(inner.id, Arc::downgrade(&inner));
         let mut threads = Vec::with_capacity(self.workers + 1);
         for i in 0..self.workers {
             let inner = inner.clone();
@@ -570,7 +585,7 @@ impl Executor {
     fn task<T>(&self, job: Arc<Job>) -> Task<T> {
         Task {
             job,
-            exec: Arc::downgrade(&self.inner),
+            exec: self.inner.id,
             _out: std::marker::PhantomData,
         }
     }
@@ -594,7 +609,18 @@ impl Executor {
     }
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        live().remove(&self.id);
+    }
+}
+
 impl Inner {
+    /// The executor with this id, if it is still alive.
+    pub(crate) fn find(id: u64) -> Option<Arc<Inner>> {
+        live().get(&id).and_then(Weak::upgrade)
+    }
+
     pub(crate) fn ns(&self, t: Instant) -> u64 {
         u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }

@@ -11,13 +11,15 @@
 //! submitter's lock away from it on every push.
 //!
 //! The callers pair `push`/`is_empty` with sequentially consistent operations on their own
-//! flags (see `Inner::enqueue` and `Inner::next_job`); the fences here make the flag's
-//! accesses take part in that order.
+//! flags (see `Inner::enqueue` and `Inner::next_job`). The flag's set and its reads are
+//! sequentially consistent too, so either a submitter sees the worker's flag or the worker
+//! sees the job. A push that finds the flag already set needs no store: the job that set it
+//! is still in the inbox, and whoever takes it takes this one too.
 
 use super::Padded;
 use super::ready::Key;
 use super::task::Job;
-use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub(crate) type Entry = (Key, Arc<Job>);
@@ -37,19 +39,15 @@ impl Inbox {
     }
 
     pub(crate) fn push(&self, key: Key, job: Arc<Job>) {
-        {
-            let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-            if jobs.is_empty() {
-                self.nonempty.store(true, Ordering::Relaxed);
-            }
-            jobs.push((key, job));
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        jobs.push((key, job));
+        if jobs.len() == 1 {
+            self.nonempty.store(true, Ordering::SeqCst);
         }
-        fence(Ordering::SeqCst);
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        fence(Ordering::SeqCst);
-        !self.nonempty.load(Ordering::Relaxed)
+        !self.nonempty.load(Ordering::SeqCst)
     }
 
     /// Moves every job pushed so far into `spare`, which must be empty.
@@ -59,6 +57,7 @@ impl Inbox {
         }
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         std::mem::swap(&mut *jobs, spare);
+        // Relaxed: the next push's set is ordered after this by the lock.
         self.nonempty.store(false, Ordering::Relaxed);
     }
 }

@@ -16,6 +16,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::Ctx;
+use super::executor::Inner;
 
 /// Why a task produced no value.
 #[derive(Debug)]
@@ -355,7 +356,8 @@ pub enum CancelOutcome {
 /// A handle on a spawned task. Dropping it detaches the task (it still runs).
 pub struct Task<T> {
     pub(crate) job: Arc<Job>,
-    pub(crate) exec: std::sync::Weak<super::executor::Inner>,
+    /// The executor's id (see `Inner::find`).
+    pub(crate) exec: u64,
     pub(crate) _out: PhantomData<fn() -> T>,
 }
 
@@ -373,7 +375,7 @@ impl<T> Task<T> {
     /// checkpoint and its join result is `Cancelled`.
     pub fn cancel(&self) -> CancelOutcome {
         self.job.cancel();
-        match self.exec.upgrade() {
+        match Inner::find(self.exec) {
             Some(exec) if exec.cancel_queued(&self.job) => CancelOutcome::Removed,
             _ if self.job.state.load(Ordering::Acquire) == RUNNING => CancelOutcome::Signalled,
             _ => CancelOutcome::AlreadyFinished,
@@ -382,7 +384,7 @@ impl<T> Task<T> {
 
     /// Moves a queued task to a new deadline; false once it has started.
     pub fn set_deadline(&self, deadline: Instant) -> bool {
-        match self.exec.upgrade() {
+        match Inner::find(self.exec) {
             Some(exec) => exec.requeue_with_deadline(&self.job, deadline),
             None => false,
         }

@@ -748,3 +748,29 @@ fn cancelling_while_another_thread_moves_the_deadline_leaves_nothing_queued() {
     }
     drop(gate);
 }
+
+#[test]
+fn a_task_handle_outlives_its_executor_and_another_executor_is_not_touched() {
+    let (exec, _clock) = manual(1);
+    let gate = block_worker(&exec);
+    let far = exec.now() + Duration::from_secs(60);
+    let queued = exec.spawn(far, |_| ());
+    let (other, _other_clock) = manual(1);
+    let other_gate = block_worker(&other);
+    let neighbour = other.spawn(other.now() + Duration::from_secs(60), |_| ());
+    drop(gate);
+    drop(exec);
+    // The executor is gone: its queued task ended with Shutdown, and the handle can still
+    // be asked, without reaching any other executor.
+    assert!(queued.is_finished());
+    assert!(!queued.set_deadline(far + Duration::from_secs(1)));
+    assert_eq!(queued.cancel(), CancelOutcome::AlreadyFinished);
+    assert!(matches!(queued.join(), Err(JoinError::Shutdown)));
+    assert!(
+        !neighbour.is_finished(),
+        "the other executor's task is still queued"
+    );
+    assert_eq!(neighbour.cancel(), CancelOutcome::Removed);
+    drop(other_gate);
+    assert!(matches!(neighbour.join(), Err(JoinError::Cancelled)));
+}
