@@ -6,6 +6,7 @@
 //! tick order are also in wall-clock order.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 static ORIGIN: OnceLock<Origin> = OnceLock::new();
@@ -20,6 +21,7 @@ struct Origin {
 fn origin() -> &'static Origin {
     ORIGIN.get_or_init(|| {
         let use_tsc = invariant_tsc();
+        USE_TSC.store(use_tsc, Ordering::Relaxed);
         Origin {
             instant: Instant::now(),
             unix_nanos: unix_nanos_now(),
@@ -68,9 +70,23 @@ pub(crate) fn init() {
     origin();
 }
 
+/// Set once the origin is known to use the TSC, so the hot path tests one flag instead of
+/// calling into the `OnceLock`.
+static USE_TSC: AtomicBool = AtomicBool::new(false);
+
 /// The current timestamp in clock ticks.
 #[inline(always)]
 pub(crate) fn ticks() -> u64 {
+    if USE_TSC.load(Ordering::Relaxed) {
+        rdtsc()
+    } else {
+        ticks_slow()
+    }
+}
+
+/// Ticks before `init`, or where there is no usable TSC.
+#[cold]
+fn ticks_slow() -> u64 {
     let o = origin();
     if o.use_tsc {
         rdtsc()

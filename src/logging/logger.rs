@@ -168,9 +168,17 @@ pub(crate) struct Shared {
     pub(crate) worker: Mutex<Option<std::thread::Thread>>,
 }
 
+/// This thread's producers, one per logger it has logged to: the first inline (almost always
+/// the only one, found without following a pointer), the others in a vector.
+struct Producers {
+    first: Option<(u64, Producer)>,
+    more: Vec<(u64, Producer)>,
+}
+
 thread_local! {
-    /// This thread's producers, one per logger it has logged to (almost always one).
-    static PRODUCERS: RefCell<Vec<(u64, Producer)>> = const { RefCell::new(Vec::new()) };
+    static PRODUCERS: RefCell<Producers> = const {
+        RefCell::new(Producers { first: None, more: Vec::new() })
+    };
 }
 
 /// A cheap, cloneable handle for logging to one logger instance.
@@ -210,15 +218,39 @@ impl Shared {
     }
 
     #[inline(always)]
-    fn producer<'p>(&self, producers: &'p mut Vec<(u64, Producer)>) -> &'p mut Producer {
-        match producers.iter().position(|(id, _)| *id == self.id) {
-            Some(i) => &mut producers[i].1,
-            None => self.register(producers),
+    fn producer<'p>(&self, producers: &'p mut Producers) -> &'p mut Producer {
+        if producers
+            .first
+            .as_ref()
+            .is_some_and(|(id, _)| *id == self.id)
+        {
+            return match producers.first.as_mut() {
+                Some((_, p)) => p,
+                None => unreachable!("checked just above"),
+            };
         }
+        self.other_producer(producers)
     }
 
     #[cold]
-    fn register<'p>(&self, producers: &'p mut Vec<(u64, Producer)>) -> &'p mut Producer {
+    fn other_producer<'p>(&self, producers: &'p mut Producers) -> &'p mut Producer {
+        if producers.first.is_none() {
+            let p = self.register();
+            return &mut producers.first.insert((self.id, p)).1;
+        }
+        match producers.more.iter().position(|(id, _)| *id == self.id) {
+            Some(i) => &mut producers.more[i].1,
+            None => {
+                let p = self.register();
+                producers.more.push((self.id, p));
+                let last = producers.more.len() - 1;
+                &mut producers.more[last].1
+            }
+        }
+    }
+
+    /// A new ring for this thread, in the registry the worker drains.
+    fn register(&self) -> Producer {
         let name = std::thread::current()
             .name()
             .map(str::to_string)
@@ -229,16 +261,15 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner())
             .push(ring.clone());
         self.registry_gen.fetch_add(1, Ordering::Release);
-        producers.push((self.id, Producer::new(ring)));
-        let last = producers.len() - 1;
-        &mut producers[last].1
+        Producer::new(ring)
     }
 
     #[inline(always)]
     fn write(&self, producer: &mut Producer, cs: &'static Callsite, values: &[Value<'_>]) {
+        // Reading the TSC is most of a record's cost: about 8.5 of 11.5 ns on this machine.
         let ts = super::clock::ticks();
         let need = codec::bound(values, self.max_str);
-        if need * 4 > producer.ring.capacity() {
+        if need * 4 > producer.capacity() {
             producer.count_drop();
             return;
         }

@@ -66,10 +66,7 @@ impl Ring {
         }
     }
 
-    pub(crate) fn capacity(&self) -> usize {
-        self.cap
-    }
-
+    #[inline]
     fn base(&self) -> *mut u8 {
         UnsafeCell::raw_get(self.buf.as_ptr()).cast::<u8>()
     }
@@ -80,6 +77,7 @@ impl Ring {
     }
 
     /// Released read position.
+    #[inline]
     pub(crate) fn tail(&self) -> usize {
         self.tail.0.load(Ordering::Acquire)
     }
@@ -114,6 +112,9 @@ impl Ring {
 /// The producing thread's handle on its ring. Not `Sync`: one thread writes.
 pub(crate) struct Producer {
     pub(crate) ring: std::sync::Arc<Ring>,
+    /// The ring's buffer and capacity, copied here so a write does not follow `ring` for them.
+    base: *mut u8,
+    cap: usize,
     head: usize,
     cached_tail: usize,
     emitted: u64,
@@ -124,9 +125,19 @@ pub(crate) struct Producer {
     pub(crate) stalled: bool,
 }
 
+// SAFETY: `base` points into the buffer of the `Ring` that `ring` keeps alive, and only the
+// (single) owner of the producer writes through it, whichever thread that is.
+unsafe impl Send for Producer {}
+
 impl Producer {
+    pub(crate) fn capacity(&self) -> usize {
+        self.cap
+    }
+
     pub(crate) fn new(ring: std::sync::Arc<Ring>) -> Producer {
         Producer {
+            base: ring.base(),
+            cap: ring.cap,
             ring,
             head: 0,
             cached_tail: 0,
@@ -139,8 +150,9 @@ impl Producer {
 
     /// Reserves `n` contiguous bytes (`n` a multiple of 8, at most a quarter of the capacity)
     /// and returns the span; `None` when the ring has no room.
+    #[inline]
     pub(crate) fn reserve(&mut self, n: usize) -> Option<&mut [u8]> {
-        let cap = self.ring.cap;
+        let cap = self.cap;
         let idx = self.head & (cap - 1);
         let to_end = cap - idx;
         let need = if to_end < n { to_end + n } else { n };
@@ -150,7 +162,7 @@ impl Producer {
                 return None;
             }
         }
-        let base = self.ring.base();
+        let base = self.base;
         if to_end < n {
             // SAFETY: [idx, cap) is free (checked above) and 8-aligned; only we write it.
             unsafe { base.add(idx).cast::<u32>().write(PAD | to_end as u32) };
@@ -163,6 +175,7 @@ impl Producer {
     }
 
     /// Publishes the `len` bytes (a multiple of 8) written at the start of the last reservation.
+    #[inline]
     pub(crate) fn commit(&mut self, len: usize) {
         // Counted before the record is published, so a worker that sees the record also sees it
         // counted and `written <= emitted` holds at every instant.
@@ -231,7 +244,7 @@ mod tests {
                 } else {
                     p.count_drop();
                     // A refusal needs the record plus at most its own size of padding to not fit.
-                    prop_assert!(ring.fill() + 2 * n > ring.capacity(), "refused with room to spare");
+                    prop_assert!(ring.fill() + 2 * n > ring.cap, "refused with room to spare");
                 }
                 if consume {
                     let got = drain(&ring);

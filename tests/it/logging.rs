@@ -720,3 +720,35 @@ fn a_stuck_sink_costs_a_blocking_thread_one_wait_not_one_per_record() {
     );
     assert_eq!(after.emitted, after.written + after.dropped);
 }
+
+#[test]
+fn one_thread_logging_to_three_loggers_keeps_each_record_in_its_own_sink() {
+    let bufs: Vec<SharedBuf> = (0..3).map(|_| SharedBuf::default()).collect();
+    let guards: Vec<LogGuard> = bufs
+        .iter()
+        .map(|b| start(vec![json_to(b, LevelFilter::AtLeast(Level::Info))]))
+        .collect();
+    for round in 0..50u64 {
+        // Alternate the order so the thread's first producer is not always the one used.
+        for (i, g) in guards.iter().enumerate().rev() {
+            log_to!(
+                g.logger(),
+                Level::Info,
+                "r",
+                logger = i as u64,
+                round = round
+            );
+        }
+    }
+    for (i, (g, b)) in guards.iter().zip(&bufs).enumerate() {
+        g.flush(FLUSH).expect("flush");
+        let lines = json_lines(&b.text());
+        assert_eq!(lines.len(), 50, "logger {i} got its 50 records");
+        assert!(
+            lines.iter().all(|l| l["logger"] == i as u64),
+            "logger {i} got only its own records"
+        );
+        let s = g.stats();
+        assert_eq!((s.emitted, s.written, s.dropped), (50, 50, 0));
+    }
+}
