@@ -342,6 +342,9 @@ pub struct SchedStats {
     pub running: usize,
 }
 
+/// Finished jobs a worker collects before handing them back to the submitters at once.
+const RETURN_BATCH: usize = 32;
+
 /// The executors still alive, by id. A [`Task`] names its executor by id rather than holding
 /// a `Weak` on it, so a spawn touches no shared reference count; `cancel` and `set_deadline`
 /// look the executor up here.
@@ -840,16 +843,31 @@ impl Inner {
 
     /// Runs jobs until the executor stops. Workers are counted idle from `build` on.
     fn worker_main(&self, idx: usize) {
-        while let Some(job) = self.next_job(idx) {
+        let mut dead = Vec::new();
+        while let Some(job) = self.next_job(idx, &mut dead) {
             self.run_job(idx, &job);
+            self.retire(job, &mut dead);
         }
         self.slots[idx].busy.store(false, Ordering::Release);
+    }
+
+    /// Keeps a finished job whose last reference this is, to hand back to the submitters in
+    /// a batch (see `Inbox::give_back`); other references are simply dropped.
+    fn retire(&self, job: Arc<Job>, dead: &mut Vec<Arc<Job>>) {
+        if Arc::strong_count(&job) != 1 {
+            return;
+        }
+        dead.push(job);
+        if dead.len() >= RETURN_BATCH {
+            self.inbox.give_back(dead);
+            dead.clear();
+        }
     }
 
     /// Blocks until a job is claimed (or the executor stops). Before parking, a worker polls
     /// the queue's minimum for a short while, so a stream of short tasks does not pay a futex
     /// wake-up per task.
-    fn next_job(&self, idx: usize) -> Option<Arc<Job>> {
+    fn next_job(&self, idx: usize, dead: &mut Vec<Arc<Job>>) -> Option<Arc<Job>> {
         let mut r = self.lock_ready();
         let mut searched = false;
         loop {
@@ -883,6 +901,10 @@ impl Inner {
             if !searched {
                 searched = true;
                 drop(r);
+                // Idle: free what waits to be freed rather than keep it while parked. Outside
+                // the lock, since freeing a job drops its result, which is user code.
+                dead.clear();
+                drop(self.inbox.take_returned());
                 self.search();
                 r = self.lock_ready();
                 continue;

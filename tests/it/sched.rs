@@ -758,8 +758,15 @@ fn a_task_handle_outlives_its_executor_and_another_executor_is_not_touched() {
     let (other, _other_clock) = manual(1);
     let other_gate = block_worker(&other);
     let neighbour = other.spawn(other.now() + Duration::from_secs(60), |_| ());
+    // Dropping the last handle cancels the queue, then waits for the blocked worker; the
+    // gate opens only once the queued task has been failed, so it cannot run first.
+    let dropper = std::thread::spawn(move || drop(exec));
+    let limit = Instant::now() + JOIN;
+    while !queued.is_finished() && Instant::now() < limit {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     drop(gate);
-    drop(exec);
+    dropper.join().expect("executor dropped");
     // The executor is gone: its queued task ended with Shutdown, and the handle can still
     // be asked, without reaching any other executor.
     assert!(queued.is_finished());
@@ -773,4 +780,38 @@ fn a_task_handle_outlives_its_executor_and_another_executor_is_not_touched() {
     assert_eq!(neighbour.cancel(), CancelOutcome::Removed);
     drop(other_gate);
     assert!(matches!(neighbour.join(), Err(JoinError::Cancelled)));
+}
+
+/// Counts its drops.
+struct Dropped(Arc<AtomicUsize>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn results_of_detached_tasks_are_freed_once_the_pool_goes_idle() {
+    let exec = Builder::new().workers(2).build().expect("executor starts");
+    let (ran, dropped) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let far = exec.now() + Duration::from_secs(600);
+    for _ in 0..5000 {
+        let (ran, dropped) = (ran.clone(), dropped.clone());
+        // Detached: the handle is dropped at once, so the worker holds the last reference.
+        drop(exec.spawn(far, move |_| {
+            ran.fetch_add(1, Ordering::SeqCst);
+            Dropped(dropped)
+        }));
+    }
+    let limit = Instant::now() + JOIN;
+    while dropped.load(Ordering::SeqCst) < 5000 && Instant::now() < limit {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(ran.load(Ordering::SeqCst), 5000);
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        5000,
+        "every result is freed without another spawn or a shutdown"
+    );
 }
