@@ -56,8 +56,9 @@ pub(crate) struct DeadlineBound {
 }
 
 impl DeadlineBound {
-    /// `system_clock`: the executor reads [`std::time::Instant::now`]. The executor's time
-    /// must start (at 0 ns) after this is called.
+    /// `system_clock`: the executor reads [`std::time::Instant::now`]. Call it after the
+    /// executor's time 0 was read: the counter then starts late, so the rate measured from
+    /// it can only come out high (safe), even if the thread was descheduled in between.
     pub(crate) fn new(system_clock: bool) -> DeadlineBound {
         DeadlineBound {
             enabled: system_clock && tsc_keeps_time(),
@@ -115,8 +116,8 @@ impl DeadlineBound {
             ns,
         });
         if self.max_ns_per_tick.load(Ordering::Relaxed) == 0 && ns >= CALIBRATION_NS {
-            // `start_tsc` was read before time 0 and `tsc` before `ns`: the measured rate
-            // errs low by at most a few nanoseconds in 10 ms, far inside the margin.
+            // `start_tsc` was read after time 0 and `tsc` before `ns`: both make the ticks
+            // fewer than the nanoseconds they span, so the measured rate can only err high.
             let ticks = tsc.saturating_sub(self.start_tsc).max(1);
             let rate = ns as f64 / ticks as f64 * RATE_MARGIN;
             self.max_ns_per_tick

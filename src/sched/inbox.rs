@@ -9,7 +9,9 @@
 //! Workers hand finished jobs back here in batches when theirs was the last reference, and
 //! each push frees one. A job is allocated by the submitting thread; freed there too, its
 //! memory serves the next spawn from that thread's allocator cache instead of crossing
-//! threads twice. An idle worker frees whatever is still waiting.
+//! threads twice. Only jobs whose user data the worker already dropped come back, so freeing
+//! one runs no user code (the timer thread pushes too, and must not). An idle worker frees
+//! whatever is still waiting.
 //!
 //! Idle workers poll `is_empty`. It reads a flag on a line of its own that only the push
 //! finding the inbox empty sets and only the take clears, so polling does not pull the

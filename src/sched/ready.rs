@@ -64,15 +64,17 @@ impl ReadyQueue {
         Some(job)
     }
 
-    /// Takes the job with the earliest deadline, the earliest submitted among equals.
-    pub(crate) fn pop_first(&mut self) -> Option<Arc<Job>> {
+    /// Takes the job with the earliest deadline, the earliest submitted among equals, with
+    /// that deadline.
+    pub(crate) fn pop_first(&mut self) -> Option<(u64, Arc<Job>)> {
         let mut first = self.by_deadline.first_entry()?;
+        let deadline = *first.key();
         let (_, job) = first.get_mut().pop_front()?;
         if first.get().is_empty() {
             first.remove();
         }
         self.len -= 1;
-        Some(job)
+        Some((deadline, job))
     }
 
     /// The earliest queued deadline.
@@ -173,8 +175,8 @@ mod tests {
                     }
                     Op::Remove(_) => {}
                     Op::Pop => {
-                        let got = q.pop_first().map(|j| j.seq);
-                        let want = model.pop_first().map(|(_, seq)| seq);
+                        let got = q.pop_first().map(|(d, j)| (d, j.seq));
+                        let want = model.pop_first().map(|((d, _), seq)| (d, seq));
                         prop_assert_eq!(got, want);
                     }
                 }

@@ -92,6 +92,12 @@ pub(crate) trait Body: Send {
     /// The `Option<Result<T, JoinError>>` where the outcome is kept, for `Task<T>` to take;
     /// null for bodies that have no `Task` (periodic runs).
     fn outcome(&mut self) -> *mut ();
+    /// Drops whatever user data the body still holds (its closure, an outcome nobody will
+    /// take) and says whether it holds none now, so the job's memory may be freed on any
+    /// thread without running user code there. Called only once no `Task` handle is left.
+    fn release_user_data(&mut self) -> bool {
+        false
+    }
 }
 
 pub(crate) const QUEUED: u8 = 0;
@@ -179,6 +185,11 @@ impl Job {
         self.state
             .compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
+    }
+
+    /// The body, through the only reference to the job (no `Task`, no queue holds it).
+    pub(crate) fn body_mut(&mut self) -> &mut dyn Body {
+        self.body.get_mut()
     }
 
     /// The body, for the thread that holds the claim.

@@ -729,7 +729,7 @@ fn one_thread_logging_to_three_loggers_keeps_each_record_in_its_own_sink() {
         .map(|b| start(vec![json_to(b, LevelFilter::AtLeast(Level::Info))]))
         .collect();
     for round in 0..50u64 {
-        // Alternate the order so the thread's first producer is not always the one used.
+        // Last logger first: the thread's first producer is then not the first logger's.
         for (i, g) in guards.iter().enumerate().rev() {
             log_to!(
                 g.logger(),

@@ -440,6 +440,11 @@ fn fixed_rate_releases_stay_on_the_grid_and_overruns_are_coalesced() {
     );
     assert_eq!(got[2], 500, "the latest missed release runs: {got:?}");
     assert_eq!(skipped, 2);
+    // The sixth run's join can return before its worker counts it: wait for the count.
+    let limit = Instant::now() + JOIN;
+    while exec.stats().completed < 6 && Instant::now() < limit {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let s = exec.stats();
     assert_eq!(
         (s.submitted, s.completed),
@@ -778,6 +783,11 @@ fn a_task_handle_outlives_its_executor_and_another_executor_is_not_touched() {
         "the other executor's task is still queued"
     );
     assert_eq!(neighbour.cancel(), CancelOutcome::Removed);
+    assert_eq!(
+        other.stats().queued,
+        0,
+        "the cancel reached the neighbour's own executor and took the task off its queue"
+    );
     drop(other_gate);
     assert!(matches!(neighbour.join(), Err(JoinError::Cancelled)));
 }
@@ -814,4 +824,29 @@ fn results_of_detached_tasks_are_freed_once_the_pool_goes_idle() {
         5000,
         "every result is freed without another spawn or a shutdown"
     );
+}
+
+/// Work-conserving: while one worker runs a task that waits for a later one, the other
+/// worker takes the later one, also when it was parked and the first worker was only
+/// searching when the later task arrived (the submitter then counts on the searcher).
+#[test]
+fn a_free_worker_takes_a_task_that_a_busy_one_waits_for() {
+    let exec = Builder::new().workers(2).build().expect("executor starts");
+    for round in 0..300 {
+        // Let both workers park, then run one short task: the worker that ran it is
+        // searching for more (counted idle, not parked) when the next two arrive.
+        std::thread::sleep(Duration::from_micros(300));
+        let far = exec.now() + Duration::from_secs(600);
+        exec.spawn(far, |_| ()).join().expect("short task ran");
+        let (tx, rx) = mpsc::channel::<()>();
+        let waiter = exec.spawn(far, move |_| {
+            rx.recv_timeout(Duration::from_secs(5)).is_ok()
+        });
+        let sender = exec.spawn(far + Duration::from_secs(1), move |_| tx.send(()).is_ok());
+        assert!(
+            waiter.join().expect("waiter ran"),
+            "round {round}: the task it waited for never ran on the free worker"
+        );
+        assert!(sender.join().expect("sender ran"));
+    }
 }
