@@ -258,6 +258,8 @@ struct Ready {
     stop: bool,
     /// Someone waits in `Drain` for the queue to empty and the workers to go idle.
     draining: bool,
+    /// `wake_for_more` woke a parked worker that has not taken the lock since.
+    wake_pending: bool,
 }
 
 #[derive(Default)]
@@ -448,6 +450,7 @@ impl Builder {
                 spare: Vec::new(),
                 stop: false,
                 draining: false,
+                wake_pending: false,
             })),
             ready_cv: Condvar::new(),
             quiet_cv: Condvar::new(),
@@ -889,7 +892,7 @@ impl Inner {
                 // worker idle while a popped job is on its way to running, and so that a
                 // preemption flag set from here on is judged by the new deadline.
                 self.start(idx, deadline);
-                self.wake_for_more(&r);
+                self.wake_for_more(&mut r);
                 drop(r);
                 // Claimed outside the lock: the job's memory is usually in the submitter's
                 // cache, and the other workers need not wait for it to arrive.
@@ -930,6 +933,8 @@ impl Inner {
                 r = self.ready_cv.wait(r).unwrap_or_else(|p| p.into_inner());
             }
             self.parked.fetch_sub(1, Ordering::SeqCst);
+            // Whichever worker was woken, one has the lock now and will take what is left.
+            r.wake_pending = false;
             self.absorb(&mut r);
         }
     }
@@ -970,8 +975,17 @@ impl Inner {
     /// counted this worker idle (it read `busy` before `start` set it) did not wake anyone,
     /// expecting this worker to take its job; either that submitter saw `busy`, or this
     /// check sees its job in the inbox (both sides sequentially consistent).
-    fn wake_for_more(&self, r: &Ready) {
+    ///
+    /// One wake-up at a time: until the woken worker takes the lock (and then takes work,
+    /// waking the next one if more is left), further pops do not wake again. Otherwise a
+    /// worker draining a long queue would make a futex call per job while the woken one
+    /// waits for a core.
+    fn wake_for_more(&self, r: &mut Ready) {
+        if r.wake_pending {
+            return;
+        }
         if self.parked.load(Ordering::SeqCst) > 0 && (!r.map.is_empty() || !self.inbox.is_empty()) {
+            r.wake_pending = true;
             self.ready_cv.notify_one();
         }
     }
