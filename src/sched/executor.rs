@@ -346,7 +346,10 @@ pub struct SchedStats {
     pub deadline_misses: u64,
     /// Times a resumable task yielded to an earlier deadline.
     pub yields: u64,
+    /// Jobs in the ready queue.
     pub queued: usize,
+    /// Workers running a job or about to take the next one (a worker counts as running from
+    /// one job to the next until it finds the queue empty).
     pub running: usize,
 }
 
@@ -522,7 +525,7 @@ pub struct ShutdownReport {
     pub drained: bool,
     /// Queued tasks that never ran.
     pub cancelled_queued: usize,
-    /// Tasks running when the cancellation was signalled.
+    /// Workers running (as in [`SchedStats::running`]) when the cancellation was signalled.
     pub signalled_running: usize,
     /// Tasks and periodic tasks still waiting for their release time.
     pub cancelled_timers: usize,
