@@ -28,7 +28,7 @@ const LOG_FULL_WAIT: Duration = Duration::from_secs(2);
 
 /// Starts the global logger for a tool: human text on stderr at the `BITROT_LOG` level
 /// (default warn), and, when `json_log` is given, every record at debug and above as JSON lines
-/// in that file. A full ring makes the logging thread wait (up to [`LOG_FULL_WAIT`]).
+/// in that file. A full ring makes the logging thread wait (up to `LOG_FULL_WAIT`).
 pub fn init_logging(json_log: Option<&Path>) -> anyhow::Result<LogGuard> {
     let env = std::env::var(LOG_ENV).ok();
     let stderr_filter = log_filter_from(env.as_deref(), Level::Warn)?;

@@ -13,8 +13,8 @@
 //!
 //! How a record travels: the macro checks the level (one relaxed load), then [`emit`] takes a
 //! timestamp (`rdtsc` where the TSC is invariant) and copies a pointer to the call site's static
-//! [`Callsite`] plus the field values into the calling thread's ring ([`ring`]); one worker
-//! thread ([`worker`]) drains all rings, merges them by timestamp, formats JSON lines or text
+//! [`Callsite`] plus the field values into the calling thread's ring (`ring.rs`); one worker
+//! thread (`worker.rs`) drains all rings, merges them by timestamp, formats JSON lines or text
 //! ([`format`]) and writes each sink in batches.
 //!
 //! Invariants:
