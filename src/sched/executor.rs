@@ -920,8 +920,8 @@ impl Inner {
             if !searched {
                 searched = true;
                 drop(r);
-                // Idle: free what waits to be freed rather than keep it while parked. Outside
-                // the lock, since freeing a job drops its result, which is user code.
+                // Idle: free the finished jobs waiting to be freed rather than keep them while
+                // parked (memory only: their user data was dropped in `retire`).
                 dead.clear();
                 drop(self.inbox.take_returned());
                 self.search();
