@@ -12,7 +12,7 @@
 //! quarantine first), so a run killed between or inside steps converges when rerun.
 
 use super::quarantine::{self, Quarantine};
-use super::recover::{self, FetchFailure, Source, Store};
+use super::recover::{self, FetchContext, FetchFailure, Source, Store};
 use super::scan::{Finding, Loc, Missing, PackState, Scan, scan};
 use crate::git::object::{Kind, Oid};
 use crate::git::pack::{Index, Pack};
@@ -655,7 +655,9 @@ impl Run<'_> {
             .cloned()
             .map(Source::Reference)
             .collect();
-        v.extend(recover::remotes(&self.repo.common_dir, &self.opts.remotes));
+        // Read when asked for: repair may have rewritten a broken config since the run began.
+        let ctx = FetchContext::of(self.repo);
+        v.extend(recover::remotes(&ctx, &self.opts.remotes));
         v
     }
 
@@ -690,6 +692,7 @@ impl Run<'_> {
         let mut w = PackWriter::new();
         let mut have: HashSet<Oid> = HashSet::new();
         self.take_from_work_tree(s, want, &mut w, &mut have);
+        let ctx = FetchContext::of(self.repo);
         for (i, src) in self.sources().into_iter().enumerate() {
             let still: Vec<Oid> = want.iter().copied().filter(|o| !have.contains(o)).collect();
             if still.is_empty() {
@@ -699,17 +702,17 @@ impl Run<'_> {
                 Source::Reference(p) => {
                     Store::open(&p.display().to_string(), &reference_objects(p))
                 }
-                Source::Remote { name, url } => {
+                Source::Remote(remote) => {
                     let tmp = self
                         .repo
                         .surgery_dir()
                         .join("tmp")
                         .join(format!("fetch-{i}"));
-                    match recover::fetch(name, url, &still, &tmp) {
+                    match recover::fetch(&ctx, remote, &still, &tmp) {
                         Ok((store, how)) => {
                             self.act(
                                 "fetch",
-                                name.clone(),
+                                remote.name.clone(),
                                 format!("{} wanted objects, {how}", still.len()),
                             );
                             store
@@ -1014,7 +1017,7 @@ impl Run<'_> {
 fn source_name(s: &Source) -> String {
     match s {
         Source::Reference(p) => p.display().to_string(),
-        Source::Remote { name, .. } => name.clone(),
+        Source::Remote(r) => r.name.clone(),
     }
 }
 

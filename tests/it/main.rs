@@ -7,4 +7,5 @@ mod logging;
 mod sched;
 mod ssh_ca;
 mod surgery;
+mod surgery_remotes;
 mod svn_migrate;
