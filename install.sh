@@ -6,13 +6,20 @@
 #   curl -fsSL …/install.sh | bash -s -- --prefix ~/opt --no-dotfiles
 #   bash install.sh [FLAGS]          (from a checkout: builds with cargo)
 #
-# Every flag has an environment twin, shown in --help. The whole script is functions; the last
-# line calls main, so a download cut short runs nothing.
+# Every flag has an environment twin, shown in --help.
+#
+# Inert at any cut: after the sh guard (builtins only, so `| sh` gets a clear message instead of
+# a parse error), the whole body is one brace group closed on the last line with the call to
+# main inside it. bash parses the group to its closing brace before running any of it, so a
+# download cut short anywhere is a syntax error that runs nothing. `exit` after main keeps bash
+# from reading past the group should the file change while it runs.
 
 if [ -z "${BASH_VERSION:-}" ]; then
   echo "bitrot install.sh needs bash: run it as 'curl -fsSL …/install.sh | bash' or 'bash install.sh'" >&2
   exit 1
 fi
+
+{
 
 readonly MARK_BEGIN='# >>> bitrot >>>'
 readonly MARK_END='# <<< bitrot <<<'
@@ -396,4 +403,6 @@ main() {
 
 manifest_copy() { printf '%s' "$MANIFEST_COPY"; }
 
-{ main "$@"; }
+main "$@"
+exit
+}

@@ -14,14 +14,6 @@ setup() { fresh_home; }
   [ "$(grep -cxF '# >>> bitrot >>>' "$HOME/.bashrc")" -eq 1 ]
 }
 
-@test "a download cut short runs nothing" {
-  size=$(wc -c <"$ROOT/install.sh")
-  for n in 200 $((size / 2)) $((size - 5)) $((size - 12)); do
-    head -c "$n" "$ROOT/install.sh" | bash -s -- --yes || true
-  done
-  [ -z "$(ls -A "$HOME")" ]
-}
-
 @test "piping into sh says it needs bash and changes nothing" {
   run sh -s -- --yes <"$ROOT/install.sh"
   [ "$status" -eq 1 ]
