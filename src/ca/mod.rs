@@ -442,6 +442,7 @@ impl Ca {
             name,
             Request {
                 cert_type: req.cert_type,
+                key_id: &req.key_id,
                 principals: &req.principals,
                 validity: requested,
                 options: &mut opts,

@@ -48,6 +48,13 @@ pub struct Profile {
     /// How far a certificate may start in the past; also the start of default certificates.
     #[serde(default = "default_backdate")]
     pub backdate: String,
+    /// How far in the future a certificate may start; unset means the backdate.
+    #[serde(default)]
+    pub max_postdate: Option<String>,
+    /// Host profiles only: allow one leading `*.` label in a host principal (OpenSSH matches
+    /// host certificate principals as patterns). Off by default.
+    #[serde(default)]
+    pub allow_wildcard_hosts: bool,
     /// Extensions this profile may grant. User certificates get ssh-keygen's defaults
     /// (the five `permit-*`) filtered to this list unless `-O` says otherwise.
     #[serde(default)]
@@ -72,6 +79,7 @@ pub struct PolicyError {
 /// What a profile is checked against.
 pub struct Request<'a> {
     pub cert_type: CertType,
+    pub key_id: &'a str,
     pub principals: &'a [String],
     /// The parsed `-V`, if given.
     pub validity: Option<Validity>,
@@ -108,6 +116,10 @@ impl Config {
                 ("default_validity", &p.default_validity),
                 ("max_validity", &p.max_validity),
                 ("backdate", &p.backdate),
+                (
+                    "max_postdate",
+                    p.max_postdate.as_ref().unwrap_or(&p.backdate),
+                ),
             ] {
                 if !(field == "max_validity" && v == "forever") {
                     validity::interval(v, v)
@@ -137,6 +149,7 @@ impl Profile {
                 self.cert_type, req.cert_type
             )));
         }
+        check_key_id(req.key_id).map_err(refuse)?;
         self.check_principals(req.principals).map_err(refuse)?;
         let v = self.check_validity(req.validity, now).map_err(refuse)?;
         self.check_options(req.options).map_err(refuse)?;
@@ -147,7 +160,14 @@ impl Profile {
         if principals.is_empty() && !self.allow_any_principal {
             return Err("a certificate without principals is valid for every name; give -n (allow_any_principal is off)".into());
         }
+        if principals.len() > MAX_PRINCIPALS {
+            return Err(format!(
+                "principals: {} given, at most {MAX_PRINCIPALS} (ssh-keygen and sshd refuse more)",
+                principals.len()
+            ));
+        }
         for p in principals {
+            self.check_principal_syntax(p)?;
             if !self.principals.iter().any(|g| glob(g, p)) {
                 return Err(format!(
                     "principal {p:?} is not allowed (allowed: {})",
@@ -168,6 +188,12 @@ impl Profile {
             return Err(format!(
                 "the certificate would start more than {} in the past",
                 self.backdate
+            ));
+        }
+        let postdate = self.max_postdate.as_deref().unwrap_or(&self.backdate);
+        if v.after > now.saturating_add(interval(postdate)) {
+            return Err(format!(
+                "start time: the certificate would start more than {postdate} in the future (max_postdate)"
             ));
         }
         if self.max_validity != "forever" {
@@ -207,6 +233,96 @@ impl Profile {
         }
         Ok(())
     }
+}
+
+/// OpenSSH's limit on principals in one certificate (`SSHKEY_CERT_MAX_PRINCIPALS`): ssh-keygen
+/// 9.2 signs 256 and refuses 257, and `ssh-keygen -L` cannot read a certificate with more.
+pub const MAX_PRINCIPALS: usize = 256;
+/// Longest principal: a DNS name is at most 253 characters; user names are far shorter.
+pub const MAX_PRINCIPAL_LEN: usize = 253;
+/// Longest key id; it is logged by sshd on every login, so it is kept to one short line.
+pub const MAX_KEY_ID_LEN: usize = 256;
+
+fn check_key_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("key id: empty (give -I)".into());
+    }
+    if id.len() > MAX_KEY_ID_LEN {
+        return Err(format!(
+            "key id: {} bytes, at most {MAX_KEY_ID_LEN}",
+            id.len()
+        ));
+    }
+    if let Some(c) = id.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "key id {id:?}: control character {c:?} (it would forge lines in sshd's log)"
+        ));
+    }
+    Ok(())
+}
+
+impl Profile {
+    /// Syntax of one principal: no character OpenSSH treats as a separator or pattern, and for
+    /// host certificates an RFC 1123 name (wildcard `*.` first label only if the profile allows).
+    fn check_principal_syntax(&self, p: &str) -> Result<(), String> {
+        if p.is_empty() {
+            return Err("principal: empty".into());
+        }
+        if p.len() > MAX_PRINCIPAL_LEN {
+            return Err(format!(
+                "principal {:?}...: {} bytes, at most {MAX_PRINCIPAL_LEN}",
+                p.chars().take(20).collect::<String>(),
+                p.len()
+            ));
+        }
+        if let Some(c) = p
+            .chars()
+            .find(|c| c.is_control() || c.is_whitespace() || matches!(c, ',' | '*' | '?' | '!'))
+        {
+            let allowed_wildcard = c == '*'
+                && self.cert_type == CertType::Host
+                && self.allow_wildcard_hosts
+                && p.starts_with("*.")
+                && !p[1..].contains(['*', '?']);
+            if !allowed_wildcard {
+                return Err(format!(
+                    "principal {p:?}: character {c:?} is not allowed (no control characters, whitespace, commas or pattern characters{})",
+                    if self.cert_type == CertType::Host {
+                        "; a leading `*.` needs allow_wildcard_hosts"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
+        if self.cert_type == CertType::Host {
+            check_host_name(p.strip_prefix("*.").unwrap_or(p))
+                .map_err(|why| format!("principal {p:?}: not a host name per RFC 1123: {why}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// RFC 1123 host name: dot-separated labels of 1-63 letters, digits and hyphens, no hyphen at
+/// either end of a label.
+fn check_host_name(name: &str) -> Result<(), String> {
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(format!("label {label:?} must be 1 to 63 characters"));
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(format!(
+                "label {label:?} may hold only letters, digits and '-'"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("label {label:?} starts or ends with '-'"));
+        }
+    }
+    Ok(())
 }
 
 fn list_or_none(v: &[String]) -> String {
@@ -251,6 +367,8 @@ pub const DEFAULT_CONFIG: &str = r#"# ssh-ca policy. Every `ssh-ca sign` is chec
 #   default_validity:   validity when -V is not given (s m h d w), starting `backdate` ago
 #   max_validity:       longest validity allowed, or `forever`
 #   backdate:           how far into the past a certificate may start (default 5m)
+#   max_postdate:       how far into the future a certificate may start (default: backdate)
+#   allow_wildcard_hosts: host profiles: allow a leading `*.` in host principals; default false
 #   extensions:         extensions the profile may grant; user certificates get the ssh-keygen
 #                       defaults (the five permit-*) filtered to this list unless -O says otherwise
 #   critical_options:   critical options a request may set (force-command, source-address,
@@ -290,6 +408,191 @@ mod tests {
         assert!(glob("*.example.com", "a.b.example.com"));
     }
 
+    const HOSTILE: &str = r#"
+profiles:
+  user:
+    cert_type: user
+    principals: ["ops-*", "alice"]
+    default_validity: 8h
+    max_validity: 24h
+    backdate: 5m
+  host:
+    cert_type: host
+    principals: ["*.example.com"]
+    default_validity: 1d
+    max_validity: 90d
+  wild:
+    cert_type: host
+    principals: ["*.example.com"]
+    default_validity: 1d
+    max_validity: 90d
+    allow_wildcard_hosts: true
+"#;
+
+    const NOW: u64 = 2_000_000_000;
+
+    fn ask(
+        profile: &str,
+        key_id: &str,
+        principals: &[&str],
+        v: Option<&str>,
+    ) -> Result<Validity, String> {
+        let c: Config = serde_yaml::from_str(HOSTILE).unwrap();
+        c.check().unwrap();
+        let (name, p) = c.profile(Some(profile), CertType::User).unwrap();
+        let principals: Vec<String> = principals.iter().map(|s| s.to_string()).collect();
+        let mut o = CertOptions::defaults(p.cert_type);
+        p.check(
+            name,
+            Request {
+                cert_type: p.cert_type,
+                key_id,
+                principals: &principals,
+                validity: v.map(|s| validity::parse(s, NOW).unwrap()),
+                options: &mut o,
+            },
+            NOW,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    fn refused(r: Result<Validity, String>, profile: &str, words: &[&str]) {
+        let e = r.expect_err("crafted request was signed");
+        assert!(e.contains(&format!("profile {profile:?}")), "{e}");
+        for w in words {
+            assert!(e.contains(w), "{w:?} missing from: {e}");
+        }
+    }
+
+    #[test]
+    fn crafted_principals_are_refused_naming_field_and_rule() {
+        ask("user", "k", &["ops-a", "alice"], None).unwrap();
+        refused(
+            ask("user", "k", &["ops-a\nroot"], None),
+            "user",
+            &["principal", "control"],
+        );
+        refused(
+            ask("user", "k", &["ops-a root"], None),
+            "user",
+            &["principal", "' '"],
+        );
+        refused(
+            ask("user", "k", &["ops-a,root"], None),
+            "user",
+            &["principal", "','"],
+        );
+        refused(
+            ask("user", "k", &["ops-*"], None),
+            "user",
+            &["principal", "'*'"],
+        );
+        refused(
+            ask("user", "k", &["ops-?"], None),
+            "user",
+            &["principal", "'?'"],
+        );
+        refused(ask("user", "k", &[""], None), "user", &["principal: empty"]);
+        let long = format!("ops-{}", "a".repeat(4000));
+        refused(
+            ask("user", "k", &[&long], None),
+            "user",
+            &["principal", "at most 253"],
+        );
+        let many: Vec<String> = (0..257).map(|i| format!("ops-{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        refused(
+            ask("user", "k", &many, None),
+            "user",
+            &["257 given, at most 256"],
+        );
+        ask("user", "k", &many[..256], None).unwrap();
+    }
+
+    #[test]
+    fn host_principals_are_rfc_1123_names_with_wildcards_only_where_allowed() {
+        ask("host", "k", &["web1.example.com"], None).unwrap();
+        refused(
+            ask("host", "k", &["*.example.com"], None),
+            "host",
+            &["'*'", "allow_wildcard_hosts"],
+        );
+        ask("wild", "k", &["*.example.com"], None).unwrap();
+        refused(
+            ask("wild", "k", &["a.*.example.com"], None),
+            "wild",
+            &["'*'"],
+        );
+        refused(
+            ask("wild", "k", &["*.*.example.com"], None),
+            "wild",
+            &["'*'"],
+        );
+        refused(
+            ask("host", "k", &["-web.example.com"], None),
+            "host",
+            &["RFC 1123", "'-'"],
+        );
+        refused(
+            ask("host", "k", &["we_b.example.com"], None),
+            "host",
+            &["RFC 1123"],
+        );
+        refused(
+            ask("host", "k", &["a..example.com"], None),
+            "host",
+            &["RFC 1123", "1 to 63"],
+        );
+        let label = format!("{}.example.com", "a".repeat(64));
+        refused(
+            ask("host", "k", &[&label], None),
+            "host",
+            &["RFC 1123", "1 to 63"],
+        );
+    }
+
+    #[test]
+    fn crafted_key_ids_are_refused() {
+        refused(
+            ask("user", "a\nb", &["alice"], None),
+            "user",
+            &["key id", "control"],
+        );
+        refused(
+            ask("user", "a\u{1b}[2Jb", &["alice"], None),
+            "user",
+            &["key id", "control"],
+        );
+        refused(
+            ask("user", "", &["alice"], None),
+            "user",
+            &["key id: empty"],
+        );
+        let big = "k".repeat(100_000);
+        refused(
+            ask("user", &big, &["alice"], None),
+            "user",
+            &["key id", "at most 256"],
+        );
+        ask("user", &"k".repeat(256), &["alice"], None).unwrap();
+    }
+
+    #[test]
+    fn post_dated_certificates_are_refused() {
+        refused(
+            ask("user", "k", &["alice"], Some("+1h:+25h")),
+            "user",
+            &["start time", "5m in the future"],
+        );
+        refused(
+            ask("user", "k", &["alice"], Some("20400101:20400102")),
+            "user",
+            &["start time"],
+        );
+        let v = ask("user", "k", &["alice"], Some("+4m:+20h")).unwrap();
+        assert_eq!(v.after, NOW + 240);
+    }
+
     #[test]
     fn the_default_config_parses_and_checks() {
         let c: Config = serde_yaml::from_str(DEFAULT_CONFIG).unwrap();
@@ -306,6 +609,7 @@ mod tests {
             .check(
                 name,
                 Request {
+                    key_id: "k",
                     cert_type: CertType::User,
                     principals: &["a".into()],
                     validity: Some(validity::parse("+2d", 1_000_000).unwrap()),
@@ -319,6 +623,7 @@ mod tests {
             .check(
                 name,
                 Request {
+                    key_id: "k",
                     cert_type: CertType::User,
                     principals: &[],
                     validity: None,
@@ -332,6 +637,7 @@ mod tests {
             .check(
                 name,
                 Request {
+                    key_id: "k",
                     cert_type: CertType::Host,
                     principals: &["h".into()],
                     validity: None,

@@ -1423,9 +1423,10 @@ fn every_certificate_of_a_burst_has_its_line_in_the_json_log() {
     for n in &names {
         std::fs::write(lab.path(n), &public).expect("copy");
     }
-    // A long key id makes each record about 1 KiB, so the batch's records are several times
-    // what one thread's log ring holds and the worker must keep up or the thread must wait.
-    let key_id = "x".repeat(900);
+    // The longest key id the policy allows makes each record large, so the batch's records are
+    // several times what one thread's log ring holds and the worker must keep up or the thread
+    // must wait.
+    let key_id = "x".repeat(bitrot::ca::policy::MAX_KEY_ID_LEN);
     let mut args = vec!["sign", "--user", "-I", &key_id, "-n", "alice", "-V", "+1h"];
     args.extend(names.iter().map(String::as_str));
     let out = lab.ca(&args);
