@@ -454,26 +454,40 @@ impl Client {
             .ok_or_else(|| self.err(authz_url, format!("no {} challenge offered", proof.kind())))?;
         let url = chall["url"].as_str().unwrap_or_default().to_string();
         let _answer = self.publish_answer(proof, chall["token"].as_str().unwrap_or_default())?;
-        self.post(&url, b"{}")?;
-        for _ in 0..60 {
-            let a = self.post(authz_url, b"")?.json();
-            match a["status"].as_str() {
-                Some("valid") => return Ok(()),
-                Some("pending") | Some("processing") => {
-                    std::thread::sleep(Duration::from_millis(500))
-                }
+        let mut wait = retry_after(&self.post(&url, b"{}")?);
+        let give_up = std::time::Instant::now() + AUTHZ_PATIENCE;
+        while std::time::Instant::now() < give_up {
+            std::thread::sleep(wait);
+            let reply = self.post(authz_url, b"")?;
+            wait = retry_after(&reply);
+            let a = reply.json();
+            let mine = a["challenges"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|c| c["type"] == proof.kind()))
+                .cloned()
+                .unwrap_or_default();
+            match (a["status"].as_str(), mine["status"].as_str()) {
+                (Some("valid"), _) => return Ok(()),
+                // Pending again: the server restarted mid-validation; ask once more.
+                (Some("pending"), Some("pending")) => wait = retry_after(&self.post(&url, b"{}")?),
+                (Some("pending"), _) => {}
                 _ => {
-                    let detail = a["challenges"][0]["error"]["detail"]
+                    let kind = mine["error"]["type"].as_str().unwrap_or_default();
+                    let detail = mine["error"]["detail"]
                         .as_str()
                         .unwrap_or("the challenge failed");
-                    return Err(ClientError::Problem(Problem::new(
-                        ProblemType::Unauthorized,
-                        detail,
-                    )));
+                    let kind = ProblemType::from_urn(kind).unwrap_or(ProblemType::Unauthorized);
+                    return Err(ClientError::Problem(Problem::new(kind, detail)));
                 }
             }
         }
-        Err(self.err(authz_url, "the authorization was not decided within 30 s"))
+        Err(self.err(
+            authz_url,
+            format!(
+                "the authorization was not decided within {} s",
+                AUTHZ_PATIENCE.as_secs()
+            ),
+        ))
     }
 
     /// Finalizes with a proof of possession by `subject` and downloads the certificate.
@@ -554,6 +568,20 @@ impl Proof {
             Proof::Http01 { .. } => "http-01",
         }
     }
+}
+
+/// How long the client polls an authorization for its verdict (the server's deadline is 10 s
+/// by default).
+const AUTHZ_PATIENCE: Duration = Duration::from_secs(60);
+
+/// The wait a reply asks for with `Retry-After` (seconds), between 100 ms and 10 s; 500 ms
+/// when it asks for none.
+fn retry_after(r: &Reply) -> Duration {
+    r.header("Retry-After")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::from_millis(500), |s| {
+            Duration::from_secs(s).clamp(Duration::from_millis(100), Duration::from_secs(10))
+        })
 }
 
 /// Removes a published challenge answer when validation is over.

@@ -15,6 +15,10 @@ pub enum ProblemType {
     RateLimited,
     ServerInternal,
     ExternalAccountRequired,
+    /// A challenge's peer answered, but not with the proof.
+    IncorrectResponse,
+    /// A challenge's peer could not be reached or gave no usable answer in time.
+    Connection,
 }
 
 impl ProblemType {
@@ -35,7 +39,30 @@ impl ProblemType {
             ProblemType::ExternalAccountRequired => {
                 "urn:ietf:params:acme:error:externalAccountRequired"
             }
+            ProblemType::IncorrectResponse => "urn:ietf:params:acme:error:incorrectResponse",
+            ProblemType::Connection => "urn:ietf:params:acme:error:connection",
         }
+    }
+
+    /// The type named by an `urn:ietf:params:acme:error:` URN, if it is one ssh-acme knows.
+    pub fn from_urn(urn: &str) -> Option<ProblemType> {
+        use ProblemType as P;
+        [
+            P::BadNonce,
+            P::Malformed,
+            P::Unauthorized,
+            P::BadSignatureAlgorithm,
+            P::AccountDoesNotExist,
+            P::OrderNotReady,
+            P::RejectedIdentifier,
+            P::RateLimited,
+            P::ServerInternal,
+            P::ExternalAccountRequired,
+            P::IncorrectResponse,
+            P::Connection,
+        ]
+        .into_iter()
+        .find(|p| p.urn() == urn)
     }
 
     /// The HTTP status a problem of this type is served with.

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 use ssh_key::{PublicKey, SshSig};
 use std::collections::{HashSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The SSHSIG namespace of the finalize proof of possession.
 pub const POP_NAMESPACE: &str = "ssh-acme-pop-v1";
@@ -124,7 +124,9 @@ fn getrandom_fill(b: &mut [u8]) {
 
 /// The server's state.
 pub struct AcmeServer {
-    ca: Mutex<Ca>,
+    /// Shared with the validator, which records verdicts when checks finish.
+    ca: Arc<Mutex<Ca>>,
+    validator: super::validate::Validator,
     user_signer: CaSigner,
     host_signer: CaSigner,
     nonces: Mutex<Nonces>,
@@ -150,6 +152,8 @@ pub struct ServerOptions {
     pub always_valid: bool,
     /// Test switch: refuse this percentage of valid nonces with `badNonce`.
     pub nonce_reject_percent: u8,
+    /// One challenge validation's deadline, connect to verdict.
+    pub challenge_timeout: std::time::Duration,
 }
 
 impl Default for ServerOptions {
@@ -161,6 +165,7 @@ impl Default for ServerOptions {
             eab_required: false,
             always_valid: false,
             nonce_reject_percent: 0,
+            challenge_timeout: super::validate::DEFAULT_DEADLINE,
         }
     }
 }
@@ -247,12 +252,17 @@ impl AcmeServer {
         opts: ServerOptions,
     ) -> Result<AcmeServer, Problem> {
         store::init(ca.store_connection()).map_err(internal)?;
+        // A validation cut short by a restart is started again when the client re-posts.
+        store::reset_processing(ca.store_connection()).map_err(internal)?;
+        let validator = super::validate::Validator::new(opts.challenge_timeout)
+            .map_err(|e| internal(format!("cannot start the challenge validator: {e}")))?;
         let nonces = Nonces {
             reject_percent: u64::from(opts.nonce_reject_percent),
             ..Nonces::default()
         };
         Ok(AcmeServer {
-            ca: Mutex::new(ca),
+            ca: Arc::new(Mutex::new(ca)),
+            validator,
             user_signer: signers.0,
             host_signer: signers.1,
             nonces: Mutex::new(nonces),
@@ -690,9 +700,15 @@ impl AcmeServer {
                 c
             })
             .collect();
+        // A challenge being validated leaves its authorization pending (RFC 8555 §7.1.6).
+        let status = if a.status == "processing" {
+            "pending"
+        } else {
+            a.status.as_str()
+        };
         Ok(HttpResponse::json(
             200,
-            json!({"status": a.status, "expires": o.expires, "identifier": ident, "challenges": challenges}),
+            json!({"status": status, "expires": o.expires, "identifier": ident, "challenges": challenges}),
         ))
     }
 
@@ -719,8 +735,10 @@ impl AcmeServer {
             .ok_or_else(|| malformed("no such authorization"))
     }
 
-    /// `POST {}` to a challenge: validates now (a loopback key exchange takes milliseconds),
-    /// records the verdict and moves the order to ready or invalid.
+    /// `POST {}` to a challenge: starts validation in the background and answers at once
+    /// with the challenge `processing` and `Retry-After` (RFC 8555 §7.5.1); the verdict is
+    /// recorded when the check ends, within the challenge deadline. Posting again while
+    /// processing changes nothing.
     fn challenge(
         &self,
         account: i64,
@@ -740,28 +758,85 @@ impl AcmeServer {
                 .ok_or_else(|| malformed("no such challenge"))?
                 .value
                 .clone();
-            let verdict = if self.opts.always_valid {
-                Ok(())
-            } else if kind == HTTP_01 {
-                let account_key = self.account_public_key(account)?;
-                let expected = super::validate::key_authorization(&a.token, &account_key)?;
-                super::validate::http01(&host, self.opts.http_port, &a.token, &expected)
+            if self.opts.always_valid {
+                record_verdict(&self.ca, o.id, i, &Ok(()), crate::ca::unix_now())?;
             } else {
-                let key = PublicKey::from_openssh(&req.public_key).map_err(internal)?;
-                super::validate::ssh_hostkey(&host, self.opts.ssh_port, &key)
-            };
-            self.record_verdict(o.id, i, &verdict, crate::ca::unix_now())?;
-            crate::info!(
-                "challenge validated",
-                kind = kind,
-                order = o.id,
-                host = host,
-                ok = verdict.is_ok()
-            );
+                let check = self.check_for(account, kind, &host, &a.token, &req)?;
+                self.start_validation(o.id, i, kind, host, check)?;
+            }
         }
         let a = self.authz_row(o.id, i)?;
         let up = format!("<{}>;rel=\"up\"", self.url(&format!("/authz/{}/{i}", o.id)));
-        Ok(HttpResponse::json(200, self.challenge_value(o.id, i, kind, &a)).with("Link", up))
+        let mut resp =
+            HttpResponse::json(200, self.challenge_value(o.id, i, kind, &a)).with("Link", up);
+        if a.status == "processing" {
+            resp = resp.with("Retry-After", "1".into());
+        }
+        Ok(resp)
+    }
+
+    /// What a challenge of `kind` for `host` checks.
+    fn check_for(
+        &self,
+        account: i64,
+        kind: &str,
+        host: &str,
+        token: &str,
+        req: &NewOrder,
+    ) -> Result<super::validate::Check, Problem> {
+        use super::validate::Check;
+        let host = host.to_string();
+        Ok(if kind == HTTP_01 {
+            let account_key = self.account_public_key(account)?;
+            Check::Http01 {
+                host,
+                port: self.opts.http_port,
+                token: token.to_string(),
+                expected: super::validate::key_authorization(token, &account_key)?,
+            }
+        } else {
+            Check::SshHostkey {
+                host,
+                port: self.opts.ssh_port,
+                key: PublicKey::from_openssh(&req.public_key).map_err(internal)?,
+            }
+        })
+    }
+
+    /// Marks the challenge processing and hands the check to the validator.
+    fn start_validation(
+        &self,
+        order: i64,
+        i: usize,
+        kind: &str,
+        host: String,
+        check: super::validate::Check,
+    ) -> Result<(), Problem> {
+        {
+            let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+            if !store::start_processing(ca.store_connection(), order, i as i64).map_err(internal)? {
+                return Ok(()); // another request started it first
+            }
+        }
+        let ca = self.ca.clone();
+        let kind = kind.to_string();
+        self.validator.start(check, move |verdict| {
+            let recorded = record_verdict(&ca, order, i, &verdict, crate::ca::unix_now());
+            crate::info!(
+                "challenge validated",
+                kind = kind,
+                order = order,
+                host = host,
+                ok = verdict.is_ok(),
+                detail = verdict
+                    .as_ref()
+                    .err()
+                    .map(|p| p.detail.clone())
+                    .unwrap_or_default(),
+                recorded = recorded.is_ok()
+            );
+        });
+        Ok(())
     }
 
     fn account_public_key(&self, account: i64) -> Result<PublicKey, Problem> {
@@ -770,43 +845,6 @@ impl AcmeServer {
             .map_err(internal)?
             .ok_or_else(|| Problem::new(ProblemType::AccountDoesNotExist, "no such account"))?;
         PublicKey::from_openssh(&a.key).map_err(internal)
-    }
-
-    /// Records a challenge's verdict and moves the order: ready when every authorization is
-    /// valid, invalid as soon as one is invalid.
-    fn record_verdict(
-        &self,
-        order: i64,
-        i: usize,
-        verdict: &Result<(), Problem>,
-        now: u64,
-    ) -> Result<(), Problem> {
-        let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = ca
-            .store_connection()
-            .unchecked_transaction()
-            .map_err(internal)?;
-        let conn: &rusqlite::Connection = &tx;
-        // A verdict that lost a race with another challenge of the same authorization, or that
-        // arrives after the order moved on, changes nothing.
-        let still_pending = |a: Option<&store::AuthzRow>| a.is_some_and(|a| a.status == "pending");
-        let order_row = store::order(conn, order).map_err(internal)?;
-        let authz = store::authzs(conn, order).map_err(internal)?;
-        if !still_pending(authz.get(i)) || order_row.is_none_or(|o| o.status != "pending") {
-            return Ok(());
-        }
-        match verdict {
-            Ok(()) => store::set_authz(conn, order, i as i64, "valid", None, Some(now)),
-            Err(p) => store::set_authz(conn, order, i as i64, "invalid", Some(&p.to_json()), None),
-        }
-        .map_err(internal)?;
-        let all = store::authzs(conn, order).map_err(internal)?;
-        if all.iter().any(|a| a.status == "invalid") {
-            store::set_order_status(conn, order, "invalid").map_err(internal)?;
-        } else if all.iter().all(|a| a.status == "valid") {
-            store::set_order_status(conn, order, "ready").map_err(internal)?;
-        }
-        tx.commit().map_err(internal)
     }
 
     fn finalize(
@@ -1014,6 +1052,45 @@ impl AcmeServer {
         )
         .with("Retry-After", "21600".into()))
     }
+}
+
+/// Records a challenge's verdict and moves the order: ready when every authorization is
+/// valid, invalid as soon as one is invalid.
+fn record_verdict(
+    ca: &Mutex<Ca>,
+    order: i64,
+    i: usize,
+    verdict: &Result<(), Problem>,
+    now: u64,
+) -> Result<(), Problem> {
+    let ca = ca.lock().unwrap_or_else(|p| p.into_inner());
+    let tx = ca
+        .store_connection()
+        .unchecked_transaction()
+        .map_err(internal)?;
+    let conn: &rusqlite::Connection = &tx;
+    // A verdict that lost a race with another challenge of the same authorization, or that
+    // arrives after the order moved on, changes nothing.
+    let still_pending = |a: Option<&store::AuthzRow>| {
+        a.is_some_and(|a| a.status == "pending" || a.status == "processing")
+    };
+    let order_row = store::order(conn, order).map_err(internal)?;
+    let authz = store::authzs(conn, order).map_err(internal)?;
+    if !still_pending(authz.get(i)) || order_row.is_none_or(|o| o.status != "pending") {
+        return Ok(());
+    }
+    match verdict {
+        Ok(()) => store::set_authz(conn, order, i as i64, "valid", None, Some(now)),
+        Err(p) => store::set_authz(conn, order, i as i64, "invalid", Some(&p.to_json()), None),
+    }
+    .map_err(internal)?;
+    let all = store::authzs(conn, order).map_err(internal)?;
+    if all.iter().any(|a| a.status == "invalid") {
+        store::set_order_status(conn, order, "invalid").map_err(internal)?;
+    } else if all.iter().all(|a| a.status == "valid") {
+        store::set_order_status(conn, order, "ready").map_err(internal)?;
+    }
+    tx.commit().map_err(internal)
 }
 
 fn rfc3339(t: u64) -> String {

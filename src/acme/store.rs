@@ -221,6 +221,26 @@ pub fn set_authz(
     Ok(())
 }
 
+/// Moves a pending authorization's challenge to `processing`; false when it was not pending
+/// (another request started it, or it is decided).
+pub fn start_processing(conn: &Connection, order_id: i64, idx: i64) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE acme_authz SET status = 'processing' WHERE order_id = ?1 AND idx = ?2 AND status = 'pending'",
+        params![order_id, idx],
+    )?;
+    Ok(n == 1)
+}
+
+/// At start-up: validations that a stopped server left running are pending again, for the
+/// client to post the challenge anew.
+pub fn reset_processing(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE acme_authz SET status = 'pending' WHERE status = 'processing'",
+        [],
+    )?;
+    Ok(())
+}
+
 pub fn set_order_status(conn: &Connection, id: i64, status: &str) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE acme_orders SET status = ?2 WHERE id = ?1",

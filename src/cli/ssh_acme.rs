@@ -661,6 +661,9 @@ struct ServeSettings {
     /// The port http-01 fetches from [default: 80]
     #[arg(long)]
     challenge_http_port: Option<u16>,
+    /// Milliseconds one challenge validation may take, connect to verdict [default: 10000]
+    #[arg(long)]
+    challenge_timeout_ms: Option<u64>,
     /// Orders one account may place per minute [default: 300]
     #[arg(long)]
     orders_per_minute: Option<usize>,
@@ -689,6 +692,7 @@ impl ServeSettings {
             timeout_ms: self.timeout_ms.or(file.timeout_ms),
             challenge_ssh_port: self.challenge_ssh_port.or(file.challenge_ssh_port),
             challenge_http_port: self.challenge_http_port.or(file.challenge_http_port),
+            challenge_timeout_ms: self.challenge_timeout_ms.or(file.challenge_timeout_ms),
             orders_per_minute: self.orders_per_minute.or(file.orders_per_minute),
             eab_required: self.eab_required || file.eab_required,
             test_always_valid: self.test_always_valid || file.test_always_valid,
@@ -720,6 +724,10 @@ impl ServeSettings {
                 eab_required: self.eab_required,
                 always_valid: self.test_always_valid,
                 nonce_reject_percent: self.test_nonce_reject_percent.unwrap_or(0).min(100),
+                challenge_timeout: self.challenge_timeout_ms.map_or(
+                    crate::acme::validate::DEFAULT_DEADLINE,
+                    Duration::from_millis,
+                ),
             },
         })
     }

@@ -291,7 +291,7 @@ mod tests {
             let need = bound(&values, max_str);
             let mut buf = vec![0xAAu8; need + 64];
             let len = encode(&mut buf, 7, &CS, &values, max_str);
-            prop_assert!(len <= need && len % 8 == 0);
+            prop_assert!(len <= need && len.is_multiple_of(8));
             prop_assert!(buf[need..].iter().all(|&b| b == 0xAA), "wrote past the bound");
             // SAFETY: written by `encode` just above.
             let view = unsafe { RecordView::decode(&buf[..len]) };

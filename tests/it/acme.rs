@@ -360,9 +360,9 @@ use std::process::{Child, Stdio};
 const ACME: &str = env!("CARGO_BIN_EXE_ssh-acme");
 
 /// A running `ssh-acme serve` on a free loopback port, killed on drop.
-struct AcmeServerProc {
+pub(crate) struct AcmeServerProc {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl AcmeServerProc {
@@ -370,7 +370,7 @@ impl AcmeServerProc {
         AcmeServerProc::start_with(lab, &[])
     }
 
-    fn start_with(lab: &Lab, extra: &[&str]) -> AcmeServerProc {
+    pub(crate) fn start_with(lab: &Lab, extra: &[&str]) -> AcmeServerProc {
         AcmeServerProc::start_on(lab, "127.0.0.1:0", extra)
     }
 
@@ -396,7 +396,7 @@ impl AcmeServerProc {
         AcmeServerProc { child, url }
     }
 
-    fn client(&self, lab: &Lab, args: &[&str]) -> std::process::Output {
+    pub(crate) fn client(&self, lab: &Lab, args: &[&str]) -> std::process::Output {
         self.client_env(lab, args, &[])
     }
 
@@ -431,7 +431,7 @@ fn allow(lab: &Lab, key: &Path, principal: &str) {
     grant(lab, key, &["--principal", principal]);
 }
 
-fn grant(lab: &Lab, key: &Path, what: &[&str]) {
+pub(crate) fn grant(lab: &Lab, key: &Path, what: &[&str]) {
     let out = Command::new(ACME)
         .args(["account", "allow", "--dir"])
         .arg(lab.ca_dir())
