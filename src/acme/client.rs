@@ -70,7 +70,7 @@ pub fn http(method: &str, url: &str, body: Option<&[u8]>) -> Result<Reply, Clien
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     if let Some(b) = body {
         head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            "Content-Type: application/jose+json\r\nContent-Length: {}\r\n",
             b.len()
         ));
     }

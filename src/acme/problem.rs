@@ -80,10 +80,12 @@ impl ProblemType {
 
 /// A problem document: what went wrong, for the client to act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{} ({}): {detail}", kind.urn(), kind.status())]
+#[error("{} ({}): {detail}", kind.urn(), self.http_status())]
 pub struct Problem {
     pub kind: ProblemType,
     pub detail: String,
+    /// An HTTP status other than the type's own (415 for a wrong media type, say).
+    pub status: Option<u16>,
 }
 
 #[derive(Serialize)]
@@ -99,7 +101,19 @@ impl Problem {
         Problem {
             kind,
             detail: detail.into(),
+            status: None,
         }
+    }
+
+    /// This problem, served with HTTP status `status`.
+    pub fn with_status(mut self, status: u16) -> Problem {
+        self.status = Some(status);
+        self
+    }
+
+    /// The HTTP status it is served with.
+    pub fn http_status(&self) -> u16 {
+        self.status.unwrap_or(self.kind.status())
     }
 
     /// The `application/problem+json` body.
@@ -107,7 +121,7 @@ impl Problem {
         serde_json::to_string(&Wire {
             kind: self.kind.urn(),
             detail: &self.detail,
-            status: self.kind.status(),
+            status: self.http_status(),
         })
         .unwrap_or_else(|_| "{}".into())
     }

@@ -62,7 +62,7 @@ impl HttpResponse {
 
     pub(crate) fn problem(p: &Problem) -> HttpResponse {
         HttpResponse {
-            status: p.kind.status(),
+            status: p.http_status(),
             headers: vec![("Content-Type".into(), "application/problem+json".into())],
             body: p.to_json().into_bytes(),
         }
@@ -362,20 +362,27 @@ impl AcmeServer {
         segs: &[&str],
         now: u64,
     ) -> Result<HttpResponse, Problem> {
-        if req
-            .content_type
-            .as_deref()
-            .map(|c| c.split(';').next().unwrap_or("").trim())
-            != Some("application/json")
-        {
+        let media = req.content_type.as_deref().map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+        // RFC 8555 §6.2 names application/jose+json; the envelope is JSON either way.
+        if !matches!(
+            media.as_deref(),
+            Some("application/jose+json" | "application/json")
+        ) {
             return Err(malformed(
-                "POST bodies must be application/json request envelopes",
-            ));
+                "POST bodies must be application/jose+json (or application/json) request envelopes",
+            )
+            .with_status(415));
         }
         if req.body.len() > MAX_BODY {
-            return Err(malformed(format!(
-                "the body is larger than {MAX_BODY} bytes"
-            )));
+            return Err(
+                malformed(format!("the body is larger than {MAX_BODY} bytes")).with_status(413),
+            );
         }
         let url = self.url(path);
         let verified = {
@@ -1103,38 +1110,6 @@ fn account_value(a: &store::Account) -> serde_json::Value {
     json!({"status": a.status, "key": a.key, "contact": a.contact})
 }
 
-/// Serves HTTP on `listen` until the process ends: each request becomes a task on `exec` with a
-/// deadline `timeout` from its arrival; a request whose deadline passes while queued is answered
-/// with `rateLimited` and `Retry-After`.
-pub fn serve(
-    server: std::sync::Arc<AcmeServer>,
-    http: tiny_http::Server,
-    exec: &crate::sched::Executor,
-    timeout: std::time::Duration,
-) {
-    for mut request in http.incoming_requests() {
-        let server = server.clone();
-        let clock = exec.clone();
-        let opts =
-            crate::sched::Opts::new(exec.now() + timeout).on_miss(crate::sched::OnMiss::RunLate);
-        // Run late on purpose: a request that waited past its deadline still gets an answer,
-        // a fast `rateLimited`, instead of a dropped connection.
-        let task = exec.spawn_with(opts, move |ctx| {
-            if clock.now() > ctx.deadline() {
-                return write_response(request, overloaded());
-            }
-            let req = read_request(&mut request);
-            let now = crate::ca::unix_now();
-            let resp = match req {
-                Ok(r) => server.handle(&r, now),
-                Err(p) => HttpResponse::problem(&p).with("Replay-Nonce", server.nonce()),
-            };
-            write_response(request, resp);
-        });
-        drop(task);
-    }
-}
-
 /// The answer to a request whose deadline passed while it waited: `rateLimited`, retry in 1 s.
 pub(crate) fn overloaded() -> HttpResponse {
     let p = Problem::new(
@@ -1142,35 +1117,4 @@ pub(crate) fn overloaded() -> HttpResponse {
         "the server is overloaded; retry later",
     );
     HttpResponse::problem(&p).with("Retry-After", "1".into())
-}
-
-fn read_request(r: &mut tiny_http::Request) -> Result<HttpRequest, Problem> {
-    use std::io::Read;
-    let content_type = r
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Content-Type"))
-        .map(|h| h.value.as_str().to_string());
-    let mut body = Vec::new();
-    r.as_reader()
-        .take(MAX_BODY as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| malformed(format!("cannot read the body: {e}")))?;
-    Ok(HttpRequest {
-        method: r.method().as_str().to_string(),
-        path: r.url().to_string(),
-        content_type,
-        body,
-    })
-}
-
-fn write_response(request: tiny_http::Request, resp: HttpResponse) {
-    let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
-    for (k, v) in resp.headers {
-        if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-            out.add_header(h);
-        }
-    }
-    // The client may be gone; nothing to do about it.
-    let _ = request.respond(out);
 }

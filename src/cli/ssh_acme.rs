@@ -1,7 +1,7 @@
 //! `ssh-acme`: the ACME-style CA server for SSH certificates and its client.
 
 use crate::acme::client::{Client, ClientError, Proof};
-use crate::acme::server::{AcmeServer, ServerOptions, serve};
+use crate::acme::server::{AcmeServer, ServerOptions};
 use crate::acme::store;
 use crate::ca::{Ca, CaError, CertType, fingerprint};
 use anyhow::{Context, Result, anyhow};
@@ -655,6 +655,16 @@ struct ServeSettings {
     /// [default: 10000]
     #[arg(long)]
     timeout_ms: Option<u64>,
+    /// Milliseconds a client has to send a request's headers, then its body, and that a
+    /// keep-alive connection may sit idle [default: 10000]
+    #[arg(long)]
+    read_timeout_ms: Option<u64>,
+    /// Connections open at once, in all; more are answered 503 [default: 4096]
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Connections open at once from one client address; more are answered 429 [default: 64]
+    #[arg(long)]
+    max_connections_per_client: Option<usize>,
     /// The port ssh-hostkey-01 connects to [default: 22]
     #[arg(long)]
     challenge_ssh_port: Option<u16>,
@@ -690,6 +700,11 @@ impl ServeSettings {
             tls_cert: self.tls_cert.or(file.tls_cert),
             tls_key: self.tls_key.or(file.tls_key),
             timeout_ms: self.timeout_ms.or(file.timeout_ms),
+            read_timeout_ms: self.read_timeout_ms.or(file.read_timeout_ms),
+            max_connections: self.max_connections.or(file.max_connections),
+            max_connections_per_client: self
+                .max_connections_per_client
+                .or(file.max_connections_per_client),
             challenge_ssh_port: self.challenge_ssh_port.or(file.challenge_ssh_port),
             challenge_http_port: self.challenge_http_port.or(file.challenge_http_port),
             challenge_timeout_ms: self.challenge_timeout_ms.or(file.challenge_timeout_ms),
@@ -702,7 +717,26 @@ impl ServeSettings {
         }
     }
 
+    /// The edge's limits: the defaults, with what was given.
+    fn limits(&self) -> Result<crate::acme::edge::Limits> {
+        let mut l = crate::acme::edge::Limits::default();
+        if let Some(ms) = self.read_timeout_ms {
+            l.header_timeout = Duration::from_millis(ms);
+            l.body_timeout = Duration::from_millis(ms);
+            l.handshake_timeout = Duration::from_millis(ms);
+        }
+        l.max_connections = self.max_connections.unwrap_or(l.max_connections);
+        l.max_per_client = self.max_connections_per_client.unwrap_or(l.max_per_client);
+        if l.max_connections == 0 || l.max_per_client == 0 || l.header_timeout.is_zero() {
+            anyhow::bail!(
+                "max_connections, max_connections_per_client and read_timeout_ms must be above 0"
+            );
+        }
+        Ok(l)
+    }
+
     fn resolve(self) -> Result<ServeOpts> {
+        let limits = self.limits()?;
         let tls = match (self.tls_cert, self.tls_key) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
@@ -717,6 +751,7 @@ impl ServeSettings {
             base_url: self.base_url,
             passphrase_file: self.passphrase_file,
             timeout_ms: self.timeout_ms.unwrap_or(10_000),
+            limits,
             server: ServerOptions {
                 ssh_port: self.challenge_ssh_port.unwrap_or(22),
                 http_port: self.challenge_http_port.unwrap_or(80),
@@ -740,6 +775,7 @@ struct ServeOpts {
     /// Certificate chain and key files when serving HTTPS.
     tls: Option<(PathBuf, PathBuf)>,
     timeout_ms: u64,
+    limits: crate::acme::edge::Limits,
     server: ServerOptions,
 }
 
@@ -783,23 +819,14 @@ fn run_server(dir: &Path, o: ServeOpts, out: &mut dyn Write) -> Result<ExitCode>
         out.flush()?;
         Ok(std::sync::Arc::new(server))
     };
-    match tls {
-        Some(config) => {
-            let listener = std::net::TcpListener::bind(listen)
-                .with_context(|| format!("cannot listen on {listen}"))?;
-            let server = start(listener.local_addr()?, out)?;
-            crate::acme::tls::serve(server, listener, config, &exec, timeout);
-        }
-        None => {
-            let http = tiny_http::Server::http(listen)
-                .map_err(|e| anyhow!("cannot listen on {listen}: {e}"))?;
-            let addr = http
-                .server_addr()
-                .to_ip()
-                .ok_or_else(|| anyhow!("not an IP listener"))?;
-            let server = start(addr, out)?;
-            serve(server, http, &exec, timeout);
-        }
-    }
+    let listener = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let server = start(listener.local_addr()?, out)?;
+    let limits = crate::acme::edge::Limits {
+        queue_timeout: timeout,
+        ..o.limits
+    };
+    crate::acme::edge::serve(server, listener, tls, &exec, limits)
+        .with_context(|| format!("serving {listen}"))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -374,7 +374,7 @@ impl AcmeServerProc {
         AcmeServerProc::start_on(lab, "127.0.0.1:0", extra)
     }
 
-    fn start_on(lab: &Lab, listen: &str, extra: &[&str]) -> AcmeServerProc {
+    pub(crate) fn start_on(lab: &Lab, listen: &str, extra: &[&str]) -> AcmeServerProc {
         let mut child = Command::new(ACME)
             .args(["serve", "--listen", listen, "--dir"])
             .arg(lab.ca_dir())
@@ -414,6 +414,10 @@ impl AcmeServerProc {
         out
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -427,7 +431,7 @@ impl Drop for AcmeServerProc {
     }
 }
 
-fn allow(lab: &Lab, key: &Path, principal: &str) {
+pub(crate) fn allow(lab: &Lab, key: &Path, principal: &str) {
     grant(lab, key, &["--principal", principal]);
 }
 
@@ -538,11 +542,20 @@ fn malformed_requests_get_problems_and_accounts_survive_a_killed_server() {
         );
     }
     let big = vec![b'x'; 70 * 1024];
-    assert_eq!(post(&big).status, 400, "oversized body");
+    let r = post(&big);
+    assert_eq!(r.status, 413, "oversized body");
+    assert!(r.header("replay-nonce").is_some(), "a nonce with the 413");
     let wrong_type = raw_post(&server.url, "/new-order", "text/plain", b"{}");
     assert!(
-        wrong_type.starts_with("HTTP/1.1 400") && wrong_type.contains("application/json"),
+        wrong_type.starts_with("HTTP/1.1 415") && wrong_type.contains("application/jose+json"),
         "{wrong_type}"
+    );
+    // RFC 8555's own media type reaches the envelope check (a malformed one here).
+    let jose = raw_post(&server.url, "/new-order", "application/jose+json", b"{}");
+    assert!(jose.starts_with("HTTP/1.1 400"), "{jose}");
+    assert!(
+        jose.contains("urn:ietf:params:acme:error:malformed"),
+        "{jose}"
     );
 
     // A reused nonce.
