@@ -47,7 +47,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_connections: 4096,
-            max_per_client: 64,
+            max_per_client: 256,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),

@@ -662,7 +662,7 @@ struct ServeSettings {
     /// Connections open at once, in all; more are answered 503 [default: 4096]
     #[arg(long)]
     max_connections: Option<usize>,
-    /// Connections open at once from one client address; more are answered 429 [default: 64]
+    /// Connections open at once from one client address; more are answered 429 [default: 256]
     #[arg(long)]
     max_connections_per_client: Option<usize>,
     /// The port ssh-hostkey-01 connects to [default: 22]
