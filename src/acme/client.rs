@@ -190,26 +190,18 @@ fn problem_of(r: &Reply) -> Problem {
         return Problem::new(kind, format!("HTTP status {}", r.status));
     }
     let v = r.json();
-    let kind = match v["type"].as_str().unwrap_or("") {
-        "urn:ietf:params:acme:error:badNonce" => ProblemType::BadNonce,
-        "urn:ietf:params:acme:error:unauthorized" => ProblemType::Unauthorized,
-        "urn:ietf:params:acme:error:accountDoesNotExist" => ProblemType::AccountDoesNotExist,
-        "urn:ietf:params:acme:error:orderNotReady" => ProblemType::OrderNotReady,
-        "urn:ietf:params:acme:error:rejectedIdentifier" => ProblemType::RejectedIdentifier,
-        "urn:ietf:params:acme:error:rateLimited" => ProblemType::RateLimited,
-        "urn:ietf:params:acme:error:badSignatureAlgorithm" => ProblemType::BadSignatureAlgorithm,
-        "urn:ietf:params:acme:error:serverInternal" => ProblemType::ServerInternal,
-        "urn:ietf:params:acme:error:externalAccountRequired" => {
-            ProblemType::ExternalAccountRequired
-        }
-        "urn:ietf:params:acme:error:malformed" => ProblemType::Malformed,
-        other => {
-            // A type this client does not know: keep its name in the detail.
-            let detail = format!("{other}: {}", v["detail"].as_str().unwrap_or("(no detail)"));
-            return Problem::new(ProblemType::Malformed, detail);
-        }
+    let urn = v["type"].as_str().unwrap_or("");
+    let Some(kind) = ProblemType::from_urn(urn) else {
+        // A type this client does not know: keep its name in the detail.
+        let detail = format!("{urn}: {}", v["detail"].as_str().unwrap_or("(no detail)"));
+        return Problem::new(ProblemType::Malformed, detail).with_status(r.status);
     };
-    Problem::new(kind, v["detail"].as_str().unwrap_or("(no detail)"))
+    let p = Problem::new(kind, v["detail"].as_str().unwrap_or("(no detail)"));
+    if r.status == kind.status() {
+        p
+    } else {
+        p.with_status(r.status)
+    }
 }
 
 impl Client {
@@ -326,6 +318,71 @@ impl Client {
             })?;
         self.kid = Some(kid.clone());
         Ok(kid)
+    }
+
+    /// The account's URL, once registered.
+    pub fn account_url(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    fn account(&mut self) -> Result<String, ClientError> {
+        match &self.kid {
+            Some(k) => Ok(k.clone()),
+            None => self.register(&[]),
+        }
+    }
+
+    /// Deactivates the account (RFC 8555 §7.3.6): final; the CA refuses its requests after.
+    pub fn deactivate(&mut self) -> Result<(), ClientError> {
+        let kid = self.account()?;
+        self.post(&kid, br#"{"status":"deactivated"}"#)?;
+        Ok(())
+    }
+
+    /// The URLs of the account's orders that are not invalid (RFC 8555 §7.1.2.1).
+    pub fn orders(&mut self) -> Result<Vec<String>, ClientError> {
+        let kid = self.account()?;
+        let account = self.post(&kid, b"")?.json();
+        let url = account["orders"]
+            .as_str()
+            .ok_or_else(|| self.err(&kid, "the account has no orders URL"))?
+            .to_string();
+        let list = self.post(&url, b"")?.json();
+        Ok(list["orders"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|u| u.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Moves the account to `new_key` (RFC 8555 §7.3.5): the request is signed by the current
+    /// key, around an inner request signed by the new one. Afterwards this client signs with
+    /// the new key; grants move with the account.
+    pub fn change_key(&mut self, new_key: PrivateKey) -> Result<(), ClientError> {
+        let kid = self.account()?;
+        let url = self.dir("keyChange")?;
+        let line = |k: &PrivateKey, url: &str| {
+            let mut p = k.public_key().clone();
+            p.set_comment("");
+            p.to_openssh().map_err(|e| self.err(url, e))
+        };
+        let inner = Protected {
+            alg: envelope::ALG.into(),
+            nonce: String::new(),
+            url: url.clone(),
+            kid: None,
+            key: Some(line(&new_key, &url)?),
+        };
+        let payload = serde_json::json!({"account": kid, "oldKey": line(&self.key, &url)?});
+        let env = envelope::sign(&new_key, &inner, payload.to_string().as_bytes())
+            .map_err(ClientError::Problem)?;
+        let body = serde_json::to_vec(&env).map_err(|e| self.err(&url, e))?;
+        self.post(&url, &body)?;
+        self.key = new_key;
+        Ok(())
     }
 
     /// Orders, finalizes and downloads a user certificate for `subject` (whose private key

@@ -60,6 +60,9 @@ impl Default for Limits {
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Headers in one request.
 const MAX_HEADERS: usize = 64;
+/// How much of an oversized body is read and dropped before the 413, and for how long.
+const LINGER_BYTES: usize = 1 << 20;
+const LINGER_TIME: Duration = Duration::from_secs(2);
 
 /// Serves `listener` until the process ends (or the listener fails): plain HTTP, or HTTPS
 /// with `tls`. Each complete request runs as a task with a deadline on `exec`.
@@ -241,6 +244,10 @@ impl Edge {
             .get(hyper::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > MAX_BODY as u64) {
+            // Closing on an unread body makes the kernel reset the connection, and the client
+            // may lose the answer: read and drop a bounded amount, for a bounded time, first.
+            let drain = Limited::new(body, LINGER_BYTES).collect();
+            let _ = tokio::time::timeout(LINGER_TIME, drain).await;
             return too_big();
         }
         let read = Limited::new(body, MAX_BODY).collect();

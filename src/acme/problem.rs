@@ -19,6 +19,11 @@ pub enum ProblemType {
     IncorrectResponse,
     /// A challenge's peer could not be reached or gave no usable answer in time.
     Connection,
+    AlreadyRevoked,
+    /// The subject key is refused (too weak, or of a refused type).
+    BadPublicKey,
+    /// Served with 409: the new key of a key change belongs to another account.
+    Conflict,
 }
 
 impl ProblemType {
@@ -41,6 +46,10 @@ impl ProblemType {
             }
             ProblemType::IncorrectResponse => "urn:ietf:params:acme:error:incorrectResponse",
             ProblemType::Connection => "urn:ietf:params:acme:error:connection",
+            ProblemType::AlreadyRevoked => "urn:ietf:params:acme:error:alreadyRevoked",
+            ProblemType::BadPublicKey => "urn:ietf:params:acme:error:badPublicKey",
+            // RFC 8555 §7.3.5 answers a key conflict with 409 and a malformed-class problem.
+            ProblemType::Conflict => "urn:ietf:params:acme:error:malformed",
         }
     }
 
@@ -60,6 +69,8 @@ impl ProblemType {
             P::ExternalAccountRequired,
             P::IncorrectResponse,
             P::Connection,
+            P::AlreadyRevoked,
+            P::BadPublicKey,
         ]
         .into_iter()
         .find(|p| p.urn() == urn)
@@ -72,6 +83,7 @@ impl ProblemType {
             ProblemType::AccountDoesNotExist => 400,
             ProblemType::OrderNotReady => 403,
             ProblemType::RateLimited => 429,
+            ProblemType::Conflict => 409,
             ProblemType::ServerInternal => 500,
             _ => 400,
         }

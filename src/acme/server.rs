@@ -34,6 +34,8 @@ const NONCES_KEPT: usize = 100_000;
 const ORDER_LIFETIME: u64 = 7 * 86_400;
 /// How long a proven name stays proven for the same account (renewals skip the challenge).
 const AUTHZ_REUSE: u64 = 7 * 86_400;
+/// Orders listed by an account's `orders` URL.
+const MAX_ORDERS_LISTED: usize = 1000;
 
 /// A request as the handlers see it.
 pub struct HttpRequest {
@@ -343,6 +345,7 @@ impl AcmeServer {
                 "newAccount": self.url("/new-account"),
                 "newOrder": self.url("/new-order"),
                 "revokeCert": self.url("/revoke-cert"),
+                "keyChange": self.url("/key-change"),
                 "renewalInfo": self.url("/renewal-info"),
                 "meta": {
                     "userCA": self.url("/ca/user.pub"),
@@ -409,16 +412,19 @@ impl AcmeServer {
             }
             (_, Signer::Account(kid)) => {
                 let account = self.account_id(kid)?;
+                self.refuse_if_deactivated(account)?;
                 match segs {
                     ["account", id] if *id == account.to_string() => {
-                        if !verified.payload.is_empty() {
-                            return Err(malformed(
-                                "account updates (contact, deactivation) are not supported; \
-                                 POST-as-GET only",
-                            ));
+                        if verified.payload.is_empty() {
+                            self.account_json(account)
+                        } else {
+                            self.update_account(account, &verified.payload)
                         }
-                        self.account_json(account)
                     }
+                    ["account", id, "orders"] if *id == account.to_string() => {
+                        self.orders_json(account)
+                    }
+                    ["key-change"] => self.key_change(account, kid, &verified.payload),
                     ["new-order"] => self.new_order(account, &verified.payload, now),
                     ["order", id] => self.order_json(account, id),
                     ["order", id, "finalize"] => self.finalize(account, id, &verified.payload, now),
@@ -435,12 +441,139 @@ impl AcmeServer {
         }
     }
 
+    /// The key of account `kid`, whatever its status (a deactivated account's requests are
+    /// refused after their signature is checked, with `unauthorized`).
     fn account_key(&self, ca: &Ca, kid: &str) -> Option<PublicKey> {
         let id: i64 = kid.strip_prefix(&self.url("/account/"))?.parse().ok()?;
         let a = store::account_by_id(ca.store_connection(), id).ok()??;
-        (a.status == "valid")
-            .then(|| PublicKey::from_openssh(&a.key).ok())
-            .flatten()
+        PublicKey::from_openssh(&a.key).ok()
+    }
+
+    fn refuse_if_deactivated(&self, account: i64) -> Result<(), Problem> {
+        let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+        match store::account_by_id(ca.store_connection(), account).map_err(internal)? {
+            Some(a) if a.status == "valid" => Ok(()),
+            Some(a) => Err(Problem::new(
+                ProblemType::Unauthorized,
+                format!("the account is {}; it can make no more requests", a.status),
+            )),
+            None => Err(Problem::new(
+                ProblemType::AccountDoesNotExist,
+                "no such account",
+            )),
+        }
+    }
+
+    /// `POST <account URL>` with a payload: a new `contact` list, or `"status":
+    /// "deactivated"` (RFC 8555 §7.3.2, §7.3.6). Deactivation is final.
+    fn update_account(&self, account: i64, payload: &[u8]) -> Result<HttpResponse, Problem> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Update {
+            #[serde(default)]
+            status: Option<String>,
+            #[serde(default)]
+            contact: Option<Vec<String>>,
+        }
+        let u: Update = parse(payload)?;
+        let status = match u.status.as_deref() {
+            None | Some("valid") => "valid",
+            Some("deactivated") => "deactivated",
+            Some(other) => {
+                return Err(malformed(format!(
+                    "status {other:?}: an account can only be deactivated"
+                )));
+            }
+        };
+        {
+            let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+            let conn = ca.store_connection();
+            let a = store::account_by_id(conn, account)
+                .map_err(internal)?
+                .ok_or_else(|| Problem::new(ProblemType::AccountDoesNotExist, "no such account"))?;
+            let contact = u.contact.unwrap_or(a.contact);
+            store::update_account(conn, account, status, &contact).map_err(internal)?;
+        }
+        crate::info!("account updated", account = account, status = status);
+        self.account_json(account)
+    }
+
+    /// `POST-as-GET <account URL>/orders`: the account's orders that are not invalid.
+    fn orders_json(&self, account: i64) -> Result<HttpResponse, Problem> {
+        let ids = {
+            let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+            store::account_orders(ca.store_connection(), account, MAX_ORDERS_LISTED)
+                .map_err(internal)?
+        };
+        let urls: Vec<String> = ids
+            .iter()
+            .map(|id| self.url(&format!("/order/{id}")))
+            .collect();
+        Ok(HttpResponse::json(200, json!({ "orders": urls })))
+    }
+
+    /// `POST keyChange` (RFC 8555 §7.3.5): the payload is an envelope signed by the new key
+    /// (`key`, not `kid`, no nonce) for the same URL, whose payload names the account and its
+    /// current key. The account's grants move with it.
+    fn key_change(&self, account: i64, kid: &str, payload: &[u8]) -> Result<HttpResponse, Problem> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct KeyChange {
+            account: String,
+            old_key: String,
+        }
+        let url = self.url("/key-change");
+        let inner = envelope::verify(payload, &url, |_| true, |_| None)?;
+        let Signer::Key(new_key) = &inner.signer else {
+            return Err(malformed(
+                "the inner request must be signed with the new key (key, not kid)",
+            ));
+        };
+        let kc: KeyChange = parse(&inner.payload)?;
+        if kc.account != kid {
+            return Err(malformed(
+                "the inner account is not the account signing the request",
+            ));
+        }
+        let mut new_plain = new_key.clone();
+        new_plain.set_comment("");
+        let new_text = new_plain.to_openssh().map_err(internal)?;
+        let new_fp = fingerprint(new_key);
+        let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = ca.store_connection();
+        let a = store::account_by_id(conn, account)
+            .map_err(internal)?
+            .ok_or_else(|| Problem::new(ProblemType::AccountDoesNotExist, "no such account"))?;
+        let old = PublicKey::from_openssh(kc.old_key.trim())
+            .map_err(|e| malformed(format!("oldKey: {e}")))?;
+        if fingerprint(&old) != a.fp {
+            return Err(Problem::new(
+                ProblemType::Unauthorized,
+                "oldKey is not the account's current key",
+            ));
+        }
+        if let Some(other) = store::account_by_fp(conn, &new_fp).map_err(internal)? {
+            let p = Problem::new(
+                ProblemType::Conflict,
+                "the new key already belongs to an account",
+            );
+            let at = self.url(&format!("/account/{}", other.id));
+            return Ok(HttpResponse::problem(&p).with("Location", at));
+        }
+        if !store::change_key(conn, account, &a.fp, &new_text, &new_fp).map_err(internal)? {
+            return Err(Problem::new(
+                ProblemType::Conflict,
+                "the new key already belongs to an account",
+            ));
+        }
+        drop(ca);
+        crate::info!(
+            "account key changed",
+            account = account,
+            from = a.fp,
+            to = new_fp
+        );
+        self.account_json(account)
     }
 
     fn account_id(&self, kid: &str) -> Result<i64, Problem> {
@@ -494,10 +627,12 @@ impl AcmeServer {
         if created {
             crate::info!("acme account created", account = a.id, key = a.fp);
         }
-        Ok(
-            HttpResponse::json(if created { 201 } else { 200 }, account_value(&a))
-                .with("Location", self.url(&format!("/account/{}", a.id))),
-        )
+        Ok(HttpResponse::json(if created { 201 } else { 200 }, {
+            let mut v = account_value(&a);
+            v["orders"] = json!(self.url(&format!("/account/{}/orders", a.id)));
+            v
+        })
+        .with("Location", self.url(&format!("/account/{}", a.id))))
     }
 
     /// Checks an external account binding and gives the account its grants; each binding key
@@ -543,12 +678,14 @@ impl AcmeServer {
         let a = store::account_by_id(ca.store_connection(), id)
             .map_err(internal)?
             .ok_or_else(|| Problem::new(ProblemType::AccountDoesNotExist, "no such account"))?;
-        Ok(HttpResponse::json(200, account_value(&a)))
+        let mut v = account_value(&a);
+        v["orders"] = json!(self.url(&format!("/account/{id}/orders")));
+        Ok(HttpResponse::json(200, v))
     }
 
     fn new_order(&self, account: i64, payload: &[u8], now: u64) -> Result<HttpResponse, Problem> {
         let req: NewOrder = parse(payload)?;
-        PublicKey::from_openssh(&req.public_key)
+        let subject = PublicKey::from_openssh(&req.public_key)
             .map_err(|e| malformed(format!("publicKey: {e}")))?;
         self.rate_limit(account, now)?;
         let (kinds, grant_kind): (&[&str], &str) = match req.cert_type {
@@ -568,6 +705,7 @@ impl AcmeServer {
             )));
         }
         let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+        self.precheck(&ca, account, &req, &subject, now)?;
         let conn = ca.store_connection();
         let acct = store::account_by_id(conn, account)
             .map_err(internal)?
@@ -622,6 +760,86 @@ impl AcmeServer {
         Ok(HttpResponse::json(201, body).with("Location", self.url(&format!("/order/{id}"))))
     }
 
+    /// What finalize will ask the CA to sign for an order (`order` 0 while it is placed).
+    fn sign_request(
+        &self,
+        ca: &Ca,
+        account: i64,
+        order: i64,
+        req: &NewOrder,
+        subject: &PublicKey,
+    ) -> Result<SignRequest, Problem> {
+        // A requested validity starts the policy's backdate ago, as a default one does.
+        let validity = match &req.validity {
+            Some(v) => Some(format!(
+                "-{}:+{v}",
+                ca.backdate(req.cert_type).map_err(internal)?
+            )),
+            None => None,
+        };
+        Ok(SignRequest {
+            cert_type: req.cert_type,
+            key_id: format!("acct-{account}/order-{order}"),
+            principals: req.identifiers.iter().map(|i| i.value.clone()).collect(),
+            validity,
+            options: Vec::new(),
+            profile: None,
+            serial: None,
+            subject: subject.clone(),
+        })
+    }
+
+    /// Refuses at newOrder what finalize would refuse: identifiers (`rejectedIdentifier`),
+    /// the subject key (`badPublicKey`) and the validity (`unauthorized`), each with the rule.
+    fn precheck(
+        &self,
+        ca: &Ca,
+        account: i64,
+        req: &NewOrder,
+        subject: &PublicKey,
+        now: u64,
+    ) -> Result<(), Problem> {
+        for i in &req.identifiers {
+            if i.kind == "ip" && i.value.parse::<std::net::IpAddr>().is_err() {
+                return Err(Problem::new(
+                    ProblemType::RejectedIdentifier,
+                    format!("identifier {:?} of type ip is not an IP address", i.value),
+                ));
+            }
+        }
+        if let Some(v) = &req.validity {
+            let ok = crate::ca::validity::interval(v, v).is_ok_and(|secs| secs > 0);
+            if !ok {
+                return Err(malformed(format!(
+                    "validity {v:?}: give an interval such as 8h or 30d"
+                )));
+            }
+        }
+        let mut sign = self.sign_request(ca, account, 0, req, subject)?;
+        let validity = sign.validity.take();
+        let refused = |e: crate::ca::CaError| match e {
+            crate::ca::CaError::Policy(p) => Some(p.rule),
+            _ => None,
+        };
+        if let Err(e) = ca.precheck(&sign, now) {
+            let Some(rule) = refused(e) else {
+                return Err(internal("policy check failed"));
+            };
+            let kind = if rule.starts_with("subject key") {
+                ProblemType::BadPublicKey
+            } else {
+                ProblemType::RejectedIdentifier
+            };
+            return Err(Problem::new(kind, rule));
+        }
+        sign.validity = validity;
+        if let Err(e) = ca.precheck(&sign, now) {
+            let rule = refused(e).unwrap_or_else(|| "the validity is refused".into());
+            return Err(Problem::new(ProblemType::Unauthorized, rule));
+        }
+        Ok(())
+    }
+
     fn load_order(&self, account: i64, id: &str) -> Result<store::OrderRow, Problem> {
         let id: i64 = id.parse().map_err(|_| malformed("bad order id"))?;
         let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
@@ -657,7 +875,7 @@ impl AcmeServer {
         let n = req["identifiers"].as_array().map_or(0, Vec::len);
         let mut v = json!({
             "status": o.status,
-            "expires": o.expires,
+            "expires": rfc3339(o.expires),
             "certType": req["certType"],
             "identifiers": req["identifiers"],
             "publicKey": req["publicKey"],
@@ -693,7 +911,7 @@ impl AcmeServer {
         if req["certType"] == "user" {
             return Ok(HttpResponse::json(
                 200,
-                json!({"status": "valid", "expires": o.expires, "identifier": ident, "challenges": []}),
+                json!({"status": "valid", "expires": rfc3339(o.expires), "identifier": ident, "challenges": []}),
             ));
         }
         let a = self.authz_row(o.id, i)?;
@@ -715,7 +933,7 @@ impl AcmeServer {
         };
         Ok(HttpResponse::json(
             200,
-            json!({"status": status, "expires": o.expires, "identifier": ident, "challenges": challenges}),
+            json!({"status": status, "expires": rfc3339(o.expires), "identifier": ident, "challenges": challenges}),
         ))
     }
 
@@ -894,17 +1112,8 @@ impl AcmeServer {
                     ),
                 )
             })?;
-        let sign = SignRequest {
-            cert_type: req.cert_type,
-            key_id: format!("acct-{account}/order-{}", o.id),
-            principals: req.identifiers.iter().map(|i| i.value.clone()).collect(),
-            validity: req.validity.as_ref().map(|v| format!("+{v}")),
-            options: Vec::new(),
-            profile: None,
-            serial: None,
-            subject,
-        };
         let mut ca = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+        let sign = self.sign_request(&ca, account, o.id, &req, &subject)?;
         // Checked again under the lock every state change takes: of two finalize requests
         // racing past the check above, only the first signs.
         let now_status = store::order(ca.store_connection(), o.id)
@@ -994,7 +1203,12 @@ impl AcmeServer {
             reason: req.reason.unwrap_or_else(|| "unspecified".into()),
             revoked_at: now,
         };
-        ca.revoke(&[rev], now).map_err(internal)?;
+        if ca.revoke(&[rev], now).map_err(internal)? == 0 {
+            return Err(Problem::new(
+                ProblemType::AlreadyRevoked,
+                format!("certificate serial {} is already revoked", record.serial),
+            ));
+        }
         Ok(HttpResponse::text(200, "text/plain", Vec::new()))
     }
 
@@ -1093,7 +1307,9 @@ fn record_verdict(
     .map_err(internal)?;
     let all = store::authzs(conn, order).map_err(internal)?;
     if all.iter().any(|a| a.status == "invalid") {
-        store::set_order_status(conn, order, "invalid").map_err(internal)?;
+        // The order says why, with the failed challenge's problem (RFC 8555 §7.1.3).
+        let error = verdict.as_ref().err().map(Problem::to_json);
+        store::set_order(conn, order, "invalid", None, None, error.as_deref()).map_err(internal)?;
     } else if all.iter().all(|a| a.status == "valid") {
         store::set_order_status(conn, order, "ready").map_err(internal)?;
     }

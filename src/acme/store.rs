@@ -131,6 +131,58 @@ pub fn create_account(
     Ok((a, true))
 }
 
+/// Sets an account's status (`deactivated` is final) and contact list.
+pub fn update_account(
+    conn: &Connection,
+    id: i64,
+    status: &str,
+    contact: &[String],
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE acme_accounts SET status = ?2, contact = ?3 WHERE id = ?1",
+        params![
+            id,
+            status,
+            serde_json::to_string(contact).unwrap_or_default()
+        ],
+    )?;
+    Ok(())
+}
+
+/// Replaces an account's key (RFC 8555 §7.3.5); false if another account holds `fp`.
+/// Grants follow the account: they are keyed by fingerprint, so they move to the new key.
+pub fn change_key(
+    conn: &Connection,
+    id: i64,
+    old_fp: &str,
+    key: &str,
+    fp: &str,
+) -> rusqlite::Result<bool> {
+    if account_by_fp(conn, fp)?.is_some() {
+        return Ok(false);
+    }
+    let tx = conn.unchecked_transaction()?;
+    tx.execute(
+        "UPDATE acme_accounts SET key = ?2, fp = ?3 WHERE id = ?1",
+        params![id, key, fp],
+    )?;
+    tx.execute(
+        "UPDATE acme_grants SET fp = ?2 WHERE fp = ?1",
+        params![old_fp, fp],
+    )?;
+    tx.commit()?;
+    Ok(true)
+}
+
+/// Ids of an account's orders that are not invalid (RFC 8555 §7.1.2.1), newest first.
+pub fn account_orders(conn: &Connection, account: i64, limit: usize) -> rusqlite::Result<Vec<i64>> {
+    let mut st = conn.prepare(
+        "SELECT id FROM acme_orders WHERE account = ?1 AND status != 'invalid' ORDER BY id DESC LIMIT ?2",
+    )?;
+    st.query_map(params![account, limit as i64], |r| r.get(0))?
+        .collect()
+}
+
 /// Globs the account key `fp` may get: `kind` is `principal` (user certificates) or `host`
 /// (host names and addresses).
 pub fn grants(conn: &Connection, fp: &str, kind: &str) -> rusqlite::Result<Vec<String>> {

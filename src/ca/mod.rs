@@ -446,10 +446,22 @@ impl Ca {
                 principals: &req.principals,
                 validity: requested,
                 options: &mut opts,
+                subject: &req.subject,
             },
             now,
         )?;
         Ok((name.to_string(), v, opts))
+    }
+
+    /// Checks `req` against policy as signing would, without signing or auditing: for
+    /// servers that refuse an order when it is placed rather than when it is finalized.
+    pub fn precheck(&self, req: &SignRequest, now: u64) -> Result<(), CaError> {
+        self.check(req, now).map(|_| ())
+    }
+
+    /// The backdate (ssh-keygen interval) of the default profile for `kind`.
+    pub fn backdate(&self, kind: CertType) -> Result<String, CaError> {
+        Ok(self.config.profile(None, kind)?.1.backdate.clone())
     }
 
     /// Records revocations; returns how many were new.

@@ -62,10 +62,17 @@ pub struct Profile {
     /// Critical options this profile allows a request to set.
     #[serde(default)]
     pub critical_options: Vec<String>,
+    /// The smallest RSA subject key certified, in bits (NIST SP 800-131A: 2048).
+    #[serde(default = "default_min_rsa_bits")]
+    pub min_rsa_bits: u32,
 }
 
 fn default_backdate() -> String {
     "5m".into()
+}
+
+fn default_min_rsa_bits() -> u32 {
+    2048
 }
 
 /// A request refused by policy.
@@ -84,6 +91,8 @@ pub struct Request<'a> {
     /// The parsed `-V`, if given.
     pub validity: Option<Validity>,
     pub options: &'a mut CertOptions,
+    /// The key to be certified.
+    pub subject: &'a ssh_key::PublicKey,
 }
 
 impl Config {
@@ -150,10 +159,32 @@ impl Profile {
             )));
         }
         check_key_id(req.key_id).map_err(refuse)?;
+        self.check_subject(req.subject).map_err(refuse)?;
         self.check_principals(req.principals).map_err(refuse)?;
         let v = self.check_validity(req.validity, now).map_err(refuse)?;
         self.check_options(req.options).map_err(refuse)?;
         Ok(v)
+    }
+
+    /// Refuses subject keys too weak to certify: DSA (OpenSSH has disabled it since 7.0) and
+    /// RSA below `min_rsa_bits`.
+    pub fn check_subject(&self, key: &ssh_key::PublicKey) -> Result<(), String> {
+        use ssh_key::public::KeyData;
+        match key.key_data() {
+            KeyData::Dsa(_) => Err("subject key: DSA keys are not certified".into()),
+            KeyData::Rsa(rsa) => {
+                let bits = mpint_bits(rsa.n().as_positive_bytes().unwrap_or_default());
+                if bits < self.min_rsa_bits {
+                    Err(format!(
+                        "subject key: RSA {bits} bits, at least {} (min_rsa_bits)",
+                        self.min_rsa_bits
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Ok(()),
+        }
     }
 
     fn check_principals(&self, principals: &[String]) -> Result<(), String> {
@@ -325,6 +356,15 @@ fn check_host_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The bit length of a big-endian unsigned integer.
+fn mpint_bits(bytes: &[u8]) -> u32 {
+    let bytes = &bytes[bytes.iter().take_while(|b| **b == 0).count()..];
+    match bytes.first() {
+        None => 0,
+        Some(top) => (bytes.len() as u32 - 1) * 8 + (8 - top.leading_zeros()),
+    }
+}
+
 fn list_or_none(v: &[String]) -> String {
     if v.is_empty() {
         "none".into()
@@ -369,6 +409,7 @@ pub const DEFAULT_CONFIG: &str = r#"# ssh-ca policy. Every `ssh-ca sign` is chec
 #   backdate:           how far into the past a certificate may start (default 5m)
 #   max_postdate:       how far into the future a certificate may start (default: backdate)
 #   allow_wildcard_hosts: host profiles: allow a leading `*.` in host principals; default false
+#   min_rsa_bits:       smallest RSA subject key certified (default 2048; DSA keys never are)
 #   extensions:         extensions the profile may grant; user certificates get the ssh-keygen
 #                       defaults (the five permit-*) filtered to this list unless -O says otherwise
 #   critical_options:   critical options a request may set (force-command, source-address,
@@ -430,6 +471,14 @@ profiles:
 "#;
 
     const NOW: u64 = 2_000_000_000;
+    const ED25519: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGy+ep07XMjGpIyG6lcfgSyfsZDZqr/r2zQ2oOpOS32Z";
+    const RSA_1024: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDOCn1LCzj1ErItSXdr987SPBQrP0lihnE0g9kZUoNEyiYzaGK0Wh/Zmi2IDteN8TKa25+GjKhvttkCcxty7Y4wMicEYXGBxNa3/tKILl9S0MGYy49lN+AHw7AeROtZlMskG+29Q52ijJ6G1RFoGxEjTJIQP046nQX9NPqNi2OzqQ==";
+    const RSA_2048: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQCY5SRJbjDjAPJUSrFYwKzsXSP48ualm98ObJ0Au1agP4XyYX8OdkJ+E8ULZJ5pOjwd8E8EcykRwKkyVgqMQRc+IxxlHNBMr9zKbfknbP7o8NU7bNPM8JddySI0WpkOW5RlSjBkCdV/QPNl9N8KXGgllYex+uMP5FeBJICQ+N2CRBBWC6mHqEzt72MqIf5QTAFDneywiMP3+vxJsOLR6x8iHt8WHePtVL/n34NdY8VYJ5Z4I1Pe2pi4ry26hGozUZJW1iUi7+qP0DFSlTfDd2SBurMAunjeu1jMU0Sgu0+raTbi1sh+az7SdqzZhBKThuW5JjAApJfR96ohVIQhS11Z";
+
+    fn key(line: &str) -> ssh_key::PublicKey {
+        ssh_key::PublicKey::from_openssh(line).unwrap()
+    }
 
     fn ask(
         profile: &str,
@@ -450,6 +499,7 @@ profiles:
                 principals: &principals,
                 validity: v.map(|s| validity::parse(s, NOW).unwrap()),
                 options: &mut o,
+                subject: &key(ED25519),
             },
             NOW,
         )
@@ -578,6 +628,19 @@ profiles:
     }
 
     #[test]
+    fn weak_subject_keys_are_refused_by_size() {
+        let c: Config = serde_yaml::from_str(DEFAULT_CONFIG).unwrap();
+        let (_, p) = c.profile(None, CertType::User).unwrap();
+        let e = p.check_subject(&key(RSA_1024)).unwrap_err();
+        assert!(e.contains("RSA 1024 bits, at least 2048"), "{e}");
+        p.check_subject(&key(RSA_2048)).unwrap();
+        p.check_subject(&key(ED25519)).unwrap();
+        assert_eq!(mpint_bits(&[0, 0x01, 0]), 9);
+        assert_eq!(mpint_bits(&[0x80]), 8);
+        assert_eq!(mpint_bits(&[]), 0);
+    }
+
+    #[test]
     fn post_dated_certificates_are_refused() {
         refused(
             ask("user", "k", &["alice"], Some("+1h:+25h")),
@@ -614,6 +677,7 @@ profiles:
                     principals: &["a".into()],
                     validity: Some(validity::parse("+2d", 1_000_000).unwrap()),
                     options: &mut o,
+                    subject: &key(ED25519),
                 },
                 1_000_000,
             )
@@ -628,6 +692,7 @@ profiles:
                     principals: &[],
                     validity: None,
                     options: &mut o,
+                    subject: &key(ED25519),
                 },
                 1_000_000,
             )
@@ -642,6 +707,7 @@ profiles:
                     principals: &["h".into()],
                     validity: None,
                     options: &mut o,
+                    subject: &key(ED25519),
                 },
                 1_000_000,
             )

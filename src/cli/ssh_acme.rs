@@ -64,11 +64,33 @@ enum Command {
         #[arg(long)]
         contact: Vec<String>,
         /// External account binding key id (from the operator)
-        #[arg(long, requires = "eab_hmac_key")]
+        // base64url values may start with '-': take them as values, not flags.
+        #[arg(long, requires = "eab_hmac_key", allow_hyphen_values = true)]
         eab_kid: Option<String>,
         /// External account binding MAC key, base64url (from the operator)
-        #[arg(long, requires = "eab_kid")]
+        #[arg(long, requires = "eab_kid", allow_hyphen_values = true)]
         eab_hmac_key: Option<String>,
+    },
+    /// Move the account to a new key (the CA keeps its grants and orders)
+    KeyChange {
+        /// The account's current key [default: as for register]
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// The new account key, an OpenSSH private key
+        #[arg(long)]
+        new_key: PathBuf,
+    },
+    /// Deactivate the account for good: the CA refuses its requests afterwards
+    Deactivate {
+        /// Account key [default: as for register]
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// List the account's orders that are not invalid
+    Orders {
+        /// Account key [default: as for register]
+        #[arg(long)]
+        key: Option<PathBuf>,
     },
     /// Order a certificate
     Issue {
@@ -278,6 +300,30 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             let eab = eab_kid.as_deref().zip(eab_hmac_key.as_deref());
             let kid = c.register_with(&contact, eab)?;
             writeln!(out, "{kid}")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::KeyChange { key, new_key } => {
+            let mut c = Client::new(&server()?, read_private(&account_key(key)?)?)?;
+            c.change_key(read_private(&new_key)?)?;
+            writeln!(
+                out,
+                "{} now uses {}",
+                c.account_url().unwrap_or_default(),
+                new_key.display()
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Deactivate { key } => {
+            let mut c = Client::new(&server()?, read_private(&account_key(key)?)?)?;
+            c.deactivate()?;
+            writeln!(out, "{} deactivated", c.account_url().unwrap_or_default())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Orders { key } => {
+            let mut c = Client::new(&server()?, read_private(&account_key(key)?)?)?;
+            for o in c.orders()? {
+                writeln!(out, "{o}")?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Issue { what } => issue(what, &server()?, out),

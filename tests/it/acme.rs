@@ -366,7 +366,7 @@ pub(crate) struct AcmeServerProc {
 }
 
 impl AcmeServerProc {
-    fn start(lab: &Lab) -> AcmeServerProc {
+    pub(crate) fn start(lab: &Lab) -> AcmeServerProc {
         AcmeServerProc::start_with(lab, &[])
     }
 
@@ -729,6 +729,11 @@ fn a_host_proves_its_key_with_ssh_hostkey_01_and_its_certificate_is_trusted_by_s
 #[test]
 fn renew_waits_for_the_window_then_replaces_the_certificate() {
     let lab = Lab::new("ed25519");
+    // Requested validities are backdated by the policy's backdate (1d in the test policy),
+    // which would put a 3 s certificate's window far in the past: backdate 1 s here.
+    let config = lab.ca_dir().join("config.yaml");
+    let policy = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, policy.replacen("backdate: 1d", "backdate: 1s", 1)).expect("config");
     let server = AcmeServerProc::start(&lab);
     lab.keygen("id_user", "ed25519");
     allow(&lab, &lab.path("id_user.pub"), "deploy");

@@ -2,6 +2,7 @@
 //! crate and its dependencies link once for the whole suite.
 
 mod acme;
+mod acme_conformance;
 mod acme_edge;
 mod acme_hostile;
 mod harness;
