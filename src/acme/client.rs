@@ -12,8 +12,6 @@ use super::tls;
 use base64ct::{Base64UrlUnpadded, Encoding};
 use ssh_key::encoding::Encode;
 use ssh_key::{HashAlg, PrivateKey, PublicKey};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,117 +42,96 @@ impl Reply {
     }
 }
 
-/// One HTTP/1.1 exchange over a new connection.
+/// Largest response body the client takes (certificates and KRLs are far smaller).
+const MAX_REPLY: u64 = 8 << 20;
+
+/// The process's HTTP agent (ureq): keep-alive connections, proxies as ureq reads them from
+/// the environment (`ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY`, the first set; `NO_PROXY`
+/// honoured), redirects refused, one minute per request. TLS roots come from
+/// [`tls::trust`] or the system bundle; if neither loads, `https://` requests fail with why.
+fn agent() -> &'static (ureq::Agent, Option<String>) {
+    static AGENT: std::sync::OnceLock<(ureq::Agent, Option<String>)> = std::sync::OnceLock::new();
+    AGENT.get_or_init(|| {
+        let (roots, why) = match tls::client_roots() {
+            Ok(r) => (r, None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
+        let roots: Vec<ureq::tls::Certificate<'static>> = roots
+            .iter()
+            .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+            .collect();
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+            .build();
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .proxy(ureq::Proxy::try_from_env())
+            .user_agent(concat!("ssh-acme/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls)
+            .build();
+        (config.into(), why)
+    })
+}
+
+/// One HTTP exchange: `GET`, `HEAD`, or `POST` with a `application/jose+json` body.
 pub fn http(method: &str, url: &str, body: Option<&[u8]>) -> Result<Reply, ClientError> {
     let err = |why: String| ClientError::Http {
         url: url.into(),
         why,
     };
-    let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
-        (Some(rest), _) => (true, rest),
-        (None, Some(rest)) => (false, rest),
-        _ => return Err(err("only http:// and https:// URLs are supported".into())),
+    let (agent, no_roots) = agent();
+    if url.starts_with("https://") {
+        if let Some(why) = no_roots {
+            return Err(err(why.clone()));
+        }
+    } else if !url.starts_with("http://") {
+        return Err(err("only http:// and https:// URLs are supported".into()));
+    }
+    let sent = match (method, body) {
+        ("GET", None) => agent.get(url).call(),
+        ("HEAD", None) => agent.head(url).call(),
+        ("POST", Some(b)) => agent
+            .post(url)
+            .content_type("application/jose+json")
+            .send(b),
+        _ => return Err(err(format!("{method} is not a request this client makes"))),
     };
-    let (host, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
-    let (name, port) = split_authority(host, if tls { 443 } else { 80 }).map_err(err)?;
-    let tcp = TcpStream::connect((name, port)).map_err(|e| err(e.to_string()))?;
-    tcp.set_read_timeout(Some(Duration::from_secs(60)))
-        .map_err(|e| err(e.to_string()))?;
-    let mut s: Box<dyn tls::Stream> = if tls {
-        tls::connect(name, tcp).map_err(|e| err(e.to_string()))?
+    let mut resp = sent.map_err(|e| err(e.to_string()))?;
+    let status = resp.status().as_u16();
+    if (300..400).contains(&status) {
+        let to = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("?");
+        return Err(err(format!(
+            "the server redirected (HTTP {status}) to {to}; an ACME client follows no redirects"
+        )));
+    }
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = if method == "HEAD" {
+        Vec::new()
     } else {
-        Box::new(tcp)
+        resp.body_mut()
+            .with_config()
+            .limit(MAX_REPLY)
+            .read_to_vec()
+            .map_err(|e| err(format!("reading the reply: {e}")))?
     };
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
-    if let Some(b) = body {
-        head.push_str(&format!(
-            "Content-Type: application/jose+json\r\nContent-Length: {}\r\n",
-            b.len()
-        ));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes())
-        .map_err(|e| err(e.to_string()))?;
-    if let Some(b) = body {
-        s.write_all(b).map_err(|e| err(e.to_string()))?;
-    }
-    read_reply(BufReader::new(s), method == "HEAD").map_err(|e| err(e.to_string()))
-}
-
-/// Splits `host[:port]` or `[v6][:port]` into the bare host and the port.
-fn split_authority(authority: &str, default_port: u16) -> Result<(&str, u16), String> {
-    let bad = || format!("{authority:?} is not host[:port]");
-    let (host, port) = match authority.strip_prefix('[') {
-        Some(rest) => {
-            let (h, after) = rest.split_once(']').ok_or_else(bad)?;
-            (h, after.strip_prefix(':'))
-        }
-        None => match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        },
-    };
-    let port = match port {
-        Some(p) => p.parse().map_err(|_| bad())?,
-        None => default_port,
-    };
-    if host.is_empty() {
-        return Err(bad());
-    }
-    Ok((host, port))
-}
-
-/// Largest response body the client takes (certificates and KRLs are far smaller).
-const MAX_REPLY: usize = 8 << 20;
-
-/// Reads a response; a reply to HEAD has headers only, whatever Content-Length says.
-fn read_reply(mut r: impl BufRead, head_only: bool) -> std::io::Result<Reply> {
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let mut headers = Vec::new();
-    let mut len: Option<usize> = None;
-    loop {
-        line.clear();
-        if r.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.trim_end().split_once(':') {
-            let k = k.trim().to_ascii_lowercase();
-            if k == "content-length" {
-                len = v.trim().parse().ok();
-            }
-            headers.push((k, v.trim().to_string()));
-        }
-    }
-    let mut body = Vec::new();
-    if head_only {
-        return Ok(Reply {
-            status,
-            headers,
-            body,
-        });
-    }
-    match len {
-        Some(n) if n > MAX_REPLY => {
-            return Err(std::io::Error::other(format!(
-                "the reply announces {n} bytes, over the {MAX_REPLY}-byte limit"
-            )));
-        }
-        Some(n) => {
-            body.resize(n, 0);
-            r.read_exact(&mut body)?;
-        }
-        None => {
-            r.take(MAX_REPLY as u64).read_to_end(&mut body)?;
-        }
-    }
     Ok(Reply {
         status,
         headers,
@@ -647,24 +624,5 @@ struct RemoveOnDrop(std::path::PathBuf);
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_authority;
-
-    #[test]
-    fn authorities_split_into_host_and_port_with_the_scheme_default() {
-        assert_eq!(
-            split_authority("127.0.0.1:14000", 80),
-            Ok(("127.0.0.1", 14000))
-        );
-        assert_eq!(split_authority("ca.example", 443), Ok(("ca.example", 443)));
-        assert_eq!(split_authority("[::1]:8443", 443), Ok(("::1", 8443)));
-        assert_eq!(split_authority("[::1]", 443), Ok(("::1", 443)));
-        assert!(split_authority("[::1", 443).is_err());
-        assert!(split_authority("host:port", 80).is_err());
-        assert!(split_authority(":80", 80).is_err());
     }
 }

@@ -1,14 +1,12 @@
 //! TLS material for ssh-acme, with rustls and the ring provider: the server configuration of
-//! `ssh-acme serve --tls-cert F --tls-key F` (served by [`super::edge`]) and the client side
-//! of `https://` directories.
+//! `ssh-acme serve --tls-cert F --tls-key F` (served by [`super::edge`]) and the roots the
+//! client ([`super::client`], on ureq) trusts for `https://` directories.
 //!
 //! Invariant: a client trusts only the certificates it is given (`--tls-ca`) or, without one,
 //! the system bundle.
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -62,35 +60,22 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
     Ok(Arc::new(config))
 }
 
-static CLIENT: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
 
 /// Sets the certificates the client trusts for `https://` URLs (a PEM file of CA or server
-/// certificates). Without a call, the first `https://` request loads the system bundle
+/// certificates). Without a call, the first request loads the system bundle
 /// (`SSL_CERT_FILE`, else Debian's path).
 pub fn trust(ca: &Path) -> Result<(), TlsError> {
-    let config = client_config(ca)?;
+    let roots = load_certs(ca)?;
     // A second call in one process keeps the first set of roots; the CLI calls this once.
-    let _ = CLIENT.set(config);
+    let _ = ROOTS.set(roots);
     Ok(())
 }
 
-fn client_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in load_certs(ca)? {
-        roots
-            .add(c)
-            .map_err(|e| file_err(ca, format!("unusable certificate: {e}")))?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
-fn client() -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    if let Some(c) = CLIENT.get() {
-        return Ok(c.clone());
+/// The roots the client trusts: those given to [`trust`], else the system bundle.
+pub(crate) fn client_roots() -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    if let Some(r) = ROOTS.get() {
+        return Ok(r.clone());
     }
     let bundle =
         std::env::var_os("SSL_CERT_FILE").map_or(PathBuf::from(SYSTEM_BUNDLE), PathBuf::from);
@@ -100,22 +85,6 @@ fn client() -> Result<Arc<rustls::ClientConfig>, TlsError> {
             "no system trust bundle here; give --tls-ca (or SSL_CERT_FILE)",
         ));
     }
-    let c = client_config(&bundle)?;
-    Ok(CLIENT.get_or_init(|| c).clone())
-}
-
-/// A byte stream to an ACME server: plain or TLS.
-pub trait Stream: Read + Write + Send {}
-impl<T: Read + Write + Send> Stream for T {}
-
-/// Opens a TLS connection over `tcp`, checking the certificate against `host` (a DNS name or
-/// an IP address, without port or brackets).
-pub fn connect(host: &str, tcp: TcpStream) -> Result<Box<dyn Stream>, TlsError> {
-    let server = ServerName::try_from(host.to_string()).map_err(|e| {
-        TlsError::Config(rustls::Error::General(format!(
-            "{host} is not a server name: {e}"
-        )))
-    })?;
-    let conn = rustls::ClientConnection::new(client()?, server)?;
-    Ok(Box::new(rustls::StreamOwned::new(conn, tcp)))
+    let roots = load_certs(&bundle)?;
+    Ok(ROOTS.get_or_init(|| roots).clone())
 }

@@ -254,3 +254,116 @@ fn eab_values_that_start_with_a_hyphen_are_taken_as_values() {
     assert!(!err.contains("unexpected argument"), "{err}");
     assert!(err.contains("/nonexistent/key"), "{err}");
 }
+
+/// A CONNECT proxy on loopback (what ureq speaks to a proxy, for http:// and https:// alike):
+/// reads the CONNECT head, connects to its target, answers 200 and pipes; counts tunnels.
+fn counting_proxy() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = seen.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && c.read(&mut b).is_ok_and(|n| n == 1) {
+                head.push(b[0]);
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let Some(target) = head
+                .strip_prefix("CONNECT ")
+                .and_then(|r| r.split(' ').next())
+            else {
+                let _ = c.write_all(b"HTTP/1.1 405 CONNECT only\r\n\r\n");
+                continue;
+            };
+            let Ok(s) = std::net::TcpStream::connect(target) else {
+                continue;
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            let _ = c.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+            let (mut c2, mut s2) = (c.try_clone().expect("clone"), s.try_clone().expect("clone"));
+            let (mut c, mut s) = (c, s);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c, &mut s);
+                let _ = s.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s2, &mut c2);
+                let _ = c2.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn the_client_goes_through_http_proxy_unless_no_proxy_and_follows_no_redirect() {
+    use std::sync::atomic::Ordering;
+    let lab = Lab::new("ed25519");
+    let server = AcmeServerProc::start(&lab);
+    key(&lab, "acct", "ed25519");
+    allow(&lab, &lab.path("acct.pub"), "deploy");
+    let (proxy, seen) = counting_proxy();
+    let proxy_url = format!("http://127.0.0.1:{proxy}");
+    let issue = |env: &[(&str, &str)]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ssh-acme"))
+            .args(["--server", &server.url, "issue", "user", "--key", "acct"])
+            .args(["--principal", "deploy"])
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .envs(env.iter().copied())
+            .current_dir(&lab.dir)
+            .output()
+            .expect("ssh-acme")
+    };
+    let out = issue(&[("HTTP_PROXY", &proxy_url)]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        seen.load(Ordering::SeqCst) > 0,
+        "the request went through the proxy"
+    );
+    let before = seen.load(Ordering::SeqCst);
+    let out = issue(&[("HTTP_PROXY", &proxy_url), ("NO_PROXY", "127.0.0.1")]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        before,
+        "NO_PROXY bypasses the proxy"
+    );
+
+    // A directory that redirects is refused, naming the redirect.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            let mut b = [0u8; 4096];
+            let _ = c.read(&mut b);
+            let _ = c.write_all(
+                b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.9:1/directory\r\nContent-Length: 0\r\n\r\n",
+            );
+        }
+    });
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ssh-acme"))
+        .args([
+            "--server",
+            &format!("http://127.0.0.1:{port}"),
+            "register",
+            "--key",
+            "acct",
+        ])
+        .current_dir(&lab.dir)
+        .output()
+        .expect("ssh-acme");
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("follows no redirects"),
+        "{}",
+        text(&out)
+    );
+}
