@@ -8,12 +8,13 @@
 //! user certificates authorized by operator grants ([`server`]) and the client ([`client`]).
 //! Host orders are validated by `ssh-hostkey-01` or `http-01` ([`validate`]), in the background;
 //! [`edge`] is the HTTP(S) server in front of [`server`]; [`tls`] holds the TLS material of
-//! both sides.
+//! both sides; [`agent`] keeps certificates renewed through [`client`].
 //!
 //! Invariants: everything here is pure (no I/O, time is an argument); a request is accepted
 //! only after its URL, nonce and signature check out; state machines only move along the edges
 //! RFC 8555 §7.1.6 allows.
 
+pub mod agent;
 pub mod client;
 pub mod edge;
 pub mod envelope;

@@ -1,5 +1,6 @@
 //! `ssh-acme`: the ACME-style CA server for SSH certificates and its client.
 
+use crate::acme::agent;
 use crate::acme::client::{Client, ClientError, Proof};
 use crate::acme::server::{AcmeServer, ServerOptions};
 use crate::acme::store;
@@ -221,6 +222,9 @@ pub fn main() -> ExitCode {
 }
 
 fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(a) = e.downcast_ref::<agent::AgentError>() {
+        return a.exit_code();
+    }
     if let Some(c) = e.downcast_ref::<ClientError>() {
         return match c {
             ClientError::Problem(_) => 1,
@@ -331,10 +335,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             config,
             check_every,
             retry_min_ms,
-        } => agent(
+        } => run_agent(
             &server()?,
             &config,
-            Pace {
+            agent::Pace {
                 check_every: Duration::from_secs(check_every.max(1)),
                 retry_min: Duration::from_millis(retry_min_ms.max(1)),
             },
@@ -347,7 +351,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             reload,
         } => renew(
             &server()?,
-            &RenewArgs {
+            &agent::Target {
                 // A user certificate's own key is its account key; a host's is not.
                 key: account_key(
                     key.or_else(|| host_key.is_none().then(|| key_of_cert(&cert)).flatten()),
@@ -405,166 +409,41 @@ fn issue(what: IssueCommand, server: &str, out: &mut dyn Write) -> Result<ExitCo
     install(&cert, &target, reload.as_deref(), out)
 }
 
-/// Writes the certificate atomically, then runs the reload command.
 fn install(
     cert: &str,
     target: &Path,
     reload: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<ExitCode> {
-    crate::ca::keys::write_atomic(target, format!("{cert}\n").as_bytes(), 0o644)?;
+    agent::install(cert, target, reload)?;
     writeln!(out, "{}", target.display())?;
-    if let Some(cmd) = reload {
-        let status = std::process::Command::new("sh")
-            .args(["-c", cmd])
-            .status()?;
-        if !status.success() {
-            return Err(anyhow!("--reload {cmd:?} failed: {status}"));
-        }
-    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// One certificate to renew (a `renew` command line, or an entry of the agent's config).
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RenewArgs {
-    key: PathBuf,
-    cert: PathBuf,
-    #[serde(default)]
-    host_key: Option<PathBuf>,
-    #[serde(default)]
-    force: bool,
-    #[serde(default)]
-    reload: Option<String>,
-}
-
-/// What a renewal attempt did.
-enum Renewal {
-    NotDue { opens: u64 },
-    Renewed,
-}
-
-fn renew(server: &str, a: &RenewArgs, out: &mut dyn Write) -> Result<ExitCode> {
-    match renew_once(server, a, out)? {
-        Renewal::NotDue { opens } => writeln!(
+fn renew(server: &str, t: &agent::Target, out: &mut dyn Write) -> Result<ExitCode> {
+    match agent::renew_once(server, t, crate::ca::unix_now())? {
+        agent::Outcome::NotDue { opens } => writeln!(
             out,
             "{}: not due; the renewal window opens at {}",
-            a.cert.display(),
+            t.cert.display(),
             crate::ca::validity::display_bound(opens, true)
         )?,
-        Renewal::Renewed => {}
+        agent::Outcome::Renewed => writeln!(out, "{}", t.cert.display())?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Renews `a.cert` if its renewal window is open (or `force`): a new order for the same
-/// principals, the certificate replaced atomically, then the reload command.
-fn renew_once(server: &str, a: &RenewArgs, out: &mut dyn Write) -> Result<Renewal> {
-    let text = std::fs::read_to_string(&a.cert).map_err(|e| CaError::io(&a.cert, e))?;
-    let cert = ssh_key::Certificate::from_openssh(text.trim()).map_err(|e| CaError::BadInput {
-        path: a.cert.clone(),
-        why: format!("not an OpenSSH certificate: {e}"),
-    })?;
-    let account = read_private(&a.key)?;
-    let mut c = Client::new(server, account.clone())?;
-    let (start, _) = c.renewal_window(&cert)?;
-    if crate::ca::unix_now() < start && !a.force {
-        return Ok(Renewal::NotDue { opens: start });
-    }
-    let principals = cert.valid_principals().to_vec();
-    let renewed = match CertType::from(cert.cert_type()) {
-        CertType::User => {
-            if account.public_key().key_data() != cert.public_key() {
-                return Err(anyhow!("--key is not the key of {}", a.cert.display()));
-            }
-            let span = cert.valid_before().saturating_sub(cert.valid_after());
-            c.issue_user(&account, &principals, Some(&format!("{span}s")))?
-        }
-        CertType::Host => {
-            let hk = a
-                .host_key
-                .as_deref()
-                .ok_or_else(|| anyhow!("renewing a host certificate needs --host-key"))?;
-            c.issue_host(&read_private(hk)?, &principals, &Proof::SshHostKey)?
-        }
-    };
-    install(&renewed, &a.cert, a.reload.as_deref(), out)?;
-    crate::info!("certificate renewed", cert = a.cert);
-    Ok(Renewal::Renewed)
-}
-
-/// The agent's configuration file.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AgentConfig {
-    certificates: Vec<RenewArgs>,
-}
-
-/// How the agent paces one certificate's checks.
-#[derive(Clone, Copy)]
-struct Pace {
-    check_every: Duration,
-    retry_min: Duration,
-}
-
-/// Keeps every configured certificate renewed: each is checked on the executor's timer, every
-/// `check_every` after a success, and after a failure again after `retry_min`, doubling up to
-/// `check_every` (the server may be down). Runs until the process is stopped.
-fn agent(server: &str, config: &Path, pace: Pace) -> Result<ExitCode> {
+/// Runs the agent until the process is stopped.
+fn run_agent(server: &str, config: &Path, pace: agent::Pace) -> Result<ExitCode> {
     let _log = super::init_logging(None)?;
-    let text = std::fs::read_to_string(config).map_err(|e| CaError::io(config, e))?;
-    let cfg: AgentConfig = serde_yaml::from_str(&text).map_err(|e| CaError::Config {
-        path: config.to_path_buf(),
-        why: e.to_string(),
-    })?;
+    let targets = agent::read_config(config)?;
     let exec = crate::sched::Builder::new()
         .thread_name("ssh-acme-agent")
         .build()?;
-    for entry in cfg.certificates {
-        schedule_check(
-            &exec,
-            server.to_string(),
-            entry,
-            Duration::ZERO,
-            pace.retry_min,
-            pace,
-        );
-    }
+    let _stats = agent::start(&exec, server, targets, pace);
     loop {
         std::thread::park();
     }
-}
-
-fn schedule_check(
-    exec: &crate::sched::Executor,
-    server: String,
-    entry: RenewArgs,
-    delay: Duration,
-    backoff: Duration,
-    pace: Pace,
-) {
-    let at = exec.now() + delay;
-    let opts =
-        crate::sched::Opts::new(at + pace.check_every).on_miss(crate::sched::OnMiss::RunLate);
-    let next = exec.clone();
-    let task = exec.spawn_at(at, opts, move |_ctx| {
-        let mut sink = std::io::sink();
-        let (delay, backoff) = match renew_once(&server, &entry, &mut sink) {
-            Ok(_) => (pace.check_every, pace.retry_min),
-            Err(e) => {
-                crate::warn!(
-                    "renewal failed; retrying",
-                    cert = entry.cert,
-                    error = crate::logging::Disp(&format!("{e:#}")),
-                    retry_ms = backoff.as_millis() as u64
-                );
-                (backoff, (backoff * 2).min(pace.check_every))
-            }
-        };
-        schedule_check(&next, server, entry, delay, backoff, pace);
-    });
-    drop(task);
 }
 
 fn cert_path(key: &Path) -> PathBuf {
@@ -603,18 +482,7 @@ fn account_key(given: Option<PathBuf>) -> Result<PathBuf> {
 }
 
 fn read_private(path: &Path) -> Result<PrivateKey> {
-    let key = PrivateKey::read_openssh_file(path).map_err(|e| CaError::BadInput {
-        path: path.to_path_buf(),
-        why: format!("not an unencrypted OpenSSH private key: {e}"),
-    })?;
-    if key.is_encrypted() {
-        return Err(CaError::BadInput {
-            path: path.to_path_buf(),
-            why: "encrypted keys are not supported yet".into(),
-        }
-        .into());
-    }
-    Ok(key)
+    Ok(agent::read_private(path)?)
 }
 
 fn allow(

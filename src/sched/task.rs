@@ -358,7 +358,8 @@ impl<T> Slot<T> {
 pub enum CancelOutcome {
     /// It was queued (or waiting for its release time) and will never run.
     Removed,
-    /// It is running; its checkpoints now report `Cancelled`.
+    /// It was running when cancelled; its checkpoints now report `Cancelled` (it may have
+    /// finished since).
     Signalled,
     /// It had already finished.
     AlreadyFinished,
@@ -385,10 +386,15 @@ impl<T> Task<T> {
     /// Cancels the task: a queued task never runs; a running one sees `Cancelled` at its next
     /// checkpoint and its join result is `Cancelled`.
     pub fn cancel(&self) -> CancelOutcome {
+        // Whether it runs is read before the flag is set: a running task that sees the flag
+        // at once may finish before a read after it, and it was still signalled.
+        let was_running = self.job.state.load(Ordering::Acquire) == RUNNING;
         self.job.cancel();
         match Inner::find(self.exec) {
             Some(exec) if exec.cancel_queued(&self.job) => CancelOutcome::Removed,
-            _ if self.job.state.load(Ordering::Acquire) == RUNNING => CancelOutcome::Signalled,
+            _ if was_running || self.job.state.load(Ordering::Acquire) == RUNNING => {
+                CancelOutcome::Signalled
+            }
             _ => CancelOutcome::AlreadyFinished,
         }
     }

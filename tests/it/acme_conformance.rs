@@ -367,3 +367,86 @@ fn the_client_goes_through_http_proxy_unless_no_proxy_and_follows_no_redirect() 
         text(&out)
     );
 }
+
+/// The renewal agent as a library, on an executor in this process: a due certificate is
+/// renewed once its window opens, and a target whose server is down is retried with a
+/// doubling backoff.
+#[test]
+fn the_agent_library_renews_when_due_and_backs_off_while_the_server_is_down() {
+    use bitrot::acme::agent::{Pace, Target, start};
+    use std::time::{Duration, Instant};
+    let lab = Lab::new("ed25519");
+    let config = lab.ca_dir().join("config.yaml");
+    let policy = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, policy.replacen("backdate: 1d", "backdate: 1s", 1)).expect("config");
+    let server = AcmeServerProc::start(&lab);
+    key(&lab, "id_user", "ed25519");
+    allow(&lab, &lab.path("id_user.pub"), "deploy");
+    let out = server.client(
+        &lab,
+        &[
+            "issue",
+            "user",
+            "--key",
+            "id_user",
+            "--principal",
+            "deploy",
+            "--validity",
+            "3s",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let cert_file = lab.path("id_user-cert.pub");
+    let serial = || {
+        let t = std::fs::read_to_string(&cert_file).expect("cert");
+        ssh_key::Certificate::from_openssh(t.trim())
+            .expect("cert")
+            .serial()
+    };
+    let first = serial();
+    let exec = bitrot::sched::Builder::new().build().expect("executor");
+    let target = Target {
+        key: lab.path("id_user"),
+        cert: cert_file.clone(),
+        host_key: None,
+        force: false,
+        reload: None,
+    };
+    let pace = Pace {
+        check_every: Duration::from_millis(300),
+        retry_min: Duration::from_millis(100),
+    };
+    let live = start(&exec, &server.url, vec![target.clone()], pace);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let down = start(&exec, &format!("http://{closed}"), vec![target], pace);
+    let t0 = Instant::now();
+    while live.snapshot()[0].renewed == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            live.snapshot()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let s = live.snapshot()[0].clone();
+    assert!(s.checks >= 2, "checked before the window opened too: {s:?}");
+    assert_eq!(s.failures, 0, "{s:?}");
+    assert_ne!(serial(), first, "the certificate file was replaced");
+    // Down: checks at 0, 0.1, 0.3, 0.7, 1.0, 1.3 … s (doubling up to check_every).
+    let d = down.snapshot()[0].clone();
+    let secs = t0.elapsed().as_secs_f64();
+    let most = 2 + (secs / 0.3).ceil() as u64;
+    assert!(
+        d.failures >= 3 && d.failures <= most,
+        "{d:?} in {secs:.1} s"
+    );
+    assert!(
+        d.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains(&closed.to_string())),
+        "{d:?}"
+    );
+}
