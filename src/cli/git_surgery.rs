@@ -16,7 +16,8 @@ Exit status:
   1  scan or repair --dry-run: damage found (nothing was changed)
   2  repair: damage remains; the report lists what could not be recovered and the refs it affects
   3  could not run: not a repository, bad usage, a git process is working in the repository,
-     or a file could not be read or moved (nothing unsafe was done)";
+     repair in a repository another user owns, or a file could not be read or moved (scan
+     lists the unreadable files; nothing unsafe was done)";
 
 /// Find damaged git objects, quarantine them, recover them from a remote, prove the repository healthy.
 #[derive(Parser, Debug)]
@@ -116,6 +117,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
     let log = match &command {
         Command::Repair { dry_run: false, .. } => {
             // Refuse before writing anything, the log included.
+            repair::check_owner(&repo)?;
             repair::check_busy(&repo)?;
             let dir = repo.surgery_dir();
             std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
@@ -129,7 +131,12 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
             let exec = executor()?;
             let s = scan(&repo, &exec);
             print_scan(&s, cli.json, out)?;
-            Ok(u8::from(!s.healthy()))
+            // A file it could not read leaves the verdict open: exit 3, as for "could not run".
+            Ok(if !s.unreadable.is_empty() {
+                3
+            } else {
+                u8::from(!s.healthy())
+            })
         }
         Command::Repair {
             remotes,

@@ -111,10 +111,20 @@ pub fn path_of(objects: &Path, oid: Oid) -> PathBuf {
     objects.join(&hex[..2]).join(&hex[2..])
 }
 
-/// Every file under `objects/[0-9a-f]{2}/`, with the id its name spells (or `None` when the
-/// name is not 38 hex digits, which is garbage rather than an object).
-pub fn list(objects: &Path) -> std::io::Result<Vec<(PathBuf, Option<Oid>)>> {
-    let mut out = Vec::new();
+/// The files under `objects/[0-9a-f]{2}/`, and the directories that could not be listed.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Each file with the id its name spells (`None` when the name is not 38 hex digits,
+    /// which is garbage rather than an object).
+    pub files: Vec<(PathBuf, Option<Oid>)>,
+    /// Fan-out directories that could not be read: their objects are unknown, not absent.
+    pub unreadable: Vec<(PathBuf, std::io::Error)>,
+}
+
+/// Lists the loose objects under `objects`. Only `objects` itself failing to list is an
+/// error; one unreadable fan-out directory is recorded and the others are still listed.
+pub fn list(objects: &Path) -> std::io::Result<Listing> {
+    let mut out = Listing::default();
     let rd = match std::fs::read_dir(objects) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
@@ -127,14 +137,27 @@ pub fn list(objects: &Path) -> std::io::Result<Vec<(PathBuf, Option<Oid>)>> {
         if name.len() != 2 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
             continue;
         }
-        for f in std::fs::read_dir(dir.path())? {
-            let f = f?;
+        let entries = match std::fs::read_dir(dir.path()) {
+            Ok(rd) => rd,
+            Err(e) => {
+                out.unreadable.push((dir.path(), e));
+                continue;
+            }
+        };
+        for f in entries {
+            let f = match f {
+                Ok(f) => f,
+                Err(e) => {
+                    out.unreadable.push((dir.path(), e));
+                    break;
+                }
+            };
             let fname = f.file_name();
             let full = format!("{name}{}", fname.to_string_lossy());
-            out.push((f.path(), Oid::from_hex(full.as_bytes())));
+            out.files.push((f.path(), Oid::from_hex(full.as_bytes())));
         }
     }
-    out.sort();
+    out.files.sort();
     Ok(out)
 }
 

@@ -165,18 +165,70 @@ pub fn write_rev(pack: &Path) -> std::io::Result<PathBuf> {
     Ok(path)
 }
 
-/// Writes `bytes` to `path` through a temporary file in `dir`, fsynced, read-only like git's.
+/// Writes `bytes` to `path` through a temporary file in `dir`, fsynced, with the mode git
+/// gives pack files ([`read_only_mode`]).
 pub fn write_durably(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let mut tmp = tempfile::Builder::new()
         .prefix("tmp_surgery_")
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
-    let mut perm = tmp.as_file().metadata()?.permissions();
-    perm.set_readonly(true);
+    let perm = std::fs::Permissions::from_mode(read_only_mode(dir));
     tmp.as_file().set_permissions(perm)?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// The mode git gives a pack, index or reverse index written into `dir` (`objects/pack` of
+/// a repository): 0444 less the process's umask, widened as the repository's
+/// `core.sharedRepository` asks (git's `adjust_shared_perm`; write bits always off). A
+/// tempfile's 0600 made read-only is 0400, which locks everyone but the writer out.
+pub fn read_only_mode(dir: &Path) -> u32 {
+    let base = 0o444 & !umask();
+    let git_dir = match dir.file_name().and_then(|n| n.to_str()) {
+        Some("pack") => dir.parent().and_then(Path::parent),
+        _ => None,
+    };
+    let shared = git_dir.and_then(|g| {
+        let out = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(g)
+            .args(["config", "--get", "core.sharedRepository"])
+            .output()
+            .ok()?;
+        Some(
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .to_ascii_lowercase(),
+        )
+    });
+    shared_mode(base, shared.as_deref().unwrap_or(""))
+}
+
+/// `base` widened by a `core.sharedRepository` value, for a read-only file.
+fn shared_mode(base: u32, shared: &str) -> u32 {
+    match shared {
+        "group" | "true" | "1" => base | 0o440,
+        "all" | "world" | "everybody" | "2" => base | 0o444,
+        v if v.len() > 1 && v.starts_with('0') => {
+            u32::from_str_radix(v, 8).map_or(base, |m| (m & 0o666) & !0o222 | 0o400)
+        }
+        _ => base,
+    }
+}
+
+/// This process's umask, from /proc (reading it with umask(2) would change it for a moment,
+/// under other threads' feet); 022 where /proc does not say.
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
 }
 
 /// fsyncs a directory so the renames in it survive a crash.
@@ -188,6 +240,25 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 mod tests {
     use super::super::pack::{Index, Pack};
     use super::*;
+
+    #[test]
+    fn modes_follow_umask_and_shared_repository() {
+        assert_eq!(shared_mode(0o444, ""), 0o444);
+        assert_eq!(shared_mode(0o400, "group"), 0o440);
+        assert_eq!(shared_mode(0o400, "all"), 0o444);
+        assert_eq!(shared_mode(0o444, "0640"), 0o440);
+        assert_eq!(shared_mode(0o444, "0600"), 0o400);
+        assert_eq!(shared_mode(0o444, "false"), 0o444);
+        let dir = tempfile::tempdir().expect("tmp");
+        let pack = dir.path().join("objects/pack");
+        std::fs::create_dir_all(&pack).expect("dirs");
+        let m = read_only_mode(&pack);
+        assert_eq!(
+            m,
+            0o444 & !umask(),
+            "no repository config: the umask decides"
+        );
+    }
 
     #[test]
     fn written_pack_reads_back() {

@@ -39,6 +39,56 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "cannot read {} file(s), first {}: repair changes nothing until it can read everything \
+         (run it as the repository's owner, or fix the permissions); nothing was changed",
+        .0.len(),
+        .0.first().map(|p| p.display().to_string()).unwrap_or_default()
+    )]
+    Unreadable(Vec<PathBuf>),
+    #[error(
+        "{path} belongs to {owner}, not to the user running repair (uid {me}): files repair \
+         writes would not be the owner's; run it as the owner (sudo -u '#{uid}' git surgery \
+         repair); nothing was changed",
+        owner = owner_name(*.uid)
+    )]
+    NotOwner { path: PathBuf, uid: u32, me: u32 },
+}
+
+/// A user's name for messages (the uid when it has none).
+fn owner_name(uid: u32) -> String {
+    // SAFETY: getpwuid returns a pointer into static storage or null; read at once.
+    let name = unsafe {
+        let pw = libc::getpwuid(uid);
+        if pw.is_null() {
+            None
+        } else {
+            Some(
+                std::ffi::CStr::from_ptr((*pw).pw_name)
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        }
+    };
+    name.map_or(format!("uid {uid}"), |n| format!("{n} (uid {uid})"))
+}
+
+/// Refuses to repair a repository this process's user does not own, as git's
+/// `safe.directory` check refuses to work in one: what repair writes (packs, refs, the
+/// quarantine, git's own objects from fetch) would belong to the wrong user.
+pub fn check_owner(repo: &Repo) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&repo.common_dir).map_err(io(&repo.common_dir))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(Error::NotOwner {
+            path: repo.common_dir.clone(),
+            uid: meta.uid(),
+            me,
+        });
+    }
+    Ok(())
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -117,6 +167,9 @@ pub fn repair(repo: &Repo, exec: &Executor, opts: &Options) -> Result<Report, Er
         Some(RunLock::take(repo)?)
     };
     let before = scan(repo, exec);
+    if !opts.dry_run && !before.unreadable.is_empty() {
+        return Err(Error::Unreadable(before.unreadable.clone()));
+    }
     let mut run = Run {
         repo,
         exec,
@@ -375,7 +428,10 @@ impl Run<'_> {
             .args(["unpack-objects", "-r", "-q"])
             .stdin(input)
             .output();
-        for (path, id) in crate::git::loose::list(&tmp.join("objects")).map_err(io(&tmp))? {
+        for (path, id) in crate::git::loose::list(&tmp.join("objects"))
+            .map_err(io(&tmp))?
+            .files
+        {
             if let Some(o) = id.and_then(|id| crate::git::loose::read(&path, id).ok()) {
                 w.add(o.kind, &o.data);
             }

@@ -124,6 +124,9 @@ pub struct Scan {
     pub packed_count: usize,
     pub index_corrupt: bool,
     pub leftovers: Vec<PathBuf>,
+    /// Files and directories that could not be read: not damage (their content is unknown),
+    /// and never moved. Repair refuses to run while there are any.
+    pub unreadable: Vec<PathBuf>,
 }
 
 impl Scan {
@@ -174,11 +177,26 @@ impl Scan {
     fn add(&mut self, f: Finding) {
         self.findings.push(f);
     }
+
+    fn add_unreadable(&mut self, path: &Path, e: &std::io::Error) {
+        self.add(Finding::at(
+            "unreadable",
+            path,
+            format!("cannot read: {e} (not damage: its content is unknown)"),
+        ));
+        self.unreadable.push(path.to_path_buf());
+    }
+}
+
+/// Whether an I/O error means "not allowed to read" rather than "not there" or "broken".
+pub fn is_denied(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::PermissionDenied
 }
 
 /// Runs every check on `repo`, in parallel on `exec`.
 pub fn scan(repo: &Repo, exec: &Executor) -> Scan {
     let mut s = Scan::default();
+    scan_readable(repo, &mut s);
     scan_loose(repo, exec, &mut s);
     scan_packs(&repo.objects, exec, &mut s);
     scan_alternates(repo, exec, &mut s);
@@ -197,23 +215,80 @@ pub fn scan(repo: &Repo, exec: &Executor) -> Scan {
     s
 }
 
-type LooseVerdict = (PathBuf, Option<Oid>, Result<(Kind, Vec<Oid>), String>);
+/// Every file and directory outside `objects/` (which the object checks read themselves) that
+/// this process may not read: refs, reflogs, packed-refs, the index, HEAD, config, hooks
+/// aside. One finding each, and none of them is ever treated as damage.
+fn scan_readable(repo: &Repo, s: &mut Scan) {
+    let skip = [repo.objects.clone(), repo.common_dir.join("surgery")];
+    let mut roots = vec![repo.common_dir.clone()];
+    if repo.git_dir != repo.common_dir {
+        roots.push(repo.git_dir.clone());
+    }
+    for root in roots {
+        let walk = walkdir::WalkDir::new(&root)
+            .follow_links(false)
+            .into_iter()
+            .filter_entry(|e| !skip.iter().any(|p| e.path() == p));
+        for entry in walk {
+            match entry {
+                Ok(e) if e.file_type().is_file() => {
+                    if let Err(err) = std::fs::File::open(e.path())
+                        && is_denied(&err)
+                    {
+                        s.add_unreadable(e.path(), &err);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let denied = e.io_error().is_some_and(is_denied);
+                    if let (true, Some(path)) = (denied, e.path()) {
+                        let err = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+                        s.add_unreadable(path, &err);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A loose file's verdict: good (kind and links), unreadable, or corrupt (why).
+enum Loose {
+    Good(Kind, Vec<Oid>),
+    Unreadable(std::io::Error),
+    Corrupt(String),
+}
+
+type LooseVerdict = (PathBuf, Option<Oid>, Loose);
 
 fn check_loose(path: PathBuf, id: Option<Oid>) -> LooseVerdict {
-    let r = match id {
-        None => Err("file name is not an object id".into()),
-        Some(id) => loose::read(&path, id).and_then(|o| {
-            crate::git::object::links(o.kind, &o.data)
-                .map(|l| (o.kind, l))
-                .map_err(|e| format!("malformed {}: {e}", o.kind.name()))
-        }),
+    let Some(oid) = id else {
+        return (
+            path,
+            id,
+            Loose::Corrupt("file name is not an object id".into()),
+        );
     };
-    (path, id, r)
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if is_denied(&e) => return (path, id, Loose::Unreadable(e)),
+        Err(e) => return (path, id, Loose::Corrupt(format!("cannot read: {e}"))),
+    };
+    let r = loose::decode(&bytes, oid).and_then(|o| {
+        crate::git::object::links(o.kind, &o.data)
+            .map(|l| (o.kind, l))
+            .map_err(|e| format!("malformed {}: {e}", o.kind.name()))
+    });
+    let v = match r {
+        Ok((kind, links)) => Loose::Good(kind, links),
+        Err(why) => Loose::Corrupt(why),
+    };
+    (path, id, v)
 }
 
 fn scan_loose(repo: &Repo, exec: &Executor, s: &mut Scan) {
-    let files = match loose::list(&repo.objects) {
+    let listing = match loose::list(&repo.objects) {
         Ok(f) => f,
+        Err(e) if is_denied(&e) => return s.add_unreadable(&repo.objects, &e),
         Err(e) => {
             s.add(Finding::at(
                 "objects-unreadable",
@@ -223,6 +298,10 @@ fn scan_loose(repo: &Repo, exec: &Executor, s: &mut Scan) {
             return;
         }
     };
+    for (dir, e) in &listing.unreadable {
+        s.add_unreadable(dir, e);
+    }
+    let files = listing.files;
     let bar = crate::logging::progress_bar(files.len() as u64, "loose objects");
     let verdicts = par_map(
         exec,
@@ -236,7 +315,8 @@ fn scan_loose(repo: &Repo, exec: &Executor, s: &mut Scan) {
     for (path, id, r) in verdicts {
         s.loose_count += 1;
         match (id, r) {
-            (Some(id), Ok((kind, links))) => {
+            (_, Loose::Unreadable(e)) => s.add_unreadable(&path, &e),
+            (Some(id), Loose::Good(kind, links)) => {
                 let start = s.links[seg as usize].len() as u32;
                 s.links[seg as usize].extend_from_slice(&links);
                 s.add_good(
@@ -247,7 +327,7 @@ fn scan_loose(repo: &Repo, exec: &Executor, s: &mut Scan) {
                     (seg, start, links.len() as u32),
                 );
             }
-            (id, Err(why)) => {
+            (id, Loose::Corrupt(why)) => {
                 let mut f = Finding::at("loose-corrupt", &path, why.clone());
                 f.oid = id;
                 s.add(f);
@@ -259,7 +339,7 @@ fn scan_loose(repo: &Repo, exec: &Executor, s: &mut Scan) {
                     });
                 }
             }
-            (None, Ok(_)) => {}
+            (None, Loose::Good(..)) => {}
         }
     }
 }
@@ -320,6 +400,14 @@ fn scan_pack(path: &Path, promisor: bool, exec: &Executor, s: &mut Scan) {
         promisor,
     };
     let idx_path = path.with_extension("idx");
+    // An index or pack this process may not read is not damage: noted, never quarantined.
+    for f in [&idx_path, path] {
+        if let Err(e) = std::fs::File::open(f)
+            && is_denied(&e)
+        {
+            return s.add_unreadable(f, &e);
+        }
+    }
     let index = std::fs::read(&idx_path)
         .map_err(|e| e.to_string())
         .and_then(|b| Index::parse(&b));

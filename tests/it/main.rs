@@ -10,5 +10,6 @@ mod logging;
 mod sched;
 mod ssh_ca;
 mod surgery;
+mod surgery_owner;
 mod surgery_remotes;
 mod svn_migrate;
