@@ -212,9 +212,12 @@ impl Run<'_> {
         });
     }
 
+    /// The end of a step: its log lines are written through to log.jsonl now, so a SIGKILL
+    /// (or a power cut before the next step) loses at most the step in progress.
     fn kill_point(&self, step: &str) {
+        crate::info!("repair step done", step = step);
+        let _ = crate::logging::flush_global(std::time::Duration::from_secs(2));
         if self.opts.kill_after.as_deref() == Some(step) {
-            let _ = crate::logging::flush_global(std::time::Duration::from_secs(2));
             // SAFETY: kill(2) on our own pid with a valid signal number has no memory effects.
             unsafe {
                 libc::kill(libc::getpid(), libc::SIGKILL);
@@ -350,6 +353,8 @@ impl Run<'_> {
         let mut bad = 0;
         match open_pack(&p.pack) {
             Some(pack) => {
+                // Salvage reads every entry of a damaged pack: show it (minutes on a big one).
+                let bar = crate::logging::progress_bar(pack.index.len() as u64, "salvage");
                 for pos in 0..pack.index.len() {
                     match pack.read(pos) {
                         Ok((kind, data)) => {
@@ -357,7 +362,9 @@ impl Run<'_> {
                         }
                         Err(_) => bad += 1,
                     }
+                    bar.inc(1);
                 }
+                bar.finish_and_clear();
             }
             None => self.unpack_salvage(&p.pack, &mut w)?,
         }

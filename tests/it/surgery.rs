@@ -690,6 +690,14 @@ flip .git/objects/info/commit-graph 300 '\xff'"#);
             Some(9),
             "repair was killed after {step}"
         );
+        // The JSON-lines log was written through: the step before the kill is in it.
+        let log = std::fs::read_to_string(lab.repo.join(".git/surgery/log.jsonl"))
+            .expect("the log exists");
+        let step_logged = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|v| v["msg"] == "repair step done" && v["step"] == step);
+        assert!(step_logged, "the log survives SIGKILL after {step}:\n{log}");
         let again = lab.surgery(&["repair"]);
         assert_eq!(
             again.status.code(),
