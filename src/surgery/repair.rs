@@ -519,6 +519,9 @@ impl Run<'_> {
                 _ => {}
             }
         }
+        for (name, id) in &s.ref_restores {
+            self.restore_ref(name, *id)?;
+        }
         let packed = self.repo.common_dir.join("packed-refs");
         if let Some(lines) = bad_lines.get(&packed) {
             self.rescue_packed_lines(&packed, lines)?;
@@ -543,6 +546,25 @@ impl Run<'_> {
     /// An unreadable loose ref: rewritten from its reflog when it has one (the old file kept in
     /// the quarantine); otherwise moved to the quarantine and reported as lost (exit 2), so a
     /// branch never disappears silently.
+    /// Sets `name` back to `id`, the value its reflog recorded, as a loose ref (which wins over
+    /// a packed one); a loose file with another value is kept in the quarantine first.
+    fn restore_ref(&mut self, name: &str, id: Oid) -> Result<(), Error> {
+        let path = self.repo.common_dir.join(name);
+        if path.is_file() {
+            self.quarantine()?
+                .keep_copy(&path, "ref value its reflog never recorded")?;
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        write_plain(dir, &path, format!("{id}\n").as_bytes())?;
+        self.act(
+            "restore-ref",
+            name,
+            format!("set back to its reflog's value {id}"),
+        );
+        Ok(())
+    }
+
     fn fix_loose_ref(&mut self, path: &Path, why: &str) -> Result<(), Error> {
         let name = path
             .strip_prefix(&self.repo.common_dir)

@@ -127,6 +127,8 @@ pub struct Scan {
     /// Files and directories that could not be read: not damage (their content is unknown),
     /// and never moved. Repair refuses to run while there are any.
     pub unreadable: Vec<PathBuf>,
+    /// Refs to set back to what their reflog recorded (name, value), with a finding each.
+    pub ref_restores: Vec<(String, Oid)>,
 }
 
 impl Scan {
@@ -697,6 +699,7 @@ fn scan_refs(repo: &Repo, s: &mut Scan) {
     for wt in worktree_dirs(repo) {
         logs.extend(refs::reflog_files(&wt));
     }
+    hold_refs_to_reflogs(repo, &by_name, s);
     for f in logs {
         let (entries, problems) = refs::reflog(&f);
         add_problems(s, "reflog-line", problems);
@@ -710,6 +713,77 @@ fn scan_refs(repo: &Repo, s: &mut Scan) {
                 s.roots.push((format!("reflog:{rel}"), id));
             }
         }
+    }
+}
+
+/// Holds every ref that has a reflog to it: a ref that is gone while its reflog's last entry
+/// still names an object (packed-refs emptied, a file deleted), or that names an object its
+/// reflog never recorded (a flipped bit that still spells an id), is a finding, and the value
+/// to restore is the reflog's last one if that object is intact here, else the newest entry's
+/// that is. git deletes a ref's reflog with the ref, so a reflog without its ref is damage.
+fn hold_refs_to_reflogs(repo: &Repo, refs_now: &HashMap<String, refs::Ref>, s: &mut Scan) {
+    let logs = repo.common_dir.join("logs");
+    for f in refs::reflog_files(&repo.common_dir) {
+        let Ok(rel) = f.strip_prefix(&logs) else {
+            continue;
+        };
+        let name = rel.to_string_lossy().into_owned();
+        // A loose ref file that does not parse is `ref-corrupt`, restored from its reflog there.
+        let corrupt_file = repo.common_dir.join(&name).is_file() && !refs_now.contains_key(&name);
+        if !name.starts_with("refs/") || corrupt_file {
+            continue;
+        }
+        let (entries, _) = refs::reflog(&f);
+        let Some(last) = entries.last().map(|e| e.new) else {
+            continue;
+        };
+        if last.is_zero() {
+            continue; // the log ends with a deletion
+        }
+        let (code, detail) = match refs_now.get(&name).map(|r| &r.target) {
+            Some(Target::Symbolic(_)) => continue,
+            Some(Target::Object(id))
+                if !id.is_zero() && entries.iter().any(|e| e.new == *id || e.old == *id) =>
+            {
+                continue;
+            }
+            Some(Target::Object(id)) => (
+                "ref-not-in-reflog",
+                format!(
+                    "{name} names {id}, which its reflog never recorded; the reflog's last value is {last}"
+                ),
+            ),
+            None => (
+                "ref-missing",
+                format!("{name} is gone; its reflog's last value is {last}"),
+            ),
+        };
+        let intact = |id: &Oid| s.objects.contains_key(id);
+        let restore = if intact(&last) {
+            Some((last, String::new()))
+        } else {
+            entries
+                .iter()
+                .rev()
+                .map(|e| e.new)
+                .find(|id| !id.is_zero() && intact(id))
+                .map(|id| {
+                    (
+                        id,
+                        format!(" ({last} is damaged here: the newest intact entry is {id})"),
+                    )
+                })
+        };
+        let mut finding = Finding::at(code, &f, detail);
+        match restore {
+            Some((id, note)) => {
+                finding.oid = Some(id);
+                finding.detail.push_str(&note);
+                s.ref_restores.push((name, id));
+            }
+            None => finding.detail.push_str(" (no entry of it is intact here)"),
+        }
+        s.add(finding);
     }
 }
 

@@ -1201,3 +1201,69 @@ fn the_index_and_reflog_of_a_linked_worktree_are_roots_too() {
         "the worktree's reflog parses"
     );
 }
+
+/// Every ref that has a reflog, with its value (tags have none: their loss is not in scope).
+fn logged_refs(repo: &Path) -> Vec<String> {
+    git(repo, &["for-each-ref", "--format=%(refname) %(objectname)"])
+        .lines()
+        .filter(|l| {
+            let name = l.split(' ').next().unwrap_or_default();
+            repo.join(".git/logs").join(name).is_file()
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn refs_are_held_to_their_reflogs_and_restored_from_them() {
+    let cases = [
+        (
+            "packed-refs emptied",
+            "git pack-refs --all; : > .git/packed-refs",
+        ),
+        (
+            "packed-refs deleted",
+            "git pack-refs --all; rm .git/packed-refs",
+        ),
+        (
+            "a remote-tracking ref deleted",
+            r#"R=$(git for-each-ref --format='%(refname)' refs/remotes | grep -v HEAD | head -1); git pack-refs --all; grep -v " $R$" .git/packed-refs > p; mv p .git/packed-refs"#,
+        ),
+        (
+            "a ref file holding reflog text",
+            "git update-ref refs/heads/side $(git rev-parse side); tail -1 .git/logs/refs/heads/side > .git/refs/heads/side",
+        ),
+        (
+            "a loose ref with one hex digit flipped",
+            r#"git update-ref refs/heads/side $(git rev-parse side); V=$(git rev-parse side); L=${V: -1}; if [ "$L" = 0 ]; then N=1; else N=0; fi; echo "${V%?}$N" > .git/refs/heads/side"#,
+        ),
+    ];
+    for (what, damage) in cases {
+        let lab = Lab::new();
+        let before = logged_refs(&lab.repo);
+        assert!(
+            before.len() >= 3,
+            "branches and remote-tracking refs with reflogs: {before:?}"
+        );
+        lab.sh(damage);
+        assert_ne!(
+            logged_refs(&lab.repo),
+            before,
+            "{what}: the damage changed the refs"
+        );
+        let scan = lab.surgery(&["scan"]);
+        assert_eq!(
+            scan.status.code(),
+            Some(1),
+            "{what}: scan must not say healthy"
+        );
+        let repair = lab.surgery(&["repair"]);
+        assert_eq!(repair.status.code(), Some(0), "{what}: repair ends healthy");
+        assert_eq!(
+            logged_refs(&lab.repo),
+            before,
+            "{what}: every ref is what it was"
+        );
+        assert!(lab.fsck_ok(), "{what}: fsck agrees");
+    }
+}
