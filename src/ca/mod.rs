@@ -438,6 +438,15 @@ impl Ca {
             .map(|s| validity::parse(s, now))
             .transpose()?;
         let (name, profile) = self.config.profile(req.profile.as_deref(), req.cert_type)?;
+        // A certificate for one of this CA's own keys would let that key's holder act as
+        // both: refused whatever the profile says.
+        let subject = req.subject.key_data();
+        if subject == self.user_ca.key_data() || subject == self.host_ca.key_data() {
+            return Err(CaError::Policy(policy::PolicyError {
+                profile: name.into(),
+                rule: "subject key: it is one of this CA's own keys".into(),
+            }));
+        }
         let v = profile.check(
             name,
             Request {

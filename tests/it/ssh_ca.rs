@@ -1483,3 +1483,36 @@ fn audit_verify_finds_an_edited_inventory_row_or_a_deleted_revocation() {
         assert!(text(&out).contains(says), "{sql}: {}", text(&out));
     }
 }
+
+/// Subject keys the CA must never certify: its own keys, DSA, RSA under 2048 bits. Each is a
+/// policy refusal (exit 3) that names the rule, and nothing is written.
+#[test]
+fn weak_keys_and_the_cas_own_keys_are_never_certified() {
+    let lab = Lab::new("ed25519");
+    std::fs::copy(lab.ca_dir().join("user_ca.pub"), lab.path("own.pub")).expect("copy");
+    let rsa1024 = lab.path("rsa1024");
+    assert!(
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "rsa", "-b", "1024", "-N", "", "-f"])
+            .arg(&rsa1024))
+        .status
+        .success()
+    );
+    lab.keygen("dsa", "dsa");
+    for (name, rule) in [
+        ("own", "this CA's own keys"),
+        ("rsa1024", "RSA 1024 bits, at least 2048"),
+        ("dsa", "DSA keys are not certified"),
+    ] {
+        let pubkey = format!("{name}.pub");
+        let out = lab.ca(&["sign", "--user", "-I", "x", "-n", "alice", &pubkey]);
+        assert_eq!(out.status.code(), Some(3), "{name}: {}", text(&out));
+        assert!(text(&out).contains(rule), "{name}: {}", text(&out));
+        assert!(
+            !lab.path(&format!("{name}-cert.pub")).exists(),
+            "{name}: nothing written"
+        );
+    }
+    lab.keygen("rsa2048", "rsa");
+    lab.sign("rsa2048", &["--user", "-I", "ok", "-n", "alice"]);
+}
