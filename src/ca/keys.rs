@@ -121,6 +121,21 @@ pub fn check_private_file(path: &Path) -> Result<(), CaError> {
     check_mode(path, &meta, 0o600)
 }
 
+/// Refuses a file that group or others can write (the policy and the public keys: readable
+/// by all is fine, changeable by others is not).
+pub fn check_not_writable(path: &Path) -> Result<(), CaError> {
+    let meta = fs::metadata(path).map_err(|e| CaError::io(path, e))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(CaError::Permissions {
+            path: path.to_path_buf(),
+            mode,
+            want: mode & !0o022,
+        });
+    }
+    Ok(())
+}
+
 /// Refuses a CA directory that group or others can enter or read.
 pub fn check_dir(dir: &Path) -> Result<(), CaError> {
     let meta = fs::metadata(dir).map_err(|e| CaError::io(dir, e))?;

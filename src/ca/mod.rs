@@ -254,15 +254,24 @@ impl Ca {
             if private.exists() {
                 keys::check_private_file(&private)?;
             }
+            keys::check_not_writable(&p)?;
             PublicKey::read_openssh_file(&p).map_err(|e| CaError::Key {
                 path: p.clone(),
                 why: e.to_string(),
             })
         };
         let (user_ca, host_ca) = (read_pub(CertType::User)?, read_pub(CertType::Host)?);
+        keys::check_not_writable(&dir.join("config.yaml"))?;
         let config = load_config(&dir.join("config.yaml"))?;
         let db = dir.join("ca.db");
         keys::check_private_file(&db)?;
+        // SQLite's write-ahead log and shared memory hold the newest records.
+        for side in ["ca.db-wal", "ca.db-shm"] {
+            let f = dir.join(side);
+            if f.exists() {
+                keys::check_private_file(&f)?;
+            }
+        }
         let store = Store::open(&db)?;
         Ok(Ca {
             dir: dir.to_path_buf(),

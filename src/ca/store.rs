@@ -468,9 +468,37 @@ impl Store {
         if let Some(broken) = self.check_inventory(audited)? {
             return Ok(broken);
         }
+        if let Some(broken) = self.check_serial_counter(rows.len() as u64)? {
+            return Ok(broken);
+        }
         Ok(AuditCheck::Intact {
             records: rows.len() as u64,
         })
+    }
+
+    /// The next serial must lie above every serial issued: a counter set back would hand out
+    /// a serial again, and a revocation by serial would then revoke two certificates.
+    fn check_serial_counter(&self, records: u64) -> Result<Option<AuditCheck>, StoreError> {
+        let next: i64 = self
+            .conn
+            .query_row("SELECT next FROM serial_counter WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| self.classify(e))?;
+        let highest: Option<i64> = self
+            .conn
+            .query_row("SELECT max(serial) FROM certs", [], |r| r.get(0))
+            .map_err(|e| self.classify(e))?;
+        match highest {
+            Some(h) if next <= h => Ok(Some(AuditCheck::Broken {
+                seq: records,
+                why: format!(
+                    "the serial counter ({next}) is not above the highest issued serial ({h}): \
+                     serials would be reused"
+                ),
+            })),
+            _ => Ok(None),
+        }
     }
 
     /// Checks the certificate and revocation tables against the (already verified) audit

@@ -1516,3 +1516,42 @@ fn weak_keys_and_the_cas_own_keys_are_never_certified() {
     lab.keygen("rsa2048", "rsa");
     lab.sign("rsa2048", &["--user", "-I", "ok", "-n", "alice"]);
 }
+
+/// The policy and public keys must not be writable by others, SQLite's side files must be
+/// private like the store, and a serial counter set back below issued serials breaks the
+/// audit.
+#[test]
+fn writable_policy_or_public_keys_are_refused_and_a_set_back_serial_counter_is_found() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = Lab::new("ed25519");
+    let chmod = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod")
+    };
+    for (file, bad, good) in [
+        ("config.yaml", 0o666, 0o600),
+        ("user_ca.pub", 0o646, 0o644),
+        ("host_ca.pub", 0o664, 0o644),
+    ] {
+        let p = lab.ca_dir().join(file);
+        let before = std::fs::metadata(&p).expect("meta").permissions().mode();
+        chmod(&p, bad);
+        let out = lab.ca(&["list"]);
+        assert_eq!(out.status.code(), Some(4), "{file}: {}", text(&out));
+        assert!(text(&out).contains(file), "{file}: {}", text(&out));
+        chmod(&p, good.max(before & 0o777 & !0o022));
+        assert!(lab.ca(&["list"]).status.success(), "{file} fixed");
+    }
+    lab.keygen("id_a", "ed25519");
+    lab.sign("id_a", &["--user", "-I", "a", "-n", "alice"]);
+    lab.keygen("id_b", "ed25519");
+    lab.sign("id_b", &["--user", "-I", "b", "-n", "alice"]);
+    assert!(lab.ca(&["audit", "verify"]).status.success());
+    {
+        let db = rusqlite::Connection::open(lab.ca_dir().join("ca.db")).expect("db");
+        db.execute("UPDATE serial_counter SET next = 2 WHERE id = 1", [])
+            .expect("set back");
+    }
+    let out = lab.ca(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("serial counter"), "{}", text(&out));
+}
