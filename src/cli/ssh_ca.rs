@@ -24,7 +24,7 @@ Exit status:
 #[derive(Parser, Debug)]
 #[command(name = "ssh-ca", version, after_help = EXIT_CODES)]
 pub struct Cli {
-    /// CA directory [default: $SSH_CA_DIR, else ~/.local/share/ssh-ca]
+    /// CA directory [default: $SSH_CA_DIR, else $XDG_DATA_HOME/ssh-ca, else ~/.local/share/ssh-ca]
     #[arg(long, global = true, env = "SSH_CA_DIR")]
     dir: Option<PathBuf>,
     /// Machine-readable JSON on stdout
@@ -194,7 +194,14 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
+/// `$XDG_DATA_HOME/ssh-ca` (an absolute one; the XDG spec ignores relative values), else
+/// `~/.local/share/ssh-ca`.
 fn default_dir() -> Result<PathBuf> {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from)
+        && xdg.is_absolute()
+    {
+        return Ok(xdg.join("ssh-ca"));
+    }
     let home = std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set; give --dir"))?;
     Ok(PathBuf::from(home).join(".local/share/ssh-ca"))
 }

@@ -49,12 +49,13 @@ impl Sink {
         }
     }
 
-    /// Human text on stderr, coloured when stderr is a terminal.
+    /// Human text on stderr, coloured when stderr is a terminal (and neither `NO_COLOR` nor
+    /// `TERM=dumb` says otherwise).
     pub fn stderr_text(filter: LevelFilter) -> Sink {
         Sink {
             target: SinkTarget::Stderr,
             format: Format::Text {
-                color: super::console::stderr_is_terminal(),
+                color: super::console::stderr_color(),
             },
             filter,
         }

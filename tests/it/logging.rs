@@ -752,3 +752,59 @@ fn one_thread_logging_to_three_loggers_keeps_each_record_in_its_own_sink() {
         assert_eq!((s.emitted, s.written, s.dropped), (50, 50, 0));
     }
 }
+
+/// On a terminal the tools colour their log lines on stderr, unless `NO_COLOR` is set (and
+/// not empty) or `TERM` is `dumb`. Run through script(1) for a real pseudo-terminal.
+#[test]
+fn log_colour_on_a_terminal_yields_to_no_color_and_dumb_terminals() {
+    let repo = tempfile::tempdir().expect("tmp");
+    let git = std::process::Command::new("git")
+        .args(["init", "-q"])
+        .arg(repo.path())
+        .status()
+        .expect("git init");
+    assert!(git.success());
+    let bin = env!("CARGO_BIN_EXE_git-surgery");
+    let run = |env: &str| {
+        let cmd = format!(
+            "env {env} BITROT_LOG=info {bin} -C {} scan >/dev/null",
+            repo.path().display()
+        );
+        let out = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("TERM", "xterm-256color")
+            .output()
+            .expect("script");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let coloured = run("");
+    assert!(coloured.contains("scan finished"), "{coloured:?}");
+    assert!(
+        coloured.contains("\u{1b}["),
+        "a terminal gets colour: {coloured:?}"
+    );
+    // Colour is an SGR sequence (ESC [ ... m); a progress bar's line erase is not colour.
+    let has_colour = |t: &str| {
+        t.split('\u{1b}').skip(1).any(|rest| {
+            rest.strip_prefix('[').is_some_and(|r| {
+                let end = r.find(|c: char| !(c.is_ascii_digit() || c == ';'));
+                end.is_some_and(|i| r[i..].starts_with('m'))
+            })
+        })
+    };
+    assert!(
+        has_colour(&coloured),
+        "a terminal gets colour: {coloured:?}"
+    );
+    let plain = run("NO_COLOR=1");
+    assert!(plain.contains("scan finished"), "{plain:?}");
+    assert!(!has_colour(&plain), "NO_COLOR: no colour: {plain:?}");
+    let dumb = run("TERM=dumb");
+    assert!(dumb.contains("scan finished"), "{dumb:?}");
+    assert!(
+        !dumb.contains('\u{1b}'),
+        "TERM=dumb: no escapes at all: {dumb:?}"
+    );
+    // An empty NO_COLOR means nothing (no-color.org).
+    assert!(has_colour(&run("NO_COLOR=")));
+}

@@ -1555,3 +1555,28 @@ fn writable_policy_or_public_keys_are_refused_and_a_set_back_serial_counter_is_f
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("serial counter"), "{}", text(&out));
 }
+
+/// Without --dir or SSH_CA_DIR the CA lives in $XDG_DATA_HOME/ssh-ca (an absolute one),
+/// else ~/.local/share/ssh-ca.
+#[test]
+fn the_default_ca_directory_follows_xdg_data_home() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (home, xdg) = (tmp.path().join("home"), tmp.path().join("data"));
+    std::fs::create_dir_all(&home).expect("home");
+    let init = |xdg_value: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_ssh-ca"))
+            .args(["init", "--key-type", "ed25519"])
+            .env_remove("SSH_CA_DIR")
+            .env("HOME", &home)
+            .env("XDG_DATA_HOME", xdg_value)
+            .output()
+            .expect("ssh-ca")
+    };
+    assert!(init(&xdg).status.success());
+    assert!(xdg.join("ssh-ca/config.yaml").is_file(), "in XDG_DATA_HOME");
+    assert!(init(Path::new("relative/data")).status.success());
+    assert!(
+        home.join(".local/share/ssh-ca/config.yaml").is_file(),
+        "a relative XDG_DATA_HOME is ignored"
+    );
+}
