@@ -60,6 +60,8 @@ impl Default for Limits {
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Headers in one request.
 const MAX_HEADERS: usize = 64;
+/// How long a connection refused over a limit may take to send its request.
+const REFUSED_HEADER_TIMEOUT: Duration = Duration::from_secs(1);
 /// How much of an oversized body is read and dropped before the 413, and for how long.
 const LINGER_BYTES: usize = 1 << 20;
 const LINGER_TIME: Duration = Duration::from_secs(2);
@@ -194,10 +196,16 @@ impl Edge {
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
+        // A refused connection is not counted, so it must not linger: it gets one second to
+        // send the request it is refused for (a flood of silent ones then costs little).
+        let header_timeout = match admitted {
+            Ok(_) => self.limits.header_timeout,
+            Err(_) => self.limits.header_timeout.min(REFUSED_HEADER_TIMEOUT),
+        };
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(self.limits.header_timeout)
+            .header_read_timeout(header_timeout)
             .max_buf_size(MAX_HEADER_BYTES.max(8192))
             .max_headers(MAX_HEADERS)
             .keep_alive(admitted.is_ok());

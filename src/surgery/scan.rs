@@ -221,7 +221,14 @@ pub fn scan(repo: &Repo, exec: &Executor) -> Scan {
 /// this process may not read: refs, reflogs, packed-refs, the index, HEAD, config, hooks
 /// aside. One finding each, and none of them is ever treated as damage.
 fn scan_readable(repo: &Repo, s: &mut Scan) {
-    let skip = [repo.objects.clone(), repo.common_dir.join("surgery")];
+    // Submodules' repositories (modules/) are scanned as repositories of their own; LFS
+    // content is not git's.
+    let skip = [
+        repo.objects.clone(),
+        repo.common_dir.join("surgery"),
+        repo.common_dir.join("modules"),
+        repo.common_dir.join("lfs"),
+    ];
     let mut roots = vec![repo.common_dir.clone()];
     if repo.git_dir != repo.common_dir {
         roots.push(repo.git_dir.clone());

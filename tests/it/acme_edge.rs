@@ -235,6 +235,16 @@ fn keep_alive_serves_many_requests_and_idle_or_crowding_connections_are_refused(
     assert!(r.to_ascii_lowercase().contains("retry-after: 1"), "{r}");
     assert!(r.contains("rateLimited"), "{r}");
     assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    // A refused connection that sends nothing is not kept for the full read timeout.
+    let mut silent = from(20);
+    let t0 = Instant::now();
+    let mut b = [0u8; 16];
+    assert!(matches!(silent.read(&mut b), Ok(0) | Err(_)), "closed");
+    assert!(
+        t0.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        t0.elapsed()
+    );
     let r = request(&mut from(21), "/directory");
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     drop(held);

@@ -88,10 +88,22 @@ fn unreadable_files_are_named_never_quarantined_and_repair_refuses_until_it_can_
         .expect("a second fan-out directory with loose objects");
     let branch = lab.repo.join(".git/refs/heads/unreadable");
     std::fs::write(&branch, format!("{}\n", head.trim())).expect("ref");
+    // Files that are not this repository's to read: LFS content and a submodule's store.
+    let foreign = [
+        lab.repo.join(".git/lfs/objects/ab/cd/abcd0123"),
+        lab.repo.join(".git/modules/sub/config"),
+    ];
+    for f in &foreign {
+        std::fs::create_dir_all(f.parent().expect("dir")).expect("mkdir");
+        std::fs::write(f, "not git's\n").expect("write");
+    }
     give_to_owner(&lab);
     chmod(&file, 0o000);
     chmod(&dir, 0o000);
     chmod(&branch, 0o000);
+    for f in &foreign {
+        chmod(f, 0o000);
+    }
 
     let o = surgery(&lab, &["scan", "--json"]);
     assert_eq!(o.status.code(), Some(3), "unreadable: the verdict is open");
@@ -117,6 +129,12 @@ fn unreadable_files_are_named_never_quarantined_and_repair_refuses_until_it_can_
             .iter()
             .any(|f| f["code"] == "loose-corrupt"),
         "an unreadable file is not corrupt: {v}"
+    );
+    assert!(
+        !unreadable
+            .iter()
+            .any(|u| foreign.iter().any(|f| Path::new(u) == f.as_path())),
+        "LFS and submodule stores are not this repository's: {unreadable:?}"
     );
     // The other fan-out directories were still listed.
     assert!(v["objects"]["loose"].as_u64().unwrap_or(0) > 0, "{v}");
