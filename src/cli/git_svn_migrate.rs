@@ -565,12 +565,17 @@ fn convert_all(
         .on_miss(crate::sched::OnMiss::RunLate);
     let parse = exec.spawn_with(opts, move |_| {
         let mut rev = 0;
-        for rec in Reader::new(reader) {
+        let mut records = Reader::new(reader);
+        while let Some(rec) = records.next() {
+            let parse_warnings = records.take_warnings();
             let item = rec.map_err(|e| e.to_string()).and_then(|rec| {
                 if let Record::Revision { number, .. } = &rec {
                     rev = *number;
                 }
-                convert::prepare(rec, rev).map_err(|e| e.to_string())
+                let mut p = convert::prepare(rec, rev).map_err(|e| e.to_string())?;
+                p.warnings
+                    .splice(0..0, parse_warnings.iter().map(|w| w.to_string()));
+                Ok(p)
             });
             let stop = item.is_err();
             if tx.send(item).is_err() || stop {
@@ -613,6 +618,7 @@ fn apply_all(
                 convert::Prepared {
                     record: p.record.clone(),
                     blob: p.blob,
+                    warnings: p.warnings.clone(),
                 },
             )?;
         }
@@ -812,6 +818,9 @@ fn report(o: &Outcome, json: bool, out: &mut dyn Write) -> Result<()> {
     }
     for m in &o.ignored_merges {
         writeln!(out, "  note: {m}")?;
+    }
+    for w in &o.warnings {
+        writeln!(out, "  warning: {w}")?;
     }
     Ok(())
 }

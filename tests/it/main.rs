@@ -12,4 +12,5 @@ mod ssh_ca;
 mod surgery;
 mod surgery_owner;
 mod surgery_remotes;
+mod svn_dump_strict;
 mod svn_migrate;

@@ -167,6 +167,8 @@ pub struct Outcome {
     /// `svn:externals` and `svn:eol-style` values set, which git has no place for:
     /// (revision, path, property, value).
     pub kept_properties: Vec<(u64, String, String, String)>,
+    /// What the dump's checks found that did not stop the conversion.
+    pub warnings: Vec<String>,
     pub uuid: String,
 }
 
@@ -264,10 +266,20 @@ impl<S: Sink> Converter<S> {
 
     /// Feeds one record that went through [`prepare`].
     pub fn record_prepared(&mut self, p: Prepared) -> Result<(), ConvertError> {
+        for w in p.warnings {
+            self.warn(Some(w));
+        }
         self.prepared_blob = p.blob;
         let r = self.record(p.record);
         self.prepared_blob = None;
         r
+    }
+
+    fn warn(&mut self, warning: Option<String>) {
+        if let Some(w) = warning {
+            crate::warn!("dump check", what = w.as_str());
+            self.out.warnings.push(w);
+        }
     }
 
     /// Where objects go (to finish or checkpoint the pack).
@@ -336,6 +348,36 @@ impl<S: Sink> Converter<S> {
         if n.action == Action::Change && n.props.is_none() && n.text.is_none() {
             // An empty change node (svnsync and hand-made dumps have them): nothing happens.
             return Ok(());
+        }
+        if n.kind.is_none()
+            && n.copyfrom.is_none()
+            && matches!(n.action, Action::Add | Action::Replace)
+        {
+            // Nothing to add (the parser refuses one with content): svnadmin loads an add of
+            // this kind as nothing and a replace as a delete.
+            self.warn(Some(where_(
+                rev,
+                &path,
+                "an add or replace without Node-kind, copy source or content: \
+                 converted as svnadmin loads it (nothing added)",
+            )));
+            if n.action == Action::Add {
+                return Ok(());
+            }
+            n.action = Action::Delete;
+        }
+        if n.action == Action::Add && tree::get(&self.cur, &path).is_some() {
+            // As in `svnadmin load`: a copy onto an existing path replaces it (svn_fs_copy
+            // does), an add of a new file or directory there is refused.
+            if n.copyfrom.is_none() {
+                return Err(err(rev, &path, "add of a path that already exists"));
+            }
+            self.warn(Some(where_(
+                rev,
+                &path,
+                "a copy is added onto a path that exists: converted as a replace, as svnadmin loads it",
+            )));
+            n.action = Action::Replace;
         }
         if matches!(n.action, Action::Delete | Action::Replace) {
             if tree::get(&self.cur, &path).is_none() {
@@ -413,11 +455,27 @@ impl<S: Sink> Converter<S> {
             }
             _ => None,
         };
-        let kind = n.kind.or(match &base {
+        // What is there (changed or copied) decides the kind, as in svnadmin load, whatever
+        // Node-kind says; only a new node takes its kind from the header.
+        let kind = match &base {
             Some(Entry::Dir(_)) => Some(NodeKind::Dir),
             Some(Entry::File(_)) => Some(NodeKind::File),
-            None => None,
-        });
+            None => n.kind,
+        };
+        if base.is_some() && n.kind.is_some() && n.kind != kind {
+            self.warn(Some(where_(
+                rev,
+                path,
+                &format!(
+                    "Node-kind says {} but the node is a {} (converted as what it is)",
+                    kind_name(n.kind),
+                    kind_name(kind)
+                ),
+            )));
+        }
+        if kind == Some(NodeKind::Dir) && n.text.is_some() {
+            return Err(err(rev, path, "a directory node has a text section"));
+        }
         match (kind, base) {
             (Some(NodeKind::Dir), base) => {
                 let (children, props) = match base {
@@ -489,7 +547,8 @@ impl<S: Sink> Converter<S> {
         } else {
             std::mem::take(&mut t.data)
         };
-        check_text(t, &content).map_err(|w| err(rev, path, w))?;
+        let warning = check_text(t, &content).map_err(|w| err(rev, path, w))?;
+        self.warn(warning.map(|w| where_(rev, path, &w)));
         self.sink
             .put(Kind::Blob, content)
             .map_err(|w| err(rev, path, w))
@@ -1070,42 +1129,73 @@ impl<S: Sink> Converter<S> {
 pub struct Prepared {
     pub record: Record,
     pub blob: Option<Oid>,
+    /// What the parse and the checks found that is worth saying but not refusing.
+    pub warnings: Vec<String>,
 }
 
 /// Checks and hashes a node's full text (delta texts need their base: the converter does them).
 /// `rev` is the revision the record belongs to, for error messages.
 pub fn prepare(record: Record, rev: u64) -> Result<Prepared, ConvertError> {
+    let mut warnings = Vec::new();
     let blob = match &record {
         Record::Node(n) => match &n.text {
             Some(t) if !t.delta => {
-                check_text(t, &t.data).map_err(|w| err(rev, &n.path, w))?;
+                warnings.extend(
+                    check_text(t, &t.data)
+                        .map_err(|w| err(rev, &n.path, w))?
+                        .map(|w| where_(rev, &n.path, &w)),
+                );
                 Some(crate::git::object::hash_object(Kind::Blob, &t.data))
             }
             _ => None,
         },
         _ => None,
     };
-    Ok(Prepared { record, blob })
+    Ok(Prepared {
+        record,
+        blob,
+        warnings,
+    })
 }
 
-/// Checks `content` against the text's `Text-content-md5` / `Text-content-sha1`.
-fn check_text(t: &dump::Text, content: &[u8]) -> Result<(), String> {
-    if let Some(m) = t.md5 {
-        use md5::Digest;
-        let got: [u8; 16] = md5::Md5::digest(content).into();
-        if got != m {
-            return Err(
-                "text does not match its Text-content-md5 (corrupt dump or wrong delta base)"
-                    .into(),
-            );
-        }
+fn kind_name(k: Option<NodeKind>) -> &'static str {
+    match k {
+        Some(NodeKind::Dir) => "dir",
+        Some(NodeKind::File) => "file",
+        None => "nothing",
     }
-    if let Some(s) = t.sha1
-        && crate::git::object::sha1(content) != s
-    {
-        return Err("text does not match its Text-content-sha1".into());
+}
+
+/// `what`, saying the revision and node path it is about.
+fn where_(rev: u64, path: &[u8], what: &str) -> String {
+    format!("r{rev}, node {:?}: {what}", String::from_utf8_lossy(path))
+}
+
+/// Checks `content` against the text's `Text-content-md5` / `Text-content-sha1`. The md5
+/// decides, as in `svnadmin load`: a sha1 that disagrees with a matching md5 is a warning
+/// (returned), and refuses the text only when there is no md5.
+fn check_text(t: &dump::Text, content: &[u8]) -> Result<Option<String>, String> {
+    let sha1_ok = t
+        .sha1
+        .is_none_or(|s| crate::git::object::sha1(content) == s);
+    let Some(m) = t.md5 else {
+        return match sha1_ok {
+            true => Ok(None),
+            false => Err("text does not match its Text-content-sha1".into()),
+        };
+    };
+    use md5::Digest;
+    let got: [u8; 16] = md5::Md5::digest(content).into();
+    if got != m {
+        return Err(
+            "text does not match its Text-content-md5 (corrupt dump or wrong delta base)".into(),
+        );
     }
-    Ok(())
+    Ok((!sha1_ok).then(|| {
+        "text matches its Text-content-md5 but not its Text-content-sha1 \
+         (converted as svnadmin loads it)"
+            .to_string()
+    }))
 }
 
 /// The commit message: the log, then the origin trailer.

@@ -5,6 +5,20 @@
 //! lines that begin with whitespace are ignored, as Subversion's own loader does; every error
 //! names the revision and node path it happened in. Text checksums are checked by the caller
 //! once deltas are applied (`Text-content-md5` is of the full text even in format 3).
+//!
+//! Strictness (at least `svnadmin load`'s, so that a dump is converted as written or refused,
+//! never converted by luck): the stream starts with its format-version line; revision numbers
+//! strictly increase (gaps are allowed: renumbered and incremental dumps have them); every
+//! length header is a number and `Content-length` covers the sections it announces, where only
+//! the blank lines that end a record may be counted in beyond what was read (svnadmin skips
+//! those bytes unread; anything else there would be data dropped or a record read as data);
+//! a checksum header that is not a checksum is refused. The property section is
+//! read by its own structure (K/V/D lengths up to `PROPS-END`), as svnadmin reads it, because
+//! hand-edited dumps in the wild carry a `Prop-content-length` that is off by a byte and load;
+//! such a disagreement is a warning ([`Reader::take_warnings`]), never silent. An add or
+//! replace with content and without a copy source says its kind, a delete has no content
+//! (the converter checks what
+//! needs the tree: kinds of existing paths, a directory given a text).
 
 pub mod svndiff;
 
@@ -82,6 +96,9 @@ pub struct Reader<R> {
     node: Option<Vec<u8>>,
     /// Reading a header block (errors then name the record before it).
     in_headers: bool,
+    /// The format-version record was read (it must come first).
+    versioned: bool,
+    warnings: Vec<DumpError>,
     done: bool,
 }
 
@@ -94,8 +111,15 @@ impl<R: BufRead> Reader<R> {
             rev: None,
             node: None,
             in_headers: false,
+            versioned: false,
+            warnings: Vec::new(),
             done: false,
         }
+    }
+
+    /// What the records read so far disagreed with that did not stop the parse.
+    pub fn take_warnings(&mut self) -> Vec<DumpError> {
+        std::mem::take(&mut self.warnings)
     }
 
     fn err(&self, what: impl Into<String>) -> DumpError {
@@ -180,13 +204,28 @@ impl<R: BufRead> Reader<R> {
     fn record(&mut self, h: Headers) -> Result<Record, DumpError> {
         let get = |k: &[u8]| h.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_slice());
         if let Some(v) = get(b"SVN-fs-dump-format-version") {
+            // Another one later is a concatenated dump (`cat a.dump b.dump`), which
+            // svnadmin loads as one.
             let v = num(v)
                 .filter(|v| (1..=3).contains(v))
                 .ok_or_else(|| self.err("unsupported dump format version"))?;
+            self.versioned = true;
             return Ok(Record::Version(v as u32));
+        }
+        if !self.versioned {
+            return Err(self.err(
+                "the stream does not start with an SVN-fs-dump-format-version line \
+                 (not a dump, or its beginning is missing)",
+            ));
         }
         if let Some(v) = get(b"Revision-number") {
             let n = num(v).ok_or_else(|| self.err("bad Revision-number"))?;
+            if let Some(last) = self.rev.filter(|&last| n <= last) {
+                self.node = None;
+                return Err(self.err(format!(
+                    "Revision-number {n} follows r{last}: revision numbers must increase"
+                )));
+            }
             self.rev = Some(n);
             self.node = None;
             let (props, _) = self.bodies(&h)?;
@@ -246,6 +285,19 @@ impl<R: BufRead> Reader<R> {
                 return Err(self.err("Node-copyfrom-rev and Node-copyfrom-path must come together"));
             }
         };
+        let content =
+            get(b"Prop-content-length").is_some() || get(b"Text-content-length").is_some();
+        if kind.is_none()
+            && copyfrom.is_none()
+            && content
+            && matches!(action, Action::Add | Action::Replace)
+        {
+            return Err(self.err("an add without a copy source has no Node-kind"));
+        }
+        if action == Action::Delete && content {
+            // svnadmin deletes and then fails to set the content on the deleted path.
+            return Err(self.err("a delete node has a property or text section"));
+        }
         let (mut props, text) = self.bodies(h)?;
         if let Some(p) = props.as_mut() {
             p.delta = get(b"Prop-delta") == Some(b"true");
@@ -272,28 +324,84 @@ impl<R: BufRead> Reader<R> {
         })
     }
 
-    /// Reads the property and text sections the headers announce. The property section is
-    /// read by its own structure (K/V/D lengths up to `PROPS-END`), as Subversion's loader
-    /// does, because hand-edited dumps in the wild carry a `Prop-content-length` that is off.
+    /// Reads the property and text sections the headers announce and checks every length
+    /// header against what was read.
     fn bodies(&mut self, h: &Headers) -> Result<(Option<Props>, Option<Vec<u8>>), DumpError> {
         let len = |k: &[u8]| -> Result<Option<u64>, DumpError> {
             match h.iter().find(|(n, _)| n == k) {
                 None => Ok(None),
-                Some((_, v)) => num(v)
-                    .map(Some)
-                    .ok_or_else(|| self.err(format!("bad {}", String::from_utf8_lossy(k)))),
+                Some((_, v)) => num(v).map(Some).ok_or_else(|| {
+                    self.err(format!(
+                        "bad {} {:?}",
+                        String::from_utf8_lossy(k),
+                        String::from_utf8_lossy(v)
+                    ))
+                }),
             }
         };
         let (plen, tlen) = (len(b"Prop-content-length")?, len(b"Text-content-length")?);
-        let props = match plen {
-            Some(_) => Some(self.props()?),
-            None => None,
+        let clen = len(b"Content-length")?;
+        // svnadmin refuses this too ("Sum of subblock sizes larger than total block content
+        // length"); a section read longer than announced is checked below.
+        let declared = plen.unwrap_or(0).checked_add(tlen.unwrap_or(0));
+        if let (Some(c), Some(sum)) = (clen, declared)
+            && c < sum
+        {
+            return Err(self.err(format!(
+                "Content-length {c} is less than Prop-content-length {} + Text-content-length {}",
+                plen.unwrap_or(0),
+                tlen.unwrap_or(0)
+            )));
+        }
+        let (props, prop_bytes) = match plen {
+            Some(n) => {
+                let (p, read) = self.props(n, tlen.is_some_and(|t| t > 0))?;
+                if read != n {
+                    let w = self.err(format!(
+                        "Prop-content-length {n}, but the property section is {read} bytes \
+                         (read by its structure, as svnadmin reads it)"
+                    ));
+                    self.warnings.push(w);
+                }
+                (Some(p), read)
+            }
+            None => (None, 0),
         };
         let text = match tlen {
             Some(n) => Some(self.read_exact(n, "text section")?),
             None => None,
         };
+        let read = prop_bytes + text.as_ref().map_or(0, |t| t.len() as u64);
+        if let Some(c) = clen
+            && c > read
+        {
+            self.skip_counted(c - read, plen.is_none())?;
+        }
         Ok((props, text))
+    }
+
+    /// Consumes `n` bytes a `Content-length` counts beyond the sections read. svnadmin skips
+    /// them unread, which loses nothing only when they are the blank lines that end a record
+    /// or, where `Prop-content-length` is missing, an empty property section; anything else
+    /// there is data that would be dropped or a record that would be read as data.
+    fn skip_counted(&mut self, n: u64, props_unannounced: bool) -> Result<(), DumpError> {
+        let mut skipped = Vec::new();
+        let got = std::io::Read::read_to_end(
+            &mut std::io::Read::take(&mut self.r, n.min(1 << 20)),
+            &mut skipped,
+        )
+        .map_err(|e| self.err(format!("read failed: {e}")))?;
+        let rest = match skipped.strip_prefix(&b"PROPS-END\n"[..]) {
+            Some(rest) if props_unannounced => rest,
+            _ => &skipped[..],
+        };
+        if got as u64 != n || rest.iter().any(|&b| b != b'\n') {
+            return Err(self.err(format!(
+                "Content-length counts {n} bytes beyond the sections its length headers \
+                 announce, and they are not the blank lines that end a record"
+            )));
+        }
+        Ok(())
     }
 
     fn line(&mut self, what: &str) -> Result<Vec<u8>, DumpError> {
@@ -325,21 +433,41 @@ impl<R: BufRead> Reader<R> {
         Ok(v)
     }
 
-    fn props(&mut self) -> Result<Props, DumpError> {
+    /// The property section, read by its own structure (K/V/D lengths up to `PROPS-END`),
+    /// and how many bytes it took.
+    /// A `declared` length that falls between two entries is refused where it changes what
+    /// svnadmin reads: it stops there and reads what follows as the text (or skips it, which
+    /// loses nothing only when all that is left is the `PROPS-END` line and no text follows).
+    fn props(&mut self, declared: u64, text_follows: bool) -> Result<(Props, u64), DumpError> {
         let mut p = Props::default();
+        let mut read = 0u64;
         loop {
+            // (A peek shorter than the line, at the end of the read buffer, refuses: rare.)
+            let only_end_left = !text_follows
+                && self
+                    .r
+                    .fill_buf()
+                    .is_ok_and(|b| b.starts_with(b"PROPS-END\n"));
+            if read == declared && !only_end_left {
+                return Err(self.err(format!(
+                    "Prop-content-length {declared} ends the property section before its PROPS-END"
+                )));
+            }
             let l = self.line("property section")?;
+            read += l.len() as u64 + 1;
             if l == b"PROPS-END" {
-                return Ok(p);
+                return Ok((p, read));
             }
             if l.starts_with(b"D ") {
                 let k = self.value(&l, b"D ")?;
+                read += k.len() as u64 + 1;
                 p.entries.insert(k, None);
                 continue;
             }
             let k = self.value(&l, b"K ")?;
             let vl = self.line("property section")?;
             let v = self.value(&vl, b"V ")?;
+            read += k.len() as u64 + vl.len() as u64 + v.len() as u64 + 3;
             p.entries.insert(k, Some(v));
         }
     }
