@@ -53,8 +53,8 @@ pub struct Cli {
     /// Make every checkpoint after this many revisions (refs updated, resumable from there)
     #[arg(long, default_value_t = 5000, value_name = "N")]
     checkpoint_every: u64,
-    /// Compare every branch and tag tip (`all`: every commit) with `svn export` of its revision
-    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "tips", value_name = "WHAT")]
+    /// Compare every branch and tag tip (`--verify=all`: every commit) with `svn export` of its revision
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "tips", value_name = "WHAT")]
     verify: Option<Verify>,
     /// Machine-readable JSON summary on stdout
     #[arg(long)]
@@ -79,7 +79,9 @@ pub fn main() -> ExitCode {
     match run(cli, &mut std::io::stdout().lock()) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let code = if e.downcast_ref::<BadInput>().is_some() {
+            let code = if e.downcast_ref::<BadInput>().is_some()
+                || e.downcast_ref::<OtherRepository>().is_some()
+            {
                 2
             } else {
                 3
@@ -94,12 +96,75 @@ pub fn main() -> ExitCode {
 #[error("{0}")]
 struct BadInput(String);
 
-/// The resume state kept in DEST.
-#[derive(serde::Serialize, serde::Deserialize, Debug)]
+/// The resume state kept in DEST: where the conversion stands and which Subversion
+/// repository it is of (its UUID and the date of its first revision, compared on `--resume`).
+#[derive(serde::Serialize, serde::Deserialize, Debug, Default, Clone)]
 struct State {
     uuid: String,
+    #[serde(default)]
+    first_date: Option<String>,
     last_revision: u64,
     complete: bool,
+}
+
+/// The source turned out to be another repository than the one DEST was converted from.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct OtherRepository(String);
+
+/// What the dump has said so far about which repository it is, and, on `--resume`, what DEST
+/// recorded.
+#[derive(Default)]
+struct Binding {
+    seen: State,
+    dates_seen: bool,
+    expected: Option<State>,
+}
+
+impl Binding {
+    /// Checks one record against the recorded identity, before it is applied.
+    fn check(&mut self, record: &Record) -> Result<()> {
+        match record {
+            Record::Uuid(u) => {
+                self.seen.uuid = u.clone();
+                if let Some(e) = self.expected.as_ref().filter(|e| !e.uuid.is_empty())
+                    && e.uuid != *u
+                {
+                    bail!(OtherRepository(format!(
+                        "this dump is of repository {u}, DEST was converted from {}; \
+                         nothing was changed",
+                        e.uuid
+                    )));
+                }
+            }
+            Record::Revision { props, .. } if !self.dates_seen => {
+                self.dates_seen = true;
+                self.seen.first_date = props
+                    .get(&b"svn:date"[..])
+                    .map(|d| String::from_utf8_lossy(d).into_owned());
+                let Some(e) = &self.expected else {
+                    return Ok(());
+                };
+                if !e.uuid.is_empty() && self.seen.uuid.is_empty() {
+                    bail!(OtherRepository(format!(
+                        "this dump names no repository UUID, DEST was converted from {}; \
+                         nothing was changed",
+                        e.uuid
+                    )));
+                }
+                if e.first_date.is_some() && e.first_date != self.seen.first_date {
+                    bail!(OtherRepository(format!(
+                        "this dump's first revision is dated {}, DEST's was {} \
+                         (another repository with the same UUID?); nothing was changed",
+                        self.seen.first_date.as_deref().unwrap_or("(none)"),
+                        e.first_date.as_deref().unwrap_or("(none)")
+                    )));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
 /// One git repository being written (several when the rules name several).
@@ -124,13 +189,38 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
         Some(_) => Some(repository_url(&source)?),
         None => None,
     };
+    // The source is opened and seen to have data before DEST is touched: an unreadable or
+    // empty source leaves DEST as it was.
+    let (mut reader, child) = open_source(&source)?;
+    if reader.fill_buf().context("reading the source")?.is_empty() {
+        wait_source(child)?;
+        bail!(BadInput(format!(
+            "{source}: the dump is empty; nothing was created"
+        )));
+    }
+    let dest_existed = dest.exists();
+    if !cli.resume {
+        refuse_nonempty(&dest)?;
+    }
     let dests = destinations(&dest, cli.bare, cli.resume, opts.rules.as_deref())?;
     let mut git_dirs = Vec::new();
     for (d, _) in &dests {
         git_dirs.push(prepare_dest(d, cli.bare, cli.resume)?);
     }
+    let mut binding = Binding {
+        expected: match cli.resume {
+            true => Some(read_state(&git_dirs[0].join("svn-migrate.json"))?),
+            false => None,
+        },
+        ..Binding::default()
+    };
     let _log = super::init_logging(Some(&git_dirs[0].join("svn-migrate.log.jsonl")))?;
-    let (reader, child) = open_source(&source)?;
+    if binding.expected.as_ref().is_some_and(|e| e.uuid.is_empty()) {
+        crate::warn!(
+            "resuming a checkpoint that records no repository UUID (made by an older version): \
+             the source cannot be checked against it"
+        );
+    }
     let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let reader: Box<dyn BufRead + Send> = Box::new(Counting {
         inner: reader,
@@ -165,12 +255,29 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
         });
     }
     let bar = progress(&source, read);
-    let result = convert_all(&mut targets, reader, &exec, cli.checkpoint_every, &bar);
+    let result = convert_all(
+        &mut targets,
+        reader,
+        &exec,
+        cli.checkpoint_every,
+        &bar,
+        &mut binding,
+    );
     bar.bar.finish_and_clear();
     let source_ok = wait_source(child);
     if let Err(e) = result {
+        if e.is::<OtherRepository>() {
+            return Err(e);
+        }
+        if !cli.resume && targets[0].conv.last_revision().unwrap_or(0) == 0 {
+            // Nothing was converted: take away the DEST this run made, so that a rerun
+            // starts clean.
+            drop(targets);
+            remove_made_dest(&dest, dest_existed);
+            return Err(e.context("nothing was converted; DEST was not created"));
+        }
         for t in &mut targets {
-            checkpoint(t, false).context("saving the last complete revision")?;
+            checkpoint(t, false, &binding.seen).context("saving the last complete revision")?;
         }
         let last = targets[0]
             .conv
@@ -191,7 +298,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
         // Checkpointed like any bad input, so that `--resume` with a completed authors map
         // continues (and rewrites every commit with the right identities).
         for t in &mut targets {
-            checkpoint(t, false)?;
+            checkpoint(t, false, &binding.seen)?;
         }
         bail!(BadInput(format!(
             "authors missing from the authors map (add them, or give --default-domain): {}",
@@ -201,7 +308,13 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
     let mut code = 0;
     for t in targets {
         let git_dir = t.git_dir.clone();
-        finish(t, out, cli.json)?;
+        if let Err(e) = finish(t, out, cli.json, &binding.seen) {
+            if !cli.resume && e.is::<BadInput>() {
+                remove_made_dest(&dest, dest_existed);
+                return Err(e.context("nothing was converted; DEST was not created"));
+            }
+            return Err(e);
+        }
         if let (Some(what), Some(url)) = (cli.verify, &verify_url) {
             code = code.max(verify(&git_dir, url, what, out, cli.json)?);
         }
@@ -251,6 +364,29 @@ fn refuse_nonempty(dest: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Removes what this run made of DEST: the directory, or its contents when it existed (then
+/// empty, which `refuse_nonempty` made sure of).
+fn remove_made_dest(dest: &Path, existed: bool) {
+    if !existed {
+        let _ = std::fs::remove_dir_all(dest);
+        return;
+    }
+    if let Ok(entries) = std::fs::read_dir(dest) {
+        for e in entries.flatten() {
+            let p = e.path();
+            let _ = match p.is_dir() && !p.is_symlink() {
+                true => std::fs::remove_dir_all(&p),
+                false => std::fs::remove_file(&p),
+            };
+        }
+    }
+}
+
+fn read_state(path: &Path) -> Result<State> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{}: not a checkpoint", path.display()))
 }
 
 /// The repository root URL `--verify` exports from.
@@ -559,6 +695,7 @@ fn convert_all(
     exec: &crate::sched::Executor,
     every: u64,
     bar: &Progress,
+    binding: &mut Binding,
 ) -> Result<()> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<convert::Prepared, String>>(1024);
     let opts = crate::sched::Opts::new(exec.now() + std::time::Duration::from_secs(86_400))
@@ -583,7 +720,7 @@ fn convert_all(
             }
         }
     });
-    let result = apply_all(targets, rx, every, bar);
+    let result = apply_all(targets, rx, every, bar, binding);
     // A parse stage that died (a bug) must not look like the end of the dump.
     let parsed = parse.join();
     result?;
@@ -595,10 +732,12 @@ fn apply_all(
     rx: std::sync::mpsc::Receiver<Result<convert::Prepared, String>>,
     every: u64,
     bar: &Progress,
+    binding: &mut Binding,
 ) -> Result<()> {
     let mut since = 0u64;
     for item in rx {
         let p = item.map_err(BadInput)?;
+        binding.check(&p.record)?;
         if matches!(p.record, Record::Revision { .. }) {
             if let Record::Revision { number, .. } = &p.record {
                 bar.tick_revision(*number);
@@ -606,7 +745,7 @@ fn apply_all(
             since += 1;
             if since > every {
                 for t in targets.iter_mut() {
-                    checkpoint(t, false)?;
+                    checkpoint(t, false, &binding.seen)?;
                 }
                 since = 1;
             }
@@ -636,18 +775,24 @@ fn feed(conv: &mut Converter<Packs>, p: convert::Prepared) -> Result<()> {
 
 /// Makes the objects so far visible, points the refs at the last complete revision and
 /// records it for `--resume`.
-fn checkpoint(t: &mut Target, complete: bool) -> Result<()> {
+fn checkpoint(t: &mut Target, complete: bool, seen: &State) -> Result<()> {
     let refs = t.conv.refs_now()?;
     t.conv.sink().checkpoint()?;
     write_refs(&t.git_dir, &refs, None)?;
+    let last = t.conv.last_revision().unwrap_or(0);
+    write_state(&t.state, seen, last, complete)
+}
+
+/// Records where the conversion stands, replacing the file whole (write and rename).
+fn write_state(path: &Path, seen: &State, last_revision: u64, complete: bool) -> Result<()> {
     let s = State {
-        uuid: String::new(),
-        last_revision: t.conv.last_revision().unwrap_or(0),
+        last_revision,
         complete,
+        ..seen.clone()
     };
-    let tmp = t.state.with_extension("json.tmp");
+    let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&s)?)?;
-    std::fs::rename(&tmp, &t.state)?;
+    std::fs::rename(&tmp, path)?;
     Ok(())
 }
 
@@ -750,18 +895,14 @@ fn update_ref_stdin(
     Ok(())
 }
 
-fn finish(t: Target, out: &mut dyn Write, json: bool) -> Result<u8> {
+fn finish(t: Target, out: &mut dyn Write, json: bool, seen: &State) -> Result<u8> {
     let (git_dir, state, bare) = (t.git_dir.clone(), t.state.clone(), t.bare);
     let (git_dir, state) = (git_dir.as_path(), state.as_path());
     let (outcome, packs) = t.conv.finish().map_err(|e| BadInput(e.to_string()))?;
+    let last = outcome.last_revision.unwrap_or(0);
     packs.finish().context("finishing the pack")?;
     write_refs(git_dir, &outcome.refs, outcome.head.as_deref())?;
-    let s = State {
-        uuid: outcome.uuid.clone(),
-        last_revision: outcome.revisions,
-        complete: true,
-    };
-    std::fs::write(state, serde_json::to_vec_pretty(&s)?)?;
+    write_state(state, seen, last, true)?;
     if !bare && outcome.head.is_some() {
         let wt = git_dir.parent().unwrap_or(Path::new("."));
         let o = Command::new("git")

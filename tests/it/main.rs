@@ -14,3 +14,4 @@ mod surgery_owner;
 mod surgery_remotes;
 mod svn_dump_strict;
 mod svn_migrate;
+mod svn_resume;

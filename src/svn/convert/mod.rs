@@ -156,6 +156,8 @@ pub struct Outcome {
     pub refs: Vec<(String, Oid)>,
     pub head: Option<String>,
     pub revisions: u64,
+    /// The number of the last revision converted.
+    pub last_revision: Option<u64>,
     pub commits: u64,
     pub merges: u64,
     /// (revision, path) of changes outside every branch.
@@ -1090,6 +1092,7 @@ impl<S: Sink> Converter<S> {
             return Err(ConvertError::Empty);
         }
         self.end_revision()?;
+        self.out.last_revision = self.last_revision();
         self.out.refs = self.refs_now()?;
         let main = format!("refs/heads/{}", self.opts.trunk);
         self.out.head = self
