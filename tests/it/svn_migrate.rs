@@ -966,3 +966,71 @@ fn a_tag_of_a_subdirectory_continues_from_the_branch_it_was_copied_from() {
         "and the subdirectory's tree"
     );
 }
+
+#[test]
+fn a_merge_names_no_parent_that_another_parent_already_contains() {
+    // b was copied from a after a's own commit; merging b into trunk records both
+    // /branches/a and /branches/b in trunk's mergeinfo. git would make two parents.
+    let (_dir, repo) = svn_repo(
+        "svnadmin create {r} && svn mkdir -q -m layout file://{r}/trunk file://{r}/branches && \
+         svn co -q file://{r}/trunk {d}/t && echo f > {d}/t/f && svn add -q {d}/t/f && svn ci -q -m f {d}/t && \
+         svn cp -q -m 'branch a' file://{r}/trunk file://{r}/branches/a && \
+         svn co -q file://{r}/branches/a {d}/a && echo g > {d}/a/g && svn add -q {d}/a/g && svn ci -q -m g {d}/a && \
+         svn cp -q -m 'branch b' file://{r}/branches/a file://{r}/branches/b && \
+         svn co -q file://{r}/branches/b {d}/b && echo h > {d}/b/h && svn add -q {d}/b/h && svn ci -q -m h {d}/b && \
+         svn up -q {d}/t && svn merge -q ^/branches/b {d}/t && svn ci -q -m 'merge b' {d}/t && \
+         svn propget svn:mergeinfo file://{r}/trunk | grep -q /branches/a",
+    );
+    let o = migrate(&repo, &["--verify"]).ok();
+    let parents = o.git(&["log", "-1", "--format=%P", "main"]);
+    let parents: Vec<&str> = parents.split(' ').collect();
+    assert_eq!(parents.len(), 2, "trunk and b only: {parents:?}");
+    assert_eq!(
+        parents[1],
+        o.git(&["rev-parse", "b"]),
+        "b is the merged parent"
+    );
+    assert_eq!(
+        o.git(&["merge-base", "--is-ancestor", "b", "main"]),
+        "",
+        "and a's work is reached through it"
+    );
+    assert!(
+        o.git(&["rev-list", "main"])
+            .contains(&o.git(&["rev-parse", "a"]))
+    );
+}
+
+#[test]
+fn svk_and_svnmerge_merge_tickets_make_merge_parents_like_mergeinfo() {
+    // git's own t9150 dump: an SVK merge of 'left' into trunk (git-svn makes it a merge).
+    let o = migrate(&corpus().join("git-t9150-svk-merge.dump"), &["--bare"]).ok();
+    let merge = o.git(&[
+        "log",
+        "--format=%H",
+        "--grep=merge branch 'left' into 'trunk'",
+        "main",
+    ]);
+    let parents = o.git(&["log", "-1", "--format=%P", &merge]);
+    let parents: Vec<&str> = parents.split(' ').collect();
+    assert_eq!(parents.len(), 2, "the SVK merge is a merge commit");
+    assert_eq!(parents[1], o.commit_of(6, "/branches/left"), "of left@6");
+
+    // svnmerge.py's ticket, made on a real repository (the content merged without mergeinfo).
+    let (_dir, repo) = svn_repo(
+        "svnadmin create {r} && svn mkdir -q -m layout file://{r}/trunk file://{r}/branches && \
+         svn co -q file://{r}/trunk {d}/t && echo f > {d}/t/f && svn add -q {d}/t/f && svn ci -q -m f {d}/t && \
+         svn cp -q -m 'branch a' file://{r}/trunk file://{r}/branches/a && \
+         svn co -q file://{r}/branches/a {d}/a && echo g > {d}/a/g && svn add -q {d}/a/g && svn ci -q -m g {d}/a && \
+         svn up -q {d}/t && svn merge -q --ignore-ancestry -r 3:4 file://{r}/branches/a {d}/t && \
+         svn propdel -q svn:mergeinfo {d}/t 2>/dev/null; svn propset -q svnmerge-integrated '/branches/a:1-4' {d}/t && \
+         svn ci -q -m 'merged a (svnmerge)' {d}/t",
+    );
+    let o = migrate(&repo, &["--verify"]).ok();
+    let parents = o.git(&["log", "-1", "--format=%P", "main"]);
+    assert_eq!(
+        parents.split(' ').nth(1),
+        Some(o.git(&["rev-parse", "a"]).as_str()),
+        "svnmerge-integrated names a: {parents}"
+    );
+}

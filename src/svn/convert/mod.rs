@@ -1,6 +1,8 @@
 //! Turning dump records into git: the Subversion tree of every revision (`tree`), branches and
 //! tags found by layout, one commit per touched branch per revision (mixed-branch revisions are
-//! split), merge parents from `svn:mergeinfo`, annotated tags, objects written by `odb`.
+//! split), merge parents from merge tickets (`svn:mergeinfo`, `svnmerge-integrated`,
+//! `svk:merge`; never a parent another parent contains), annotated tags, objects written by
+//! `odb`.
 //!
 //! Invariants: the output depends only on the dump and the options (no clock, no randomness,
 //! deterministic orders), so a resumed run gives the same ids as a one-shot run. A branch that
@@ -128,7 +130,7 @@ struct Flow {
     created: u64,
     meta: Meta,
     mergeinfo: Mergeinfo,
-    /// The raw `svn:mergeinfo` value `mergeinfo` was parsed from.
+    /// The raw merge-ticket values `mergeinfo` was parsed from.
     mergeinfo_raw: Option<Vec<u8>>,
     /// Per merge source root, the highest revision merged into this flow.
     merged_from: BTreeMap<Vec<u8>, u64>,
@@ -778,11 +780,7 @@ impl<S: Sink> Converter<S> {
             .next_back()
             .map(|(_, d)| d.clone())?;
         let mi = match tree::get(&snapshot, root) {
-            Some(Entry::Dir(d)) => d
-                .props
-                .get(&b"svn:mergeinfo"[..])
-                .map(|v| mergeinfo::parse(v))
-                .unwrap_or_default(),
+            Some(Entry::Dir(d)) => merge_tickets(&d.props, &self.uuid).0,
             _ => Mergeinfo::new(),
         };
         let tree = self.commit_tree(commit);
@@ -975,17 +973,22 @@ impl<S: Sink> Converter<S> {
     /// does not already contain is covered, that revision is not in the future, and the source
     /// commit is not already in this flow's history. Anything else is a cherry-pick or noise.
     fn merge_parents(&mut self, rev: u64, id: usize, props: &PropMap) -> Vec<Oid> {
-        let raw = props.get(&b"svn:mergeinfo"[..]);
-        if raw == self.flows[id].mergeinfo_raw.as_ref() {
+        let raw = merge_tickets_raw(props);
+        if raw == self.flows[id].mergeinfo_raw {
             return Vec::new();
         }
-        self.flows[id].mergeinfo_raw = raw.cloned();
-        let now = raw.map(|v| mergeinfo::parse(v)).unwrap_or_default();
+        self.flows[id].mergeinfo_raw = raw;
+        let (now, foreign) = merge_tickets(props, &self.uuid);
+        for f in foreign {
+            self.out.ignored_merges.push(format!(
+                "r{rev}: svk:merge ticket {f} names another repository (an SVK mirror's depot)"
+            ));
+        }
         if now == self.flows[id].mergeinfo {
             return Vec::new();
         }
         let old = std::mem::replace(&mut self.flows[id].mergeinfo, now.clone());
-        let mut out = Vec::new();
+        let mut out: Vec<(Vec<u8>, Oid)> = Vec::new();
         for (src, ranges) in &now {
             if old.get(src) == Some(ranges) || *src == self.flows[id].root {
                 continue;
@@ -1036,7 +1039,32 @@ impl<S: Sink> Converter<S> {
                 continue;
             }
             self.flows[id].merged_from.insert(src.clone(), max);
-            out.push(candidate);
+            out.push((src.clone(), candidate));
+        }
+        self.minimal_parents(rev, out)
+    }
+
+    /// Drops every candidate that another candidate already contains (a source merged into
+    /// another source before, or a branch copied from another), as git would: octopus merges
+    /// stay only for lines that are really independent. Candidates are never ancestors of the
+    /// first parent (`merge_parents` checked that).
+    fn minimal_parents(&mut self, rev: u64, candidates: Vec<(Vec<u8>, Oid)>) -> Vec<Oid> {
+        let mut out: Vec<Oid> = Vec::new();
+        for (i, (src, c)) in candidates.iter().enumerate() {
+            let since = self.commit_rev.get(c).copied().unwrap_or(0);
+            let within = candidates.iter().enumerate().find(|(j, (_, o))| {
+                *j != i && o != c && self.ancestors_since(*o, since).contains(c)
+            });
+            let duplicate = out.contains(c);
+            if let Some((_, (by, _))) = within {
+                self.out.ignored_merges.push(format!(
+                    "r{rev}: /{} is already merged through /{}: not a parent of its own",
+                    String::from_utf8_lossy(src),
+                    String::from_utf8_lossy(by)
+                ));
+            } else if !duplicate {
+                out.push(*c);
+            }
         }
         out
     }
@@ -1199,6 +1227,45 @@ fn check_text(t: &dump::Text, content: &[u8]) -> Result<Option<String>, String> 
          (converted as svnadmin loads it)"
             .to_string()
     }))
+}
+
+/// A flow root's merge tickets, all three kinds together, and the SVK tickets that name
+/// another repository.
+fn merge_tickets(props: &PropMap, uuid: &str) -> (Mergeinfo, Vec<String>) {
+    let mut all = Mergeinfo::new();
+    let mut add = |m: Mergeinfo| {
+        for (k, v) in m {
+            all.entry(k).or_default().extend(v);
+        }
+    };
+    if let Some(v) = props.get(&b"svn:mergeinfo"[..]) {
+        add(mergeinfo::parse(v));
+    }
+    if let Some(v) = props.get(&b"svnmerge-integrated"[..]) {
+        add(mergeinfo::parse_svnmerge(v));
+    }
+    let mut foreign = Vec::new();
+    if let Some(v) = props.get(&b"svk:merge"[..]) {
+        let (m, f) = mergeinfo::parse_svk(v, uuid);
+        add(m);
+        foreign = f;
+    }
+    (all, foreign)
+}
+
+/// The merge-ticket properties as they were set, to see whether any of them changed.
+fn merge_tickets_raw(props: &PropMap) -> Option<Vec<u8>> {
+    let mut raw: Option<Vec<u8>> = None;
+    for key in [&b"svn:mergeinfo"[..], b"svnmerge-integrated", b"svk:merge"] {
+        if let Some(v) = props.get(key) {
+            let r = raw.get_or_insert_with(Vec::new);
+            r.extend_from_slice(key);
+            r.push(0);
+            r.extend_from_slice(v);
+            r.push(0);
+        }
+    }
+    raw
 }
 
 /// The commit message: the log, then the origin trailer.
