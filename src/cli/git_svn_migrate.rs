@@ -38,6 +38,13 @@ pub struct Cli {
     /// Write `.gitattributes` from `svn:eol-style` (native: text, LF: text eol=lf, CRLF: -text)
     #[arg(long)]
     eol_attributes: bool,
+    /// Make an empty commit for each revision that changes a branch in nothing git records
+    /// (property changes, empty directories); without it they are listed in the report
+    #[arg(long)]
+    keep_empty_revisions: bool,
+    /// Keep empty directories as an empty file of this name (e.g. `--empty-dirs=.gitkeep`)
+    #[arg(long, value_name = "NAME", require_equals = true, value_parser = placeholder_name)]
+    empty_dirs: Option<String>,
     /// Email domain for users the authors map lacks (otherwise they stop the run)
     #[arg(long, value_name = "DOMAIN")]
     default_domain: Option<String>,
@@ -316,7 +323,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
             return Err(e);
         }
         if let (Some(what), Some(url)) = (cli.verify, &verify_url) {
-            code = code.max(verify(&git_dir, url, what, out, cli.json)?);
+            let placeholder = cli.empty_dirs.as_deref();
+            code = code.max(verify(&git_dir, url, what, placeholder, out, cli.json)?);
         }
     }
     Ok(code)
@@ -402,7 +410,14 @@ fn repository_url(source: &str) -> Result<String> {
     bail!("--verify needs SOURCE to be a repository or URL (a dump file cannot be exported)")
 }
 
-fn verify(git_dir: &Path, url: &str, what: Verify, out: &mut dyn Write, json: bool) -> Result<u8> {
+fn verify(
+    git_dir: &Path,
+    url: &str,
+    what: Verify,
+    placeholder: Option<&str>,
+    out: &mut dyn Write,
+    json: bool,
+) -> Result<u8> {
     let args: &[&str] = match what {
         Verify::Tips => &[
             "for-each-ref",
@@ -428,7 +443,8 @@ fn verify(git_dir: &Path, url: &str, what: Verify, out: &mut dyn Write, json: bo
         .map(str::to_string)
         .collect();
     let bar = crate::logging::progress_bar(commits.len() as u64, "verifying");
-    let diffs = convert::verify::verify(git_dir, url, &commits).map_err(anyhow::Error::msg)?;
+    let diffs =
+        convert::verify::verify(git_dir, url, &commits, placeholder).map_err(anyhow::Error::msg)?;
     bar.finish_and_clear();
     if json {
         writeln!(
@@ -481,7 +497,18 @@ fn options(cli: &Cli) -> Result<Options> {
         rules,
         repository: None,
         eol_attributes: cli.eol_attributes,
+        keep_empty_revisions: cli.keep_empty_revisions,
+        empty_dir_placeholder: cli.empty_dirs.clone(),
     })
+}
+
+/// A placeholder is one plain file name.
+fn placeholder_name(s: &str) -> std::result::Result<String, String> {
+    let bad = s.is_empty() || s == "." || s == ".." || s.contains(['/', '\0']) || s == ".git";
+    match bad {
+        true => Err(format!("{s:?}: a file name is needed (like .gitkeep)")),
+        false => Ok(s.to_string()),
+    }
 }
 
 /// Creates DEST (which must not exist, or be empty), or checks it for `--resume`; returns the
@@ -959,6 +986,24 @@ fn report(o: &Outcome, json: bool, out: &mut dyn Write) -> Result<()> {
     }
     for m in &o.ignored_merges {
         writeln!(out, "  note: {m}")?;
+    }
+    if !o.unconverted.is_empty() {
+        writeln!(
+            out,
+            "{} revisions made no commit (all listed with --json; --keep-empty-revisions keeps the ones that change a branch):",
+            o.unconverted.len()
+        )?;
+        for u in o.unconverted.iter().take(20) {
+            let first = u.log.lines().next().unwrap_or_default();
+            writeln!(
+                out,
+                "  r{} {} {} {first:?}: {}",
+                u.revision,
+                u.author.as_deref().unwrap_or("(no author)"),
+                u.date.as_deref().unwrap_or("(no date)"),
+                u.why
+            )?;
+        }
     }
     for w in &o.warnings {
         writeln!(out, "  warning: {w}")?;

@@ -362,6 +362,7 @@ fn verify_finds_a_tree_that_differs_from_subversion() {
         &o.git.join(".git"),
         &format!("file://{}", repo.display()),
         &["main".to_string()],
+        None,
     )
     .expect("verify runs");
     assert_eq!(diffs.len(), 1, "{diffs:?}");
@@ -1032,5 +1033,165 @@ fn svk_and_svnmerge_merge_tickets_make_merge_parents_like_mergeinfo() {
         parents.split(' ').nth(1),
         Some(o.git(&["rev-parse", "a"]).as_str()),
         "svnmerge-integrated names a: {parents}"
+    );
+}
+
+/// Every revision number a dump holds (r0 aside).
+fn dump_revisions(dump: &Path) -> Vec<u64> {
+    let text = String::from_utf8_lossy(&std::fs::read(dump).expect("dump")).into_owned();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("Revision-number: "))
+        .filter_map(|n| n.trim().parse().ok())
+        .filter(|&n| n > 0)
+        .collect()
+}
+
+/// The revisions a conversion accounts for: named by a commit's or a tag's trailer, or listed
+/// as unconverted in the JSON summary.
+fn accounted(o: &Out) -> (std::collections::BTreeSet<u64>, serde_json::Value) {
+    let mut text = o.git(&["log", "--all", "--format=%B"]);
+    text.push_str(&o.git(&["for-each-ref", "refs/tags", "--format=%(contents)"]));
+    let mut revs: std::collections::BTreeSet<u64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("svn-revision: "))
+        .filter_map(|l| l.split(' ').next()?.rsplit_once('@')?.1.parse().ok())
+        .collect();
+    let summary: serde_json::Value = stdout(o)
+        .lines()
+        .find_map(|l| {
+            serde_json::from_str(l)
+                .ok()
+                .filter(|v: &serde_json::Value| v.get("refs").is_some())
+        })
+        .expect("the JSON summary");
+    for u in summary["unconverted"].as_array().expect("unconverted") {
+        revs.insert(u["revision"].as_u64().expect("number"));
+    }
+    (revs, summary)
+}
+
+#[test]
+fn every_revision_is_a_commit_a_tag_or_listed_with_its_log() {
+    // The class: across the whole corpus and the rich repository, no revision vanishes.
+    let mut dumps: Vec<PathBuf> = std::fs::read_dir(corpus())
+        .expect("corpus")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "svn" || e == "dump"))
+        .collect();
+    dumps.sort();
+    dumps.push(rich().v2.clone());
+    let mut listed = 0;
+    for d in &dumps {
+        let o = migrate(d, &["--bare", "--json", "--default-domain", "example.org"]);
+        if o.out.status.code() != Some(0) {
+            continue; // the corpus test holds every dump to converting
+        }
+        let (revs, summary) = accounted(&o);
+        for r in dump_revisions(d) {
+            assert!(revs.contains(&r), "{}: r{r} is accounted for", d.display());
+        }
+        for u in summary["unconverted"].as_array().expect("list") {
+            assert!(u["why"].as_str().is_some_and(|w| !w.is_empty()), "{u}");
+            listed += 1;
+        }
+    }
+    assert!(listed > 0, "the corpus has revisions that change no tree");
+}
+
+#[test]
+fn property_only_and_empty_directory_revisions_are_listed_or_kept_on_request() {
+    // r1 layout, r2 a file, r3 only a property, r4 only an empty directory, r5 a branch,
+    // r6 a commit on it, r7 a record-only merge, then an empty revision and a branch delete.
+    let (_dir, repo) = svn_repo(
+        "svnadmin create {r} && svn mkdir -q -m layout file://{r}/trunk file://{r}/branches && \
+         svn co -q file://{r}/trunk {d}/t && echo f > {d}/t/f && svn add -q {d}/t/f && svn ci -q -m 'add f' {d}/t && \
+         svn propset -q svn:eol-style native {d}/t/f && svn ci -q -m 'eol style only' {d}/t && \
+         svn mkdir -q {d}/t/empty && svn ci -q -m 'an empty directory' {d}/t && \
+         svn cp -q -m 'branch x' file://{r}/trunk file://{r}/branches/x && \
+         svn co -q file://{r}/branches/x {d}/x && echo g > {d}/x/g && svn add -q {d}/x/g && svn ci -q -m 'g on x' {d}/x && \
+         svn up -q {d}/t && svn merge -q --record-only ^/branches/x {d}/t && svn ci -q -m 'record-only merge of x' {d}/t && \
+         svnadmin dump -q {r} > {d}/full.dump && \
+         printf 'Revision-number: 8\\nProp-content-length: 119\\nContent-length: 119\\n\\nK 10\\nsvn:author\\nV 5\\nalice\\nK 8\\nsvn:date\\nV 27\\n2020-01-01T00:00:00.000000Z\\nK 7\\nsvn:log\\nV 16\\nnothing changed!\\nPROPS-END\\n\\n' >> {d}/full.dump && \
+         rm -rf {r} && svnadmin create {r} && svnadmin load -q {r} < {d}/full.dump && \
+         svn rm -q -m 'drop x' file://{r}/branches/x",
+    );
+    let o = migrate(&repo, &["--json", "--verify"]).ok();
+    let (_, summary) = accounted(&o);
+    let listed: Vec<(u64, String, String)> = summary["unconverted"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|u| {
+            (
+                u["revision"].as_u64().expect("rev"),
+                u["log"].as_str().expect("log").to_string(),
+                u["why"].as_str().expect("why").to_string(),
+            )
+        })
+        .collect();
+    let revs: Vec<u64> = listed.iter().map(|l| l.0).collect();
+    assert_eq!(revs, vec![1, 3, 4, 5, 8, 9], "{listed:?}");
+    assert_eq!(listed[1].1, "eol style only");
+    assert!(listed[1].2.contains("properties"), "{listed:?}");
+    assert!(listed[3].2.contains("creates branch x"), "{listed:?}");
+    assert!(listed[4].2.contains("empty revision") && listed[4].1 == "nothing changed!");
+    assert!(listed[5].2.contains("deletes"), "{listed:?}");
+    let u = &summary["unconverted"][4];
+    assert_eq!(u["author"], "alice");
+    assert_eq!(u["date"], "2020-01-01T00:00:00.000000Z");
+    // The record-only merge completes a merge: a merge commit with trunk's tree.
+    let merge = o.commit_of(7, "/trunk");
+    assert_eq!(
+        o.git(&["log", "-1", "--format=%P", &merge])
+            .split(' ')
+            .count(),
+        2,
+        "record-only merge keeps its merge parent"
+    );
+    assert!(stdout(&o).contains("\"differences\":[]"));
+
+    // Kept: an empty commit for each revision that changes a branch (its creation too); the
+    // rest still listed.
+    let o = migrate(
+        &repo,
+        &[
+            "--json",
+            "--keep-empty-revisions",
+            "--empty-dirs=.gitkeep",
+            "--verify=all",
+        ],
+    )
+    .ok();
+    for r in [1, 2, 3, 4, 7] {
+        o.commit_of(r, "/trunk");
+    }
+    assert_eq!(
+        o.git(&[
+            "rev-parse",
+            &format!("{}^{{tree}}", o.commit_of(3, "/trunk"))
+        ]),
+        o.git(&[
+            "rev-parse",
+            &format!("{}^{{tree}}", o.commit_of(2, "/trunk"))
+        ]),
+        "the property change is an empty commit"
+    );
+    assert_eq!(
+        o.git(&["ls-tree", "--name-only", "-r", "main", "empty"]),
+        "empty/.gitkeep",
+        "the empty directory holds its placeholder"
+    );
+    let (_, summary) = accounted(&o);
+    let revs: Vec<u64> = summary["unconverted"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|u| u["revision"].as_u64().expect("rev"))
+        .collect();
+    assert_eq!(revs, vec![8, 9], "what no branch can hold stays listed");
+    o.commit_of(5, "/branches/x");
+    assert!(
+        stdout(&o).contains("\"differences\":[]"),
+        "placeholders are not differences from svn export"
     );
 }

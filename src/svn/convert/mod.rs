@@ -56,6 +56,10 @@ pub struct Options {
     pub repository: Option<String>,
     /// Write `.gitattributes` from `svn:eol-style` (`text`, `text eol=lf`, `-text` for CRLF).
     pub eol_attributes: bool,
+    /// Make an empty commit for a revision that changes a branch in nothing git records.
+    pub keep_empty_revisions: bool,
+    /// An empty file of this name in every empty directory (`--empty-dirs=.gitkeep`).
+    pub empty_dir_placeholder: Option<String>,
 }
 
 impl Default for Options {
@@ -67,6 +71,8 @@ impl Default for Options {
             rules: None,
             repository: None,
             eol_attributes: false,
+            keep_empty_revisions: false,
+            empty_dir_placeholder: None,
         }
     }
 }
@@ -115,6 +121,9 @@ struct Meta {
     email: String,
     time: i64,
     log: Vec<u8>,
+    /// `svn:author` and `svn:date` as Subversion holds them, for the report.
+    svn_author: Option<String>,
+    svn_date: Option<String>,
 }
 
 /// A line of history: a branch or a tag, from its creation to its deletion.
@@ -173,7 +182,20 @@ pub struct Outcome {
     pub kept_properties: Vec<(u64, String, String, String)>,
     /// What the dump's checks found that did not stop the conversion.
     pub warnings: Vec<String>,
+    /// Revisions that made no commit (nothing git records changed, or only a deletion),
+    /// with what git would otherwise lose of them.
+    pub unconverted: Vec<Unconverted>,
     pub uuid: String,
+}
+
+/// A revision that became no commit.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Unconverted {
+    pub revision: u64,
+    pub author: Option<String>,
+    pub date: Option<String>,
+    pub log: String,
+    pub why: String,
 }
 
 /// The converter's state between records.
@@ -202,6 +224,12 @@ pub struct Converter<S: Sink> {
     prepared_blob: Option<Oid>,
     /// `alive` changed in this revision (flows created or ended).
     alive_dirty: bool,
+    /// Nodes in the current revision, and `out.outside` / `out.commits` when it began.
+    rev_nodes: usize,
+    rev_outside: usize,
+    rev_commits: u64,
+    /// Revisions that created a tag and no commit: unconverted if the tag is deleted later.
+    tag_revisions: Vec<(usize, Unconverted)>,
     /// Standard layout (`Some(true)`), the whole repository as one branch (`Some(false)`), or
     /// not decided yet (before the first revision with changes).
     standard: Option<bool>,
@@ -244,6 +272,10 @@ impl<S: Sink> Converter<S> {
             alive_done: BTreeMap::new(),
             alive_dirty: false,
             prepared_blob: None,
+            rev_nodes: 0,
+            rev_outside: 0,
+            rev_commits: 0,
+            tag_revisions: Vec::new(),
             standard,
             first_paths: Vec::new(),
             deleted: Vec::new(),
@@ -312,7 +344,14 @@ impl<S: Sink> Converter<S> {
             email,
             time,
             log,
+            svn_author: user,
+            svn_date: props
+                .get(&b"svn:date"[..])
+                .map(|d| String::from_utf8_lossy(d).into_owned()),
         };
+        self.rev_nodes = 0;
+        self.rev_outside = self.out.outside.len();
+        self.rev_commits = self.out.commits;
     }
 
     fn ident(&mut self, user: Option<&str>) -> (String, String) {
@@ -348,6 +387,7 @@ impl<S: Sink> Converter<S> {
         let rev = self
             .rev
             .ok_or_else(|| err(0, &n.path, "node before any revision"))?;
+        self.rev_nodes += 1;
         let path = n.path.strip_prefix(b"/").unwrap_or(&n.path).to_vec();
         if n.action == Action::Change && n.props.is_none() && n.text.is_none() {
             // An empty change node (svnsync and hand-made dumps have them): nothing happens.
@@ -890,13 +930,23 @@ impl<S: Sink> Converter<S> {
         let Some(rev) = self.rev else { return Ok(()) };
         self.decide_layout(rev);
         let touched = std::mem::take(&mut self.touched);
+        let touched_ended = self.flows.iter().any(|f| f.ended == Some(rev));
+        let any_touched = !touched.is_empty();
         let mut order: Vec<usize> = touched
             .into_iter()
             .filter(|id| self.flows[*id].ended.is_none())
             .collect();
         order.sort_by(|a, b| self.flows[*a].root.cmp(&self.flows[*b].root));
+        let ended = touched_ended;
         for id in order {
             self.commit_flow(rev, id)?;
+        }
+        // With rules, a revision that touched no branch and nothing outside changed only paths
+        // the rules leave out on purpose (or another repository's): not this one's to list.
+        let ruled_out =
+            self.opts.rules.is_some() && !any_touched && self.out.outside.len() == self.rev_outside;
+        if rev > 0 && self.out.commits == self.rev_commits && !ruled_out {
+            self.list_unconverted(rev, ended);
         }
         self.roots.insert(rev, self.cur.clone());
         if self.alive_dirty {
@@ -907,23 +957,75 @@ impl<S: Sink> Converter<S> {
         Ok(())
     }
 
+    /// Lists revision `rev`, which made no commit, with why and what git would otherwise lose
+    /// of it (its author, date and log).
+    fn list_unconverted(&mut self, rev: u64, deleted_a_flow: bool) {
+        let created: Vec<&Flow> = self.flows.iter().filter(|f| f.created == rev).collect();
+        let m = &self.meta;
+        let entry = |why: String| Unconverted {
+            revision: rev,
+            author: m.svn_author.clone(),
+            date: m.svn_date.clone(),
+            log: String::from_utf8_lossy(&m.log).into_owned(),
+            why,
+        };
+        if let Some(id) = self.flows.iter().rposition(|f| f.created == rev && f.tag) {
+            // An annotated tag's message will hold the revision's log and trailer, unless the
+            // tag is deleted later (then its ref under refs/deleted/ is a plain one): `finish`
+            // lists it then.
+            let why = format!(
+                "creates tag {}, deleted later (kept under refs/deleted/ without a tag message)",
+                self.flows[id].name
+            );
+            let u = entry(why);
+            self.tag_revisions.push((id, u));
+            return;
+        }
+        let why = if self.rev_nodes == 0 {
+            "changes nothing (an empty revision)".to_string()
+        } else if let Some(f) = created.first() {
+            match f.tip {
+                Some(_) => format!("creates branch {} (a git branch needs no commit)", f.name),
+                None => format!(
+                    "creates branch {} with nothing git records in it yet (empty directories)",
+                    f.name
+                ),
+            }
+        } else if deleted_a_flow {
+            "deletes a branch or tag (its tip is kept under refs/deleted/)".to_string()
+        } else if self.out.outside.len() > self.rev_outside {
+            "changes only paths outside every branch (listed as outside)".to_string()
+        } else {
+            "changes nothing git records (properties or empty directories)".to_string()
+        };
+        let u = entry(why);
+        self.out.unconverted.push(u);
+    }
+
     fn commit_flow(&mut self, rev: u64, id: usize) -> Result<(), ConvertError> {
         let root = self.flows[id].root.clone();
         let Some(Entry::Dir(dir)) = tree::get(&self.cur, &root) else {
             return Err(err(rev, &root, "branch root is not a directory"));
         };
-        let tree = tree::git_tree(
-            &dir,
-            &mut StoreAdapter(&mut self.sink),
-            self.opts.eol_attributes,
-        )
-        .map_err(|w| err(rev, &root, w))?;
+        let opts = tree::TreeOpts {
+            eol: self.opts.eol_attributes,
+            placeholder: self
+                .opts
+                .empty_dir_placeholder
+                .as_ref()
+                .map(|p| p.as_bytes().to_vec()),
+        };
+        let tree = tree::git_tree(&dir, &mut StoreAdapter(&mut self.sink), &opts)
+            .map_err(|w| err(rev, &root, w))?;
         let merges = self.merge_parents(rev, id, &dir.props);
         let f = &self.flows[id];
-        if tree == f.tree && merges.is_empty() && f.tip.is_some() {
+        // Nothing git records changed: no commit, unless the user keeps such revisions (the
+        // revision is listed in `Outcome::unconverted` when no branch got a commit from it).
+        let keep = self.opts.keep_empty_revisions;
+        if tree == f.tree && merges.is_empty() && f.tip.is_some() && !keep {
             return Ok(());
         }
-        if tree.is_none() && f.tip.is_none() && merges.is_empty() {
+        if tree.is_none() && f.tip.is_none() && merges.is_empty() && !keep {
             return Ok(());
         }
         let tree = match tree {
@@ -1121,6 +1223,12 @@ impl<S: Sink> Converter<S> {
         }
         self.end_revision()?;
         self.out.last_revision = self.last_revision();
+        for (id, u) in std::mem::take(&mut self.tag_revisions) {
+            if self.flows[id].ended.is_some() {
+                self.out.unconverted.push(u);
+            }
+        }
+        self.out.unconverted.sort_by_key(|u| u.revision);
         self.out.refs = self.refs_now()?;
         let main = format!("refs/heads/{}", self.opts.trunk);
         self.out.head = self

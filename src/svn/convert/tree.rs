@@ -129,11 +129,19 @@ pub trait Store {
 /// The git tree of `dir` (`None` when no file lies below it): symlinks become mode 120000 with
 /// the link target, `svn:executable` gives 100755, and `svn:ignore` / `svn:global-ignores`
 /// become a `.gitignore` (appended to a committed `.gitignore` if there is one).
-/// With `eol`, files with `svn:eol-style` get a line in the directory's `.gitattributes`.
-pub fn git_tree(dir: &Arc<Dir>, store: &mut dyn Store, eol: bool) -> Result<Option<Oid>, String> {
+/// With `opts.eol`, files with `svn:eol-style` get a line in the directory's `.gitattributes`;
+/// with `opts.placeholder`, a directory git would drop (nothing below it) holds an empty file
+/// of that name instead. The options are the same for a whole conversion (the cache in each
+/// directory relies on it).
+pub fn git_tree(
+    dir: &Arc<Dir>,
+    store: &mut dyn Store,
+    opts: &TreeOpts,
+) -> Result<Option<Oid>, String> {
     if let Some(t) = dir.git.get() {
         return Ok(*t);
     }
+    let eol = opts.eol;
     let mut entries: Vec<(Vec<u8>, &'static str, Oid)> = Vec::new();
     let ignore = ignore_lines(&dir.props);
     let attributes = if eol { eol_lines(dir) } else { Vec::new() };
@@ -158,7 +166,7 @@ pub fn git_tree(dir: &Arc<Dir>, store: &mut dyn Store, eol: bool) -> Result<Opti
         }
         match e {
             Entry::Dir(d) => {
-                if let Some(t) = git_tree(d, store, eol)? {
+                if let Some(t) = git_tree(d, store, opts)? {
                     entries.push((name.to_vec(), "40000", t));
                 }
             }
@@ -180,6 +188,11 @@ pub fn git_tree(dir: &Arc<Dir>, store: &mut dyn Store, eol: bool) -> Result<Opti
             store.put(Kind::Blob, ignore)?,
         ));
     }
+    if entries.is_empty()
+        && let Some(name) = &opts.placeholder
+    {
+        entries.push((name.clone(), "100644", store.put(Kind::Blob, Vec::new())?));
+    }
     let id = if entries.is_empty() {
         None
     } else {
@@ -187,6 +200,15 @@ pub fn git_tree(dir: &Arc<Dir>, store: &mut dyn Store, eol: bool) -> Result<Opti
     };
     let _ = dir.git.set(id);
     Ok(id)
+}
+
+/// How Subversion trees become git trees (fixed for a conversion).
+#[derive(Clone, Debug, Default)]
+pub struct TreeOpts {
+    /// `.gitattributes` lines from `svn:eol-style`.
+    pub eol: bool,
+    /// The empty file an empty directory holds (`.gitkeep`); `None`: empty directories vanish.
+    pub placeholder: Option<Vec<u8>>,
 }
 
 fn file_entry(

@@ -4,7 +4,7 @@
 //! Invariants: read-only on both sides; the comparison is independent of the converter's own
 //! model (files are read back through git and Subversion's tools). Generated `.gitignore` files
 //! and `.gitattributes` lines are not differences; empty directories are not either (git
-//! cannot store them).
+//! cannot store them), nor the empty placeholder files `--empty-dirs` puts in them.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read, Write};
@@ -172,7 +172,13 @@ fn generated(path: &str) -> bool {
 }
 
 /// Compares `commits` (ids or ref names) with Subversion at `url` (the repository root).
-pub fn verify(git_dir: &Path, url: &str, commits: &[String]) -> Result<Vec<Difference>, String> {
+/// `placeholder` names the empty file `--empty-dirs` put in empty directories.
+pub fn verify(
+    git_dir: &Path,
+    url: &str,
+    commits: &[String],
+    placeholder: Option<&str>,
+) -> Result<Vec<Difference>, String> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut diffs = Vec::new();
     for c in commits {
@@ -214,9 +220,14 @@ pub fn verify(git_dir: &Path, url: &str, commits: &[String]) -> Result<Vec<Diffe
                 _ => {}
             }
         }
-        for p in git
-            .keys()
-            .filter(|p| !svn.contains_key(*p) && !generated(p))
+        let is_placeholder = |p: &str, data: &[u8]| {
+            placeholder.is_some_and(|name| {
+                data.is_empty() && (p == name || p.ends_with(&format!("/{name}")))
+            })
+        };
+        for (p, _) in git
+            .iter()
+            .filter(|(p, (_, d))| !svn.contains_key(*p) && !generated(p) && !is_placeholder(p, d))
         {
             diffs.push(Difference {
                 commit: c.clone(),
