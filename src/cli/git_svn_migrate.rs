@@ -20,8 +20,17 @@ Exit status:
 
 /// Convert a Subversion repository to git: branches, tags, merges, authors, exactly and fast.
 #[derive(Parser, Debug)]
-#[command(name = "git-svn-migrate", version, after_help = EXIT_CODES)]
+#[command(
+    name = "git-svn-migrate",
+    version,
+    after_help = EXIT_CODES,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    disable_help_subcommand = true
+)]
 pub struct Cli {
+    #[command(subcommand)]
+    sub: Option<Sub>,
     /// Repository path or file:// URL (svnadmin dump), svn:// or http(s):// URL (svnrdump dump), a dump file, or - for stdin
     #[arg(required_unless_present = "generate")]
     source: Option<String>,
@@ -69,6 +78,22 @@ pub struct Cli {
     /// Print the man page or the bash completion script and exit (for packagers)
     #[arg(long, hide = true, value_enum, exclusive = true)]
     generate: Option<super::Generate>,
+}
+
+/// Other things than a conversion (`git svn-migrate SOURCE DEST` converts).
+#[derive(clap::Subcommand, Debug)]
+enum Sub {
+    /// List every svn author of SOURCE with their revision counts, as an authors file to fill in
+    Authors {
+        /// Repository path or URL, a dump file, or - for stdin (as for a conversion)
+        source: String,
+        /// Email domain to write for every author (otherwise the email is left to fill in)
+        #[arg(long, value_name = "DOMAIN")]
+        default_domain: Option<String>,
+        /// One JSON object instead: authors with revisions, first and last revision
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// What `--verify` compares.
@@ -186,6 +211,14 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
     if let Some(g) = cli.generate {
         super::generate::<Cli>(g, out)?;
         return Ok(0);
+    }
+    if let Some(Sub::Authors {
+        source,
+        default_domain,
+        json,
+    }) = &cli.sub
+    {
+        return authors(source, default_domain.as_deref(), *json, out);
     }
     let (source, dest) = (
         cli.source.clone().unwrap_or_default(),
@@ -372,6 +405,23 @@ fn refuse_nonempty(dest: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `git svn-migrate authors SOURCE`.
+fn authors(source: &str, domain: Option<&str>, json: bool, out: &mut dyn Write) -> Result<u8> {
+    let (reader, child) = open_source(source)?;
+    let counted = convert::authors::count(reader);
+    // A bad dump is the error to report (the dump process then fails for the closed pipe).
+    let waited = wait_source(child);
+    let (list, anonymous) = counted.map_err(|e| BadInput(e.to_string()))?;
+    waited?;
+    if json {
+        let v = serde_json::json!({ "authors": list, "without_author": anonymous });
+        writeln!(out, "{v}")?;
+    } else {
+        out.write_all(convert::authors::template(&list, anonymous, domain).as_bytes())?;
+    }
+    Ok(0)
 }
 
 /// Removes what this run made of DEST: the directory, or its contents when it existed (then

@@ -243,3 +243,78 @@ fn verify_takes_its_mode_only_with_an_equals_sign() {
     ]);
     assert_eq!(o.status.code(), Some(0));
 }
+
+#[test]
+fn authors_lists_every_user_as_an_authors_file_that_converts_once_filled_in() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let r = dir.path().join("r");
+    let w = dir.path().join("wc");
+    sh(&format!(
+        "svnadmin create {r} && svn mkdir -q --username alice -m layout file://{r}/trunk && \
+         svn co -q file://{r}/trunk {w} && for i in 1 2; do echo $i >> {w}/f; \
+         svn add -q {w}/f 2>/dev/null; svn ci -q --username alice -m a$i {w}; done && \
+         echo b >> {w}/f && svn ci -q --username 'bob.smith' -m b {w}",
+        r = r.display(),
+        w = w.display()
+    ));
+    let o = run(&[std::ffi::OsStr::new("authors"), r.as_os_str()]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        text.contains("alice = alice <alice>  # 3 revisions, r1-r3"),
+        "{text}"
+    );
+    assert!(text.contains("bob.smith = bob.smith <bob.smith>  # 1 revision, r4"));
+    let o = run(&[
+        std::ffi::OsStr::new("authors"),
+        r.as_os_str(),
+        std::ffi::OsStr::new("--json"),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["authors"][0]["user"], "alice");
+    assert_eq!(v["authors"][0]["revisions"], 3);
+    assert_eq!(v["authors"][1]["last"], 4);
+
+    // Filled in, the file converts with those identities.
+    let filled = text
+        .replace(
+            "alice = alice <alice>",
+            "alice = Alice Liddell <alice@example.org>",
+        )
+        .replace(
+            "bob.smith = bob.smith <bob.smith>",
+            "bob.smith = Bob Smith <bob@example.org>",
+        );
+    let file = dir.path().join("authors.txt");
+    std::fs::write(&file, filled).expect("write");
+    let git = dir.path().join("git");
+    let mut args = vec![r.as_os_str(), git.as_os_str()];
+    args.extend([
+        std::ffi::OsStr::new("--bare"),
+        std::ffi::OsStr::new("--authors"),
+    ]);
+    args.push(file.as_os_str());
+    assert_eq!(run(&args).status.code(), Some(0));
+    let who = sh(&format!(
+        "git --git-dir {} log --format='%an <%ae>' main | sort | uniq -c",
+        git.display()
+    ));
+    assert!(who.contains("2 Alice Liddell <alice@example.org>"), "{who}");
+    assert!(who.contains("1 Bob Smith <bob@example.org>"), "{who}");
+
+    // A dump that is not one is a named error; a missing source a usage error.
+    let bad = dir.path().join("bad.dump");
+    std::fs::write(
+        &bad,
+        "SVN-fs-dump-format-version: 2\n\nRevision-number: x\n\n",
+    )
+    .expect("w");
+    let o = run(&[std::ffi::OsStr::new("authors"), bad.as_os_str()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Revision-number"));
+    let o = run(&[
+        std::ffi::OsStr::new("authors"),
+        dir.path().join("nope").as_os_str(),
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+}

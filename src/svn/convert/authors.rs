@@ -1,6 +1,81 @@
-//! Author maps: git-svn's `user = Name <email>` lines, or YAML (`user: Name <email>`).
+//! Author maps: git-svn's `user = Name <email>` lines, or YAML (`user: Name <email>`); and
+//! the list of a dump's authors in that format, to fill in (`git svn-migrate authors`).
 
+use crate::svn::dump::{DumpError, Reader, Record};
 use std::collections::BTreeMap;
+use std::io::BufRead;
+
+/// One svn user and the revisions they made.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuthorCount {
+    pub user: String,
+    pub revisions: u64,
+    pub first: u64,
+    pub last: u64,
+}
+
+/// Every `svn:author` of a dump with its revision count (most revisions first, then by name),
+/// and how many revisions have no author. r0 is not counted.
+pub fn count(dump: impl BufRead) -> Result<(Vec<AuthorCount>, u64), DumpError> {
+    let mut by_user: BTreeMap<String, AuthorCount> = BTreeMap::new();
+    let mut anonymous = 0;
+    for rec in Reader::new(dump) {
+        let Record::Revision { number, props } = rec? else {
+            continue;
+        };
+        if number == 0 {
+            continue;
+        }
+        let Some(user) = props.get(&b"svn:author"[..]) else {
+            anonymous += 1;
+            continue;
+        };
+        let user = String::from_utf8_lossy(user).into_owned();
+        let e = by_user.entry(user.clone()).or_insert(AuthorCount {
+            user,
+            revisions: 0,
+            first: number,
+            last: number,
+        });
+        e.revisions += 1;
+        e.last = number;
+    }
+    let mut list: Vec<AuthorCount> = by_user.into_values().collect();
+    list.sort_by(|a, b| b.revisions.cmp(&a.revisions).then(a.user.cmp(&b.user)));
+    Ok((list, anonymous))
+}
+
+/// The authors-file text for `list`: one `user = user <user@domain>` line each (the name and
+/// email to be filled in), with the counts as comments; it parses back with [`parse`].
+pub fn template(list: &[AuthorCount], anonymous: u64, domain: Option<&str>) -> String {
+    let mut out = String::from(
+        "# svn user = Name <email>: fill in each line, then convert with --authors FILE\n",
+    );
+    for a in list {
+        let email = match domain {
+            Some(d) => format!("{}@{d}", a.user),
+            None => a.user.clone(),
+        };
+        let span = match a.first == a.last {
+            true => format!("r{}", a.first),
+            false => format!("r{}-r{}", a.first, a.last),
+        };
+        out.push_str(&format!(
+            "{} = {} <{email}>  # {} revision{}, {span}\n",
+            a.user,
+            a.user,
+            a.revisions,
+            if a.revisions == 1 { "" } else { "s" },
+        ));
+    }
+    if anonymous > 0 {
+        out.push_str(&format!(
+            "# {anonymous} revision{} without svn:author (converted as `(no author)`)\n",
+            if anonymous == 1 { "" } else { "s" }
+        ));
+    }
+    out
+}
 
 /// An authors-file problem, with its line.
 #[derive(Debug, thiserror::Error)]
@@ -60,5 +135,28 @@ mod tests {
         );
         assert_eq!(m["bob"].1, "bob@example.com");
         assert_eq!(parse("a", "x\n").unwrap_err().line, 1);
+    }
+
+    #[test]
+    fn the_template_parses_back() {
+        let list = vec![
+            AuthorCount {
+                user: "alice".into(),
+                revisions: 3,
+                first: 1,
+                last: 9,
+            },
+            AuthorCount {
+                user: "bob".into(),
+                revisions: 1,
+                first: 4,
+                last: 4,
+            },
+        ];
+        let text = template(&list, 2, Some("example.org"));
+        let m = parse("t", &text).expect("parses back");
+        assert_eq!(m["alice"], ("alice".into(), "alice@example.org".into()));
+        assert!(text.contains("3 revisions, r1-r9") && text.contains("1 revision, r4"));
+        assert!(text.contains("2 revisions without svn:author"));
     }
 }
