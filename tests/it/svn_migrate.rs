@@ -1195,3 +1195,55 @@ fn property_only_and_empty_directory_revisions_are_listed_or_kept_on_request() {
         "placeholders are not differences from svn export"
     );
 }
+
+#[test]
+fn verify_compares_stored_bytes_where_they_contradict_their_eol_style() {
+    // svn cannot commit such a file, a dump can hold one: CRLF stored under eol-style native.
+    let (dir, repo) = svn_repo(
+        "svnadmin create {r} && svn mkdir -q -m layout file://{r}/trunk && \
+         svn co -q file://{r}/trunk {d}/wc && printf 'a\\nb\\n' > {d}/wc/x && svn add -q {d}/wc/x && \
+         svn propset -q svn:eol-style native {d}/wc/x && svn ci -q -m x {d}/wc && \
+         svnadmin dump -q {r} > {d}/ok.dump",
+    );
+    let text = std::fs::read_to_string(dir.path().join("ok.dump")).expect("dump");
+    let node = text.find("Node-path: trunk/x").expect("node");
+    let (head, tail) = text.split_at(node);
+    let tail: String = tail
+        .lines()
+        .filter(|l| !l.starts_with("Text-content-md5") && !l.starts_with("Text-content-sha1"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let plen: usize = tail
+        .lines()
+        .find_map(|l| l.strip_prefix("Prop-content-length: "))
+        .and_then(|n| n.parse().ok())
+        .expect("props");
+    let tail = tail
+        .replacen("Text-content-length: 4\n", "Text-content-length: 5\n", 1)
+        .replacen(
+            &format!("Content-length: {}\n", plen + 4),
+            &format!("Content-length: {}\n", plen + 5),
+            1,
+        )
+        .replacen("PROPS-END\na\nb\n", "PROPS-END\na\r\nb\n", 1);
+    let bad = dir.path().join("crlf.dump");
+    std::fs::write(&bad, format!("{head}{tail}")).expect("write");
+    let crlf = dir.path().join("crlf-repo");
+    sh(&format!(
+        "svnadmin create {c} && svnadmin load -q {c} < {b} && svnlook cat {c} trunk/x | od -c | grep -q '\\\\r'",
+        c = crlf.display(),
+        b = bad.display()
+    ));
+    let o = migrate(&crlf, &["--verify", "--json"]).ok();
+    assert_eq!(
+        o.git(&["cat-file", "blob", "main:x"]),
+        "a\r\nb",
+        "git keeps the stored bytes"
+    );
+    assert!(
+        stdout(&o).contains("\"differences\":[]"),
+        "no false difference: {}",
+        stdout(&o)
+    );
+    drop(repo);
+}
