@@ -69,16 +69,45 @@ impl CertOptions {
             self.extensions_explicit = true;
             return Ok(());
         }
+        // An option OpenSSH defines, spelled `critical:NAME` or `extension:NAME`, takes the
+        // plain spelling's path, so that no spelling escapes its checks.
         if let Some(custom) = name.strip_prefix("critical:") {
+            if let Some(known) = KNOWN_CRITICAL
+                .iter()
+                .find(|k| k.eq_ignore_ascii_case(custom))
+            {
+                return self.plain(kind, opt, known, value);
+            }
             return self.custom(opt, custom, value, true);
         }
         if let Some(custom) = name.strip_prefix("extension:") {
+            let flag = custom.to_ascii_lowercase();
+            if flag == "no-touch-required" || PERMIT.iter().any(|p| p.eq_ignore_ascii_case(&flag)) {
+                if value.is_some_and(|v| !v.is_empty()) {
+                    return Err(OptionError::Invalid {
+                        option: opt.into(),
+                        why: "this extension is a flag and takes no value".into(),
+                    });
+                }
+                return self.plain(kind, opt, &flag, None);
+            }
             return self.custom(opt, custom, value, false);
         }
+        self.plain(kind, opt, &lower, value)
+    }
+
+    /// An option by its plain name (`lower`, lower case); errors name `opt` as written.
+    fn plain(
+        &mut self,
+        kind: CertType,
+        opt: &str,
+        lower: &str,
+        value: Option<&str>,
+    ) -> Result<(), OptionError> {
         if kind == CertType::Host {
             return Err(OptionError::UserOnly(opt.into()));
         }
-        match (lower.as_str(), value) {
+        match (lower, value) {
             ("force-command", Some(cmd)) if !cmd.is_empty() => {
                 self.critical.insert("force-command".into(), cmd.into());
             }
@@ -226,6 +255,44 @@ mod tests {
         assert_eq!(
             opts(CertType::Host, &["permit-pty"]).unwrap_err(),
             OptionError::UserOnly("permit-pty".into())
+        );
+    }
+
+    #[test]
+    fn both_spellings_of_a_known_option_are_checked_alike() {
+        // The `critical:`/`extension:` spelling of an option OpenSSH defines goes through the
+        // same checks as its plain spelling: no way around a syntax rule.
+        let pairs: [(&str, &str); 7] = [
+            (
+                "source-address=10.0.0.0/8,junk",
+                "critical:source-address=10.0.0.0/8,junk",
+            ),
+            (
+                "source-address=127.0.0.1,evil",
+                "critical:source-address=127.0.0.1,evil",
+            ),
+            ("source-address=", "critical:source-address"),
+            ("force-command=", "critical:force-command="),
+            ("verify-required=yes", "critical:verify-required=yes"),
+            ("permit-pty=yes", "extension:permit-pty=yes"),
+            ("no-touch-required=1", "extension:no-touch-required=1"),
+        ];
+        for (plain, spelled) in pairs {
+            let a = opts(CertType::User, &[plain]);
+            let b = opts(CertType::User, &[spelled]);
+            assert!(a.is_err(), "{plain} is refused");
+            assert!(b.is_err(), "{spelled} is refused like {plain}");
+        }
+        let a = opts(CertType::User, &["source-address=10.0.0.0/8"]).expect("plain");
+        let b = opts(CertType::User, &["critical:source-address=10.0.0.0/8"]).expect("spelled");
+        assert_eq!(a, b, "and accepted alike");
+        let a = opts(CertType::User, &["clear", "permit-pty"]).expect("plain");
+        let b = opts(CertType::User, &["clear", "extension:permit-pty"]).expect("spelled");
+        assert_eq!(a.extensions, b.extensions);
+        assert_eq!(
+            opts(CertType::Host, &["critical:source-address=10.0.0.0/8"]).unwrap_err(),
+            OptionError::UserOnly("critical:source-address=10.0.0.0/8".into()),
+            "host certificates take none of the user options in either spelling"
         );
     }
 }
