@@ -243,12 +243,16 @@ impl Ca {
 
 /// Whether revocation `r` covers a certificate with this issuing CA, serial, key id and
 /// subject key (fingerprints as [`fingerprint`] writes them). Serial and key-id revocations
-/// belong to one CA; a key revocation covers every certificate of that key.
+/// belong to one CA; a key revocation covers every certificate of that key and, as in
+/// OpenSSH's KRL check, every certificate signed by that key.
 pub fn covers(r: &Revocation, ca_fp: &str, serial: u64, key_id: &str, subject_fp: &str) -> bool {
     match r.kind.as_str() {
         "serial" => r.ca_fp == ca_fp && r.value == serial.to_string(),
         "key_id" => r.ca_fp == ca_fp && r.value == key_id,
-        "key" => PublicKey::from_openssh(&r.value).is_ok_and(|k| fingerprint(&k) == subject_fp),
+        "key" => PublicKey::from_openssh(&r.value).is_ok_and(|k| {
+            let fp = fingerprint(&k);
+            fp == subject_fp || fp == ca_fp
+        }),
         _ => false,
     }
 }

@@ -674,10 +674,16 @@ fn build(
     signer: &CaSigner,
 ) -> Result<Certificate, CaError> {
     let e = |x: ssh_key::Error| CaError::Sign(x.to_string());
-    let mut rng = UnwrapErr(SysRng);
-    let mut b =
-        Builder::new_with_random_nonce(&mut rng, req.subject.key_data().clone(), v.after, v.before)
-            .map_err(e)?;
+    // 32 bytes of nonce, as ssh-keygen writes (the crate's default is 16).
+    let mut nonce = [0u8; 32];
+    ssh_key::rand_core::Rng::fill_bytes(&mut UnwrapErr(SysRng), &mut nonce);
+    let mut b = Builder::new(
+        nonce.to_vec(),
+        req.subject.key_data().clone(),
+        v.after,
+        v.before,
+    )
+    .map_err(e)?;
     b.serial(serial).map_err(e)?;
     b.cert_type(req.cert_type.into()).map_err(e)?;
     b.key_id(req.key_id.clone()).map_err(e)?;

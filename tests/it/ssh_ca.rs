@@ -1580,3 +1580,45 @@ fn the_default_ca_directory_follows_xdg_data_home() {
         "a relative XDG_DATA_HOME is ignored"
     );
 }
+
+#[test]
+fn revoking_the_ca_key_revokes_every_certificate_it_signed_as_sshd_sees_it() {
+    let lab = Lab::new("ed25519");
+    lab.keygen("e", "ed25519");
+    let cert = lab.sign("e", &["--user", "-I", "e", "-n", "u"]);
+    let parsed = ssh_key::Certificate::read_file(&cert).expect("a certificate");
+    assert_eq!(
+        parsed.nonce().len(),
+        32,
+        "a 32-byte nonce, as ssh-keygen writes"
+    );
+    std::fs::copy(lab.ca_dir().join("user_ca.pub"), lab.path("ca-key.pub")).expect("copy");
+    let out = lab.ca(&[
+        "revoke",
+        "--key",
+        "ca-key.pub",
+        "--reason",
+        "CA key compromised",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let krl = lab.path("ca.krl");
+    assert!(
+        lab.ca(&["krl", "-o", &krl.to_string_lossy()])
+            .status
+            .success()
+    );
+    // OpenSSH's own check: a certificate signed by a revoked key is revoked.
+    let q = run(Command::new("ssh-keygen")
+        .args(["-Q", "-f"])
+        .arg(&krl)
+        .arg(&cert));
+    assert!(!q.status.success(), "ssh-keygen -Q refuses it");
+    let v = lab.ca(&["verify", "--principal", "u", &cert.to_string_lossy()]);
+    assert!(!v.status.success(), "ssh-ca verify refuses it too");
+    assert!(text(&v).contains("revoked"), "{}", text(&v));
+    let listed = lab.ca(&["--json", "list"]);
+    for line in String::from_utf8_lossy(&listed.stdout).lines() {
+        let rec: serde_json::Value = serde_json::from_str(line).expect("json line");
+        assert_eq!(rec["status"], "revoked", "list agrees: {rec}");
+    }
+}
