@@ -75,6 +75,9 @@ pub struct Cli {
     /// Machine-readable JSON summary on stdout
     #[arg(long)]
     json: bool,
+    /// (set by `sync`) Check that the revisions DEST holds convert to exactly its refs again
+    #[arg(long, hide = true, requires = "resume")]
+    sync_check: bool,
     /// Print the man page or the bash completion script and exit (for packagers)
     #[arg(long, hide = true, value_enum, exclusive = true)]
     generate: Option<super::Generate>,
@@ -91,6 +94,22 @@ enum Sub {
         #[arg(long, value_name = "DOMAIN")]
         default_domain: Option<String>,
         /// One JSON object instead: authors with revisions, first and last revision
+        #[arg(long)]
+        json: bool,
+    },
+    /// Continue a finished conversion in DEST with the revisions Subversion has gained since,
+    /// giving the commits a one-shot conversion of the longer history gives; refused when the
+    /// history already converted changed
+    Sync {
+        /// A git repository made by git-svn-migrate
+        dest: PathBuf,
+        /// Read from here instead of the source the conversion recorded
+        #[arg(long, value_name = "SOURCE")]
+        source: Option<String>,
+        /// Compare with `svn export` afterwards (as for a conversion)
+        #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "tips", value_name = "WHAT")]
+        verify: Option<Verify>,
+        /// Machine-readable JSON summary on stdout
         #[arg(long)]
         json: bool,
     },
@@ -137,6 +156,15 @@ struct State {
     first_date: Option<String>,
     last_revision: u64,
     complete: bool,
+    /// Where the dump came from (an absolute path or a URL; none for stdin), for `sync`.
+    #[serde(default)]
+    source: Option<String>,
+    /// The options the conversion ran with, as arguments, for `sync` to run with again.
+    #[serde(default)]
+    args: Vec<String>,
+    /// The authors and rules files' contents (sha1), which the commits depend on.
+    #[serde(default)]
+    inputs_sha1: Option<String>,
 }
 
 /// The source turned out to be another repository than the one DEST was converted from.
@@ -151,6 +179,18 @@ struct Binding {
     seen: State,
     dates_seen: bool,
     expected: Option<State>,
+    /// `sync`: the replayed revisions must give DEST's refs again; done once checked.
+    sync: bool,
+    synced: bool,
+}
+
+impl Binding {
+    /// Whether `number` is one DEST already holds (no checkpoint may rewrite refs for it).
+    fn replaying(&self, number: u64) -> bool {
+        self.expected
+            .as_ref()
+            .is_some_and(|e| number <= e.last_revision)
+    }
 }
 
 impl Binding {
@@ -205,6 +245,8 @@ struct Target {
     state: PathBuf,
     bare: bool,
     conv: Converter<Packs>,
+    /// With `sync`: DEST's refs before the run, which the replay must give again.
+    before: Option<Vec<(String, crate::git::object::Oid)>>,
 }
 
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
@@ -219,6 +261,15 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
     }) = &cli.sub
     {
         return authors(source, default_domain.as_deref(), *json, out);
+    }
+    if let Some(Sub::Sync {
+        dest,
+        source,
+        verify,
+        json,
+    }) = &cli.sub
+    {
+        return run(sync_cli(dest, source.as_deref(), *verify, *json)?, out);
     }
     let (source, dest) = (
         cli.source.clone().unwrap_or_default(),
@@ -252,8 +303,21 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
             true => Some(read_state(&git_dirs[0].join("svn-migrate.json"))?),
             false => None,
         },
+        sync: cli.sync_check,
         ..Binding::default()
     };
+    binding.seen.source = recorded_source(&source);
+    binding.seen.args = recorded_args(&cli)?;
+    binding.seen.inputs_sha1 = inputs_sha1(&cli)?;
+    if let Some(e) = binding.expected.as_ref().filter(|_| cli.sync_check)
+        && e.inputs_sha1 != binding.seen.inputs_sha1
+    {
+        bail!(OtherRepository(
+            "the authors or rules file changed since the conversion, so every commit would \
+             change: convert again into a new DEST; nothing was changed"
+                .into()
+        ));
+    }
     let _log = super::init_logging(Some(&git_dirs[0].join("svn-migrate.log.jsonl")))?;
     if binding.expected.as_ref().is_some_and(|e| e.uuid.is_empty()) {
         crate::warn!(
@@ -287,11 +351,16 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
                 ..opts.clone()
             },
         );
+        let before = match cli.sync_check {
+            true => Some(current_refs(&git_dir)?),
+            false => None,
+        };
         targets.push(Target {
             state: git_dir.join("svn-migrate.json"),
             git_dir,
             bare: cli.bare,
             conv,
+            before,
         });
     }
     let bar = progress(&source, read);
@@ -307,6 +376,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
     let source_ok = wait_source(child);
     if let Err(e) = result {
         if e.is::<OtherRepository>() {
+            for t in &mut targets {
+                t.conv.sink().abandon();
+            }
             return Err(e);
         }
         if !cli.resume && targets[0].conv.last_revision().unwrap_or(0) == 0 {
@@ -348,7 +420,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
     let mut code = 0;
     for t in targets {
         let git_dir = t.git_dir.clone();
-        if let Err(e) = finish(t, out, cli.json, &binding.seen) {
+        let must_equal = t.before.clone().filter(|_| !binding.synced);
+        if let Err(e) = finish(t, out, cli.json, &binding.seen, must_equal) {
             if !cli.resume && e.is::<BadInput>() {
                 remove_made_dest(&dest, dest_existed);
                 return Err(e.context("nothing was converted; DEST was not created"));
@@ -405,6 +478,141 @@ fn refuse_nonempty(dest: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The conversion `sync` runs: DEST's recorded source and options, resumed, with the replay
+/// checked against DEST's refs.
+fn sync_cli(dest: &Path, source: Option<&str>, verify: Option<Verify>, json: bool) -> Result<Cli> {
+    let state = [
+        dest.join("svn-migrate.json"),
+        dest.join(".git/svn-migrate.json"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+    .with_context(|| {
+        format!(
+            "{}: not a repository git-svn-migrate converted (no svn-migrate.json)",
+            dest.display()
+        )
+    })?;
+    let st = read_state(&state)?;
+    if !st.complete {
+        bail!(
+            "{}: the conversion did not finish: run it again with --resume first",
+            dest.display()
+        );
+    }
+    let source = source.map(str::to_string).or(st.source).with_context(|| {
+        format!(
+            "{}: the conversion recorded no source (read from stdin, or an older version): \
+             give --source",
+            dest.display()
+        )
+    })?;
+    let mut argv: Vec<std::ffi::OsString> = vec!["git-svn-migrate".into(), source.into()];
+    argv.push(dest.as_os_str().to_owned());
+    argv.extend(st.args.iter().map(Into::into));
+    argv.extend(["--resume".into(), "--sync-check".into()]);
+    if json {
+        argv.push("--json".into());
+    }
+    if let Some(v) = verify {
+        argv.push(match v {
+            Verify::Tips => "--verify=tips".into(),
+            Verify::All => "--verify=all".into(),
+        });
+    }
+    Ok(Cli::try_parse_from(argv)?)
+}
+
+/// SOURCE as `sync` can find it again: an absolute path or the URL; none for stdin.
+fn recorded_source(source: &str) -> Option<String> {
+    if source == "-" {
+        return None;
+    }
+    if source.contains("://") {
+        return Some(source.to_string());
+    }
+    std::path::absolute(source)
+        .ok()
+        .map(|p| p.display().to_string())
+}
+
+/// The options the commits depend on, as arguments (paths absolute).
+fn recorded_args(cli: &Cli) -> Result<Vec<String>> {
+    let abs = |p: &Path| -> Result<String> {
+        Ok(std::path::absolute(p)
+            .with_context(|| format!("{}: no absolute path", p.display()))?
+            .display()
+            .to_string())
+    };
+    let mut a = vec!["--trunk".to_string(), cli.trunk.clone()];
+    a.extend([
+        "--checkpoint-every".to_string(),
+        cli.checkpoint_every.to_string(),
+    ]);
+    if let Some(p) = &cli.authors {
+        a.extend(["--authors".to_string(), abs(p)?]);
+    }
+    if let Some(p) = &cli.rules {
+        a.extend(["--rules".to_string(), abs(p)?]);
+    }
+    if let Some(d) = &cli.default_domain {
+        a.extend(["--default-domain".to_string(), d.clone()]);
+    }
+    if let Some(n) = &cli.empty_dirs {
+        a.push(format!("--empty-dirs={n}"));
+    }
+    for (on, flag) in [
+        (cli.bare, "--bare"),
+        (cli.eol_attributes, "--eol-attributes"),
+        (cli.keep_empty_revisions, "--keep-empty-revisions"),
+    ] {
+        if on {
+            a.push(flag.to_string());
+        }
+    }
+    Ok(a)
+}
+
+/// One digest of the authors and rules files' contents.
+fn inputs_sha1(cli: &Cli) -> Result<Option<String>> {
+    let mut all = Vec::new();
+    for p in [&cli.authors, &cli.rules].into_iter().flatten() {
+        all.extend(std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()))?);
+        all.push(0);
+    }
+    if all.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        crate::git::object::Oid(crate::git::object::sha1(&all)).to_string(),
+    ))
+}
+
+/// DEST's refs now (what a sync must leave as they are unless the source moved on).
+fn current_refs(git_dir: &Path) -> Result<Vec<(String, crate::git::object::Oid)>> {
+    let o = Command::new("git")
+        .arg("--git-dir")
+        .arg(git_dir)
+        .args(["for-each-ref", "--format=%(objectname) %(refname)"])
+        .output()
+        .context("cannot run git for-each-ref")?;
+    if !o.status.success() {
+        bail!(
+            "reading DEST's refs: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    let mut refs = Vec::new();
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        if let Some((id, name)) = line.split_once(' ')
+            && let Some(id) = crate::git::object::Oid::from_hex(id.as_bytes())
+        {
+            refs.push((name.to_string(), id));
+        }
+    }
+    Ok(refs)
 }
 
 /// `git svn-migrate authors SOURCE`.
@@ -815,17 +1023,19 @@ fn apply_all(
     for item in rx {
         let p = item.map_err(BadInput)?;
         binding.check(&p.record)?;
-        if matches!(p.record, Record::Revision { .. }) {
-            if let Record::Revision { number, .. } = &p.record {
-                bar.tick_revision(*number);
-            }
+        let mut check_now = false;
+        if let Record::Revision { number, .. } = &p.record {
+            bar.tick_revision(*number);
             since += 1;
-            if since > every {
+            // Revisions DEST holds are replayed, never checkpointed: the refs they give are
+            // DEST's already (and, before a sync is checked, may not be).
+            if since > every && !binding.replaying(*number) {
                 for t in targets.iter_mut() {
                     checkpoint(t, false, &binding.seen)?;
                 }
                 since = 1;
             }
+            check_now = binding.sync && !binding.synced && !binding.replaying(*number);
         }
         let (last, rest) = targets.split_last_mut().context("no repository to write")?;
         for t in rest {
@@ -839,8 +1049,47 @@ fn apply_all(
             )?;
         }
         feed(&mut last.conv, p)?;
+        if check_now {
+            // The first new revision has begun: every revision before it is complete.
+            for t in targets.iter_mut() {
+                let now = t.conv.refs_now()?;
+                same_history(t.before.as_deref().unwrap_or_default(), &now)?;
+            }
+            binding.synced = true;
+        }
     }
     Ok(())
+}
+
+/// Refuses a replay whose refs differ from DEST's: the Subversion history already converted
+/// has changed (a revision property edited, the repository reloaded or replaced).
+fn same_history(
+    before: &[(String, crate::git::object::Oid)],
+    now: &[(String, crate::git::object::Oid)],
+) -> Result<()> {
+    let old: std::collections::BTreeMap<_, _> = before.iter().cloned().collect();
+    let new: std::collections::BTreeMap<_, _> = now.iter().cloned().collect();
+    if old == new {
+        return Ok(());
+    }
+    let differs = old
+        .iter()
+        .find(|(k, v)| new.get(*k) != Some(v))
+        .map(|(k, v)| match new.get(k) {
+            Some(n) => format!("{k} was {v}, the source now gives {n}"),
+            None => format!("{k} ({v}) is not made by the source any more"),
+        })
+        .or_else(|| {
+            new.keys()
+                .find(|k| !old.contains_key(*k))
+                .map(|k| format!("{k} is new in revisions DEST holds"))
+        })
+        .unwrap_or_default();
+    bail!(OtherRepository(format!(
+        "the Subversion history DEST was converted from has changed ({differs}: a revision \
+         property edited, or the repository reloaded); nothing was changed; convert again \
+         into a new DEST"
+    )))
 }
 
 fn feed(conv: &mut Converter<Packs>, p: convert::Prepared) -> Result<()> {
@@ -972,10 +1221,22 @@ fn update_ref_stdin(
     Ok(())
 }
 
-fn finish(t: Target, out: &mut dyn Write, json: bool, seen: &State) -> Result<u8> {
+fn finish(
+    t: Target,
+    out: &mut dyn Write,
+    json: bool,
+    seen: &State,
+    must_equal: Option<Vec<(String, crate::git::object::Oid)>>,
+) -> Result<u8> {
     let (git_dir, state, bare) = (t.git_dir.clone(), t.state.clone(), t.bare);
     let (git_dir, state) = (git_dir.as_path(), state.as_path());
-    let (outcome, packs) = t.conv.finish().map_err(|e| BadInput(e.to_string()))?;
+    let (outcome, mut packs) = t.conv.finish().map_err(|e| BadInput(e.to_string()))?;
+    if let Some(before) = must_equal
+        && let Err(e) = same_history(&before, &outcome.refs)
+    {
+        packs.abandon();
+        return Err(e);
+    }
     let last = outcome.last_revision.unwrap_or(0);
     packs.finish().context("finishing the pack")?;
     write_refs(git_dir, &outcome.refs, outcome.head.as_deref())?;

@@ -15,3 +15,4 @@ mod surgery_remotes;
 mod svn_dump_strict;
 mod svn_migrate;
 mod svn_resume;
+mod svn_sync;

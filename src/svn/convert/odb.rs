@@ -245,6 +245,14 @@ impl Packs {
         Ok(())
     }
 
+    /// Drops the pack being written (a run refused part-way leaves no objects behind it);
+    /// packs finished at earlier checkpoints stay.
+    pub fn abandon(&mut self) {
+        if let Some(odb) = self.cur.take() {
+            let _ = std::fs::remove_file(&odb.tmp);
+        }
+    }
+
     /// Finishes the last pack.
     pub fn finish(mut self) -> std::io::Result<()> {
         if let Some(odb) = self.cur.take() {
