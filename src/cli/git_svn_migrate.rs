@@ -421,8 +421,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
     for t in targets {
         let git_dir = t.git_dir.clone();
         let must_equal = t.before.clone().filter(|_| !binding.synced);
+        // Only a run that completed no revision takes its DEST away (never a checkpointed one).
+        let nothing_yet = t.conv.last_revision().unwrap_or(0) == 0;
         if let Err(e) = finish(t, out, cli.json, &binding.seen, must_equal) {
-            if !cli.resume && e.is::<BadInput>() {
+            if !cli.resume && nothing_yet && e.is::<BadInput>() {
                 remove_made_dest(&dest, dest_existed);
                 return Err(e.context("nothing was converted; DEST was not created"));
             }
@@ -1028,8 +1030,9 @@ fn apply_all(
             bar.tick_revision(*number);
             since += 1;
             // Revisions DEST holds are replayed, never checkpointed: the refs they give are
-            // DEST's already (and, before a sync is checked, may not be).
-            if since > every && !binding.replaying(*number) {
+            // DEST's already; and nothing is written before a sync's replay is checked.
+            let unchecked = binding.sync && !binding.synced;
+            if since > every && !binding.replaying(*number) && !unchecked {
                 for t in targets.iter_mut() {
                     checkpoint(t, false, &binding.seen)?;
                 }

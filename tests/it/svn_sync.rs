@@ -95,10 +95,13 @@ fn sync_follows_new_revisions_with_one_shot_ids_and_refuses_an_edited_history() 
     .expect("write");
     let git = dir.path().join("mirror.git");
     let g = git.to_str().expect("utf-8");
+    // A checkpoint after every revision: a sync must still write nothing before its check.
     let o = tool(&[
         svn.repo.to_str().expect("utf-8"),
         g,
         "--bare",
+        "--checkpoint-every",
+        "1",
         "--authors",
         authors.to_str().expect("utf-8"),
     ]);
