@@ -3,23 +3,11 @@
 //! the revision, every dump svnadmin loads converts to exactly what the loaded repository
 //! converts to, and mutated corpus dumps (fixed seed) never crash the converter.
 
+use crate::svn_migrate::sh;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_git-svn-migrate");
-
-fn sh(cmd: &str) {
-    let o = Command::new("bash")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .expect("bash");
-    assert!(
-        o.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
 
 /// A small real repository: layout, a file with a property, an edit; dumped as format 2.
 fn small_dump(dir: &Path) -> Vec<u8> {
@@ -495,20 +483,9 @@ fn mutate(dump: &[u8], rng: &mut Rng) -> (String, Vec<u8>) {
     )
 }
 
-fn corpus() -> Option<PathBuf> {
-    [
-        std::env::var_os("BITROT_SVN_CORPUS").map(PathBuf::from),
-        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/research/svn-dumps")),
-        Some(PathBuf::from("/work/shared/research/svn-dumps")),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|p| p.join("README.md").is_file())
-}
-
 #[test]
 fn mutated_corpus_dumps_are_refused_by_name_or_convert_as_svnadmin_loads_them() {
-    let corpus = corpus().expect("the svn dump corpus (set BITROT_SVN_CORPUS)");
+    let corpus = crate::svn_migrate::corpus();
     let mut dumps: Vec<PathBuf> = std::fs::read_dir(&corpus)
         .expect("corpus")
         .map(|e| e.expect("entry").path())

@@ -10,7 +10,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_git-svn-migrate");
 
 /// The dump corpus (research/svn-dumps), read in place: `BITROT_SVN_CORPUS`, else beside the
 /// checkout in the workplace's shared research directory.
-fn corpus() -> PathBuf {
+pub(crate) fn corpus() -> PathBuf {
     let candidates = [
         std::env::var_os("BITROT_SVN_CORPUS").map(PathBuf::from),
         Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/research/svn-dumps")),
@@ -32,7 +32,7 @@ struct Rich {
     rdump: PathBuf,
 }
 
-fn sh(cmd: &str) -> Vec<u8> {
+pub(crate) fn sh(cmd: &str) -> Vec<u8> {
     let o = Command::new("bash")
         .arg("-c")
         .arg(cmd)
@@ -44,6 +44,11 @@ fn sh(cmd: &str) -> Vec<u8> {
         String::from_utf8_lossy(&o.stderr)
     );
     o.stdout
+}
+
+/// [`sh`]'s output as trimmed text.
+pub(crate) fn sh_text(cmd: &str) -> String {
+    String::from_utf8_lossy(&sh(cmd)).trim().to_string()
 }
 
 fn rich() -> &'static Rich {

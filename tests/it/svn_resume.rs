@@ -3,24 +3,11 @@
 //! nothing, the checkpoint names the last revision converted, and a source that gives
 //! nothing (empty, not a dump, not there) leaves DEST as it was.
 
+use crate::svn_migrate::sh_text as sh;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_git-svn-migrate");
-
-fn sh(cmd: &str) -> String {
-    let o = Command::new("bash")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .expect("bash");
-    assert!(
-        o.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
 
 /// A repository with `n` commits to trunk, dumped; returns (repository, dump).
 fn repo(dir: &Path, name: &str, n: usize) -> (PathBuf, PathBuf) {
@@ -49,7 +36,7 @@ fn repo(dir: &Path, name: &str, n: usize) -> (PathBuf, PathBuf) {
     (r, dump)
 }
 
-fn run(args: &[&std::ffi::OsStr]) -> Output {
+pub(crate) fn run(args: &[&std::ffi::OsStr]) -> Output {
     let o = Command::new(BIN)
         .args(args)
         .env_remove("BITROT_LOG")

@@ -3,38 +3,13 @@
 //! commits a one-shot conversion of the longer history gives, and refusing, with nothing
 //! changed, when the history it already converted was edited.
 
+use crate::svn_migrate::sh_text as sh;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_git-svn-migrate");
-
-fn sh(cmd: &str) -> String {
-    let o = Command::new("bash")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .expect("bash");
-    assert!(
-        o.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
+use std::process::Output;
 
 fn tool(args: &[&str]) -> Output {
-    let o = Command::new(BIN)
-        .args(args)
-        .env_remove("BITROT_LOG")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("runs");
-    eprintln!(
-        "$ git-svn-migrate {args:?}\n{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    crate::svn_resume::run(&args)
 }
 
 fn refs(git: &Path) -> String {
