@@ -930,14 +930,12 @@ impl<S: Sink> Converter<S> {
         let Some(rev) = self.rev else { return Ok(()) };
         self.decide_layout(rev);
         let touched = std::mem::take(&mut self.touched);
-        let touched_ended = self.flows.iter().any(|f| f.ended == Some(rev));
         let any_touched = !touched.is_empty();
         let mut order: Vec<usize> = touched
             .into_iter()
             .filter(|id| self.flows[*id].ended.is_none())
             .collect();
         order.sort_by(|a, b| self.flows[*a].root.cmp(&self.flows[*b].root));
-        let ended = touched_ended;
         for id in order {
             self.commit_flow(rev, id)?;
         }
@@ -946,7 +944,7 @@ impl<S: Sink> Converter<S> {
         let ruled_out =
             self.opts.rules.is_some() && !any_touched && self.out.outside.len() == self.rev_outside;
         if rev > 0 && self.out.commits == self.rev_commits && !ruled_out {
-            self.list_unconverted(rev, ended);
+            self.list_unconverted(rev);
         }
         self.roots.insert(rev, self.cur.clone());
         if self.alive_dirty {
@@ -959,8 +957,9 @@ impl<S: Sink> Converter<S> {
 
     /// Lists revision `rev`, which made no commit, with why and what git would otherwise lose
     /// of it (its author, date and log).
-    fn list_unconverted(&mut self, rev: u64, deleted_a_flow: bool) {
+    fn list_unconverted(&mut self, rev: u64) {
         let created: Vec<&Flow> = self.flows.iter().filter(|f| f.created == rev).collect();
+        let deleted_a_flow = self.flows.iter().any(|f| f.ended == Some(rev));
         let m = &self.meta;
         let entry = |why: String| Unconverted {
             revision: rev,
