@@ -3,7 +3,8 @@
 # - time per prompt: 100 prompts (the PROMPT_COMMAND hook plus PS1 expansion) in a real
 #   interactive bash inside tmux, against a plain PS1='\u@\h:\w\$ ' in the same run, and the
 #   processes forked while drawing them (strace, when installed);
-# - time of a full install from a release archive into a fresh HOME (5 runs).
+# - time of a full install from a release archive into a fresh HOME (5 runs), the archive's
+#   size and what the four binaries take once installed.
 # Prints a table and a final RESULT line. Run: bash benches/prompt.sh
 set -euo pipefail
 
@@ -45,7 +46,7 @@ forks_for() {
 }
 
 main() {
-  local plain bitrot forks="n/a" t0 t1 install_ms=() home tmp
+  local plain bitrot forks="n/a" t0 t1 install_ms=() home tmp archive_kb bin_kb
   plain=$({ printf '%s\n' "PS1='\\u@\\h:\\w\\\$ '" 'PROMPT_COMMAND=()'; prompt_loop; } | in_tmux_bash)
   bitrot=$({ printf '. %s\n' "$ROOT/dotfiles/prompt.bash"; prompt_loop; } | in_tmux_bash)
   if command -v strace >/dev/null 2>&1; then
@@ -54,12 +55,14 @@ main() {
   fi
   tmp=$(mktemp -d)
   BITROT_CARGO_PROFILE=${BITROT_CARGO_PROFILE:-release} "$ROOT/scripts/dist.sh" "$tmp/dist" >/dev/null
+  archive_kb=$(($(stat -c %s "$tmp"/dist/*.tar.gz) / 1024))
   for _ in 1 2 3 4 5; do
     home=$(mktemp -d)
     t0=$EPOCHREALTIME
     HOME=$home BITROT_DOWNLOAD_URL="file://$tmp/dist" bash -s -- --yes <"$ROOT/install.sh" 2>/dev/null
     t1=$EPOCHREALTIME
     install_ms+=($(((${t1/./} - ${t0/./}) / 1000)))
+    bin_kb=$(du -sk "$home/.local/bin" | cut -f1)
     rm -rf "$home"
   done
   rm -rf "$tmp"
@@ -70,8 +73,10 @@ main() {
   printf '| bitrot prompt, µs per prompt | %s |\n' "$bitrot"
   printf '| processes forked per bitrot prompt | %s |\n' "$forks"
   printf '| full install from a release archive, ms (median of 5) | %s |\n' "${sorted[2]}"
-  printf '\nRESULT plain_prompt_us=%s bitrot_prompt_us=%s prompt_forks=%s install_ms=%s loadavg=%s\n' \
-    "$plain" "$bitrot" "$forks" "${sorted[2]}" "$(cut -d' ' -f1 /proc/loadavg)"
+  printf '| release archive, KiB | %s |\n' "$archive_kb"
+  printf '| the four binaries installed, KiB | %s |\n' "$bin_kb"
+  printf '\nRESULT plain_prompt_us=%s bitrot_prompt_us=%s prompt_forks=%s install_ms=%s archive_kb=%s bin_kb=%s loadavg=%s\n' \
+    "$plain" "$bitrot" "$forks" "${sorted[2]}" "$archive_kb" "$bin_kb" "$(cut -d' ' -f1 /proc/loadavg)"
 }
 
 main "$@"

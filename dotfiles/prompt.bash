@@ -5,6 +5,11 @@
 # Per prompt it forks nothing: the colour is computed once when this file is sourced, and the
 # git state is read from files under .git. Every escape is wrapped in \[ \] so readline counts
 # columns right; the branch name is never spliced into PS1 (a ref named `$(…)` stays text).
+# TERM=dumb or NO_COLOR gives the same prompt without any escape.
+#
+# BITROT_PROMPT=off (anywhere in .bashrc) keeps your own PS1; the hook still keeps the colour
+# and the state in variables for it to use:
+#   PS1='\[\e[${BITROT_COLOR_SGR}m\]\u@\h\[\e[0m\]:\w${__bitrot_git}${__bitrot_status}\$ '
 
 [[ $- == *i* ]] || return 0
 
@@ -58,9 +63,10 @@ __bitrot_prompt() {
   local rc=$?
   # Distribution rc files (Debian's /etc/skel/.bashrc among them) set PS1 after our block ran;
   # the first prompt puts ours back, once, so a PS1 set later by hand is left alone.
+  # BITROT_PROMPT=off, set anywhere in .bashrc, keeps the user's own PS1 instead.
   if [[ -z ${__bitrot_ps1_applied-} ]]; then
     __bitrot_ps1_applied=1
-    PS1=$__bitrot_ps1
+    [[ ${BITROT_PROMPT-} == off ]] || PS1=$__bitrot_ps1
   fi
   __bitrot_git_state
   if ((rc != 0)); then
@@ -73,6 +79,10 @@ __bitrot_prompt() {
 
 __bitrot_build_ps1() {
   local c="\[\e[${BITROT_COLOR_SGR}m\]" bold='\[\e[1m\]' red='\[\e[1;31m\]' reset='\[\e[0m\]'
+  # No escapes at all where they would print as garbage or were asked away (no-color.org).
+  if [[ ${TERM:-dumb} == dumb || -n ${NO_COLOR-} ]]; then
+    c='' bold='' red='' reset=''
+  fi
   local who="$c\u@\h$reset" mark='\$'
   if ((EUID == 0)); then
     who="${red}ROOT$reset $c\u@\h$reset"
@@ -81,17 +91,27 @@ __bitrot_build_ps1() {
   # Single quotes: PS1 expands these variables at each prompt, never their contents.
   # shellcheck disable=SC2016
   __bitrot_ps1="$who:$bold\w$reset"'${__bitrot_git}'"$red"'${__bitrot_status}'"$reset $mark "
-  PS1=$__bitrot_ps1
+  [[ ${BITROT_PROMPT-} == off ]] || PS1=$__bitrot_ps1
 }
 __bitrot_build_ps1
 
-# Add the hook once, keeping whatever PROMPT_COMMAND already holds (array on bash >= 5.1).
+# Add the hook once, keeping whatever PROMPT_COMMAND already holds. On bash >= 5.1 it is an
+# array and the hook never sits in element 0: the usual later lines in .bashrc
+# (PROMPT_COMMAND='history -a', PROMPT_COMMAND="x; $PROMPT_COMMAND", +=) assign element 0
+# only, so the hook survives them. bash gives every element the $? of the user's command.
 if ((BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1))); then
   case " ${PROMPT_COMMAND[*]} " in
     *" __bitrot_prompt "*) ;;
-    *) PROMPT_COMMAND=(__bitrot_prompt "${PROMPT_COMMAND[@]}") ;;
+    *)
+      if ((${#PROMPT_COMMAND[@]} == 0)); then
+        PROMPT_COMMAND[1]=__bitrot_prompt
+      else
+        PROMPT_COMMAND+=(__bitrot_prompt)
+      fi
+      ;;
   esac
 else
+  # Before 5.1 PROMPT_COMMAND is one string: a later plain assignment replaces the hook.
   # shellcheck disable=SC2128,SC2178
   case ";${PROMPT_COMMAND:-};" in
     *";__bitrot_prompt;"*) ;;

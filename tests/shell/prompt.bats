@@ -150,3 +150,50 @@ PY
   [[ "${joined#*Xecho }" == "$(printf 'a%.0s' $(seq 1 50))"* ]]
   [[ "$coloured" == *$'\e[38;5;'* ]]
 }
+
+# An interactive bash that reads the installed ~/.bashrc and runs the lines on stdin as typed
+# commands: bash itself runs PROMPT_COMMAND and draws each PS1 (on stderr, here merged).
+typed_session() {
+  env -i HOME="$HOME" USER=u HOSTNAME=web1 TERM="${TERM_OVERRIDE:-xterm-256color}" ${NO_COLOR:+NO_COLOR=1} \
+    PATH=/usr/bin:/bin bash -i 2>&1
+}
+
+@test "the prompt survives the usual PROMPT_COMMAND lines later in .bashrc" {
+  local variants=(
+    "PROMPT_COMMAND='echo HOOK'"
+    'PROMPT_COMMAND="echo HOOK; $PROMPT_COMMAND"'
+    'PROMPT_COMMAND="${PROMPT_COMMAND:+$PROMPT_COMMAND; }echo HOOK"'
+    "export PROMPT_COMMAND='echo HOOK; history -a'"
+    "PROMPT_COMMAND=\${PROMPT_COMMAND:+\$PROMPT_COMMAND\$'\\n'}'echo HOOK'"
+    "PROMPT_COMMAND+=(\"echo HOOK\")"
+  )
+  [ -r /etc/skel/.bashrc ] && variants+=("$(cat /etc/skel/.bashrc)"$'\n'"PROMPT_COMMAND='echo HOOK'")
+  for v in "${variants[@]}"; do
+    rm -rf "${HOME:?}"/.[!.]* "${HOME:?}"/*
+    printf '%s\n' "$v" >"$HOME/.bashrc"
+    piped_install --yes 2>/dev/null
+    run typed_session <<<$'false\nexit'
+    # after `false`: the user's hook ran and the bitrot prompt shows the status, in colour
+    [[ "$output" == *HOOK* ]] || { echo "no user hook with: $v" >&2; return 1; }
+    [[ "$output" == *$'\e[38;5;'*"@"*"[1]"* ]] || { echo "no bitrot prompt with: $v"$'\n'"$output" >&2; return 1; }
+  done
+}
+
+@test "BITROT_PROMPT=off keeps the user's PS1, which can still use the colour and the state" {
+  printf '%s\n' 'BITROT_PROMPT=off' \
+    "PS1='\\[\\e[\${BITROT_COLOR_SGR}m\\]mine\\[\\e[0m\\]\${__bitrot_status}\\$ '" >"$HOME/.bashrc"
+  piped_install --yes
+  run typed_session <<<$'false\nexit'
+  [[ "$output" == *$'\e[38;5;'*"mine"*" [1]"* ]]
+  [[ "$output" != *"@"* ]]
+}
+
+@test "TERM=dumb and NO_COLOR get a prompt without escapes" {
+  piped_install --yes
+  TERM_OVERRIDE=dumb run typed_session <<<$'false\nexit'
+  [[ "$output" == *"@"*":"*"[1]"* ]]
+  [[ "$output" != *$'\e'* ]]
+  NO_COLOR=1 run typed_session <<<$'false\nexit'
+  [[ "$output" == *"@"*":"*"[1]"* ]]
+  [[ "$output" != *$'\e'* ]]
+}
