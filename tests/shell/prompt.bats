@@ -197,3 +197,58 @@ typed_session() {
   [[ "$output" == *"@"*":"*"[1]"* ]]
   [[ "$output" != *$'\e'* ]]
 }
+
+# WCAG contrast ratio between two rrggbb colours, computed independently of tmux-color.sh.
+contrast() {
+  python3 - "$1" "$2" <<'PY'
+import sys
+def lum(h):
+    def lin(c):
+        c /= 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b)
+a, b = sorted((lum(sys.argv[1]), lum(sys.argv[2])))
+print("%.2f" % ((b + 0.05) / (a + 0.05)))
+PY
+}
+
+# rrggbb of a tmux colour: colourN (xterm's cube and greys) or #rrggbb.
+colour_hex() {
+  case "$1" in
+    '#'*) printf '%s' "${1#\#}" ;;
+    colour*)
+      n=${1#colour}
+      if ((n >= 232)); then v=$((8 + 10 * (n - 232))); printf '%02x%02x%02x' $v $v $v
+      else i=$((n - 16)); l=(0 95 135 175 215 255); printf '%02x%02x%02x' "${l[i / 36]}" "${l[i / 6 % 6]}" "${l[i % 6]}"; fi ;;
+  esac
+}
+
+@test "the tmux status text has at least 4.5:1 contrast on every palette colour" {
+  # shellcheck disable=SC1091
+  source "$DOT/hostcolor.bash"
+  worst=99
+  for c in "${BITROT_PALETTE_256[@]}" "${BITROT_PALETTE_RGB[@]/#/#}" 16 231 244 '#777777'; do
+    read -r bg fg < <(BITROT_HOST_COLOR=$c bash "$DOT/tmux-color.sh" --print)
+    ratio=$(contrast "$(colour_hex "$bg")" "$(colour_hex "$fg")")
+    awk -v r="$ratio" 'BEGIN { exit !(r >= 4.5) }' || { echo "$bg on $fg: $ratio:1" >&2; return 1; }
+    worst=$(awk -v a="$worst" -v b="$ratio" 'BEGIN { print (b < a) ? b : a }')
+  done
+  echo "worst contrast $worst:1" >&3
+}
+
+@test "reloading the tmux config changes no option" {
+  piped_install --yes
+  sock="bitrot-reload-$$"
+  tmux -L "$sock" -f "$HOME/.tmux.conf" new-session -d -x 80 -y 20 'sleep 30'
+  sleep 0.5
+  first=$(tmux -L "$sock" show -s; tmux -L "$sock" show -g; tmux -L "$sock" show -gw)
+  tmux -L "$sock" source-file "$HOME/.tmux.conf"
+  tmux -L "$sock" source-file "$HOME/.tmux.conf"
+  sleep 0.5
+  again=$(tmux -L "$sock" show -s; tmux -L "$sock" show -g; tmux -L "$sock" show -gw)
+  style=$(tmux -L "$sock" show -gv status-style)
+  tmux -L "$sock" kill-server
+  [ "$first" = "$again" ]
+  [[ "$style" == *"fg=colour16"* || "$style" == *"fg=colour231"* || "$style" == *"fg=#"* ]]
+}
