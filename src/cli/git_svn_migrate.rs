@@ -32,7 +32,7 @@ pub struct Cli {
     #[command(subcommand)]
     sub: Option<Sub>,
     /// Repository path or file:// URL (svnadmin dump), svn:// or http(s):// URL (svnrdump dump), a dump file, or - for stdin
-    #[arg(required_unless_present = "generate")]
+    #[arg(required_unless_present = "generate", value_hint = clap::ValueHint::AnyPath)]
     source: Option<String>,
     /// The git repository to create
     #[arg(required_unless_present = "generate")]
@@ -104,7 +104,7 @@ enum Sub {
         /// A git repository made by git-svn-migrate
         dest: PathBuf,
         /// Read from here instead of the source the conversion recorded
-        #[arg(long, value_name = "SOURCE")]
+        #[arg(long, value_name = "SOURCE", value_hint = clap::ValueHint::AnyPath)]
         source: Option<String>,
         /// Compare with `svn export` afterwards (as for a conversion)
         #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "tips", value_name = "WHAT")]

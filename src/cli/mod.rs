@@ -44,6 +44,7 @@ pub fn init_logging(json_log: Option<&Path>) -> anyhow::Result<LogGuard> {
         ..Config::default()
     })?)
 }
+pub mod complete;
 pub mod git_surgery;
 pub mod git_svn_migrate;
 pub mod ssh_ca;
@@ -91,10 +92,7 @@ pub fn generate<C: clap::CommandFactory>(
     let mut cmd = C::command();
     match what {
         Generate::Man => clap_mangen::Man::new(cmd).render(out)?,
-        Generate::BashCompletion => {
-            let name = cmd.get_name().to_string();
-            clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, name, out);
-        }
+        Generate::BashCompletion => out.write_all(complete::bash_script(&mut cmd).as_bytes())?,
     }
     Ok(())
 }

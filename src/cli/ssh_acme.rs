@@ -198,7 +198,7 @@ enum IssueCommand {
         /// The host's private key (the certificate's key; signs the proof of possession)
         #[arg(long)]
         host_key: PathBuf,
-        #[arg(long = "name", required = true)]
+        #[arg(long = "name", required = true, value_hint = clap::ValueHint::Hostname)]
         names: Vec<String>,
         /// Where to write the certificate [default: HOST_KEY-cert.pub]
         #[arg(long)]
