@@ -341,7 +341,9 @@ stage_from_checkout() {
     # Debug info is for target/, not for installed tools (a dev build's is 95% of its size);
     # the release profile strips already, so this matters only for other profiles.
     if command -v strip >/dev/null 2>&1; then strip --strip-debug "$stage/bin/$bin"; fi
-    "$outdir/$bin" --generate man >"$stage/share/man/man1/$bin.1"
+    # One page per subcommand; each starts after a "### bitrot-man-page NAME.1" line.
+    "$outdir/$bin" --generate man-pages |
+      awk -v dir="$stage/share/man/man1" '$1 == "###" && $2 == "bitrot-man-page" { f = dir "/" $3; next } { print > f }'
     "$outdir/$bin" --generate bash-completion >"$stage/share/bash-completion/completions/$bin"
   done < <(bin_names "$src")
   cp "$src"/dotfiles/hostcolor.bash "$src"/dotfiles/prompt.bash "$src"/dotfiles/tmux.conf "$src"/dotfiles/tmux-color.sh "$stage/share/bitrot/"

@@ -21,7 +21,7 @@ Exit status:
 
 /// Find damaged git objects, quarantine them, recover them from a remote, prove the repository healthy.
 #[derive(Parser, Debug)]
-#[command(name = "git-surgery", version, after_help = EXIT_CODES)]
+#[command(name = "git-surgery", version, after_help = super::after_help(EXIT_CODES))]
 pub struct Cli {
     /// Run as if started in DIR
     #[arg(short = 'C', global = true, value_name = "DIR")]

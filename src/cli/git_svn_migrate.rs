@@ -23,7 +23,7 @@ Exit status:
 #[command(
     name = "git-svn-migrate",
     version,
-    after_help = EXIT_CODES,
+    after_help = super::after_help(EXIT_CODES),
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
     disable_help_subcommand = true

@@ -47,6 +47,7 @@ pub fn init_logging(json_log: Option<&Path>) -> anyhow::Result<LogGuard> {
 pub mod complete;
 pub mod git_surgery;
 pub mod git_svn_migrate;
+pub mod man;
 pub mod ssh_ca;
 
 /// Prints an error chain once as `TOOL: error: ...` and returns `code`; a broken pipe on
@@ -76,11 +77,25 @@ pub fn parse_args<C: clap::Parser>(usage_code: u8) -> Result<C, std::process::Ex
     })
 }
 
-/// What `--generate` prints: the man page or the bash completion script of a tool, used by the
+/// What every tool's `--help` and man pages say about the environment all of them read.
+pub const ENVIRONMENT: &str = "\
+Environment:
+  BITROT_LOG  stderr log level: off, error, warn (the default), info, debug or trace
+  NO_COLOR    when set (or with TERM=dumb), no colour on stderr";
+
+/// A tool's text after `--help`: its exit codes, then the environment it reads (the man pages
+/// turn the two blocks into EXIT STATUS and ENVIRONMENT).
+pub fn after_help(exit_codes: &str) -> String {
+    format!("{exit_codes}\n\n{ENVIRONMENT}")
+}
+
+/// What `--generate` prints: the top man page, every man page (each after a
+/// [`man::PAGE_MARKER`] line naming its file), or the bash completion script; used by the
 /// release script and the installer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Generate {
     Man,
+    ManPages,
     BashCompletion,
 }
 
@@ -91,7 +106,16 @@ pub fn generate<C: clap::CommandFactory>(
 ) -> anyhow::Result<()> {
     let mut cmd = C::command();
     match what {
-        Generate::Man => clap_mangen::Man::new(cmd).render(out)?,
+        Generate::Man => {
+            let pages = man::pages(&mut cmd);
+            out.write_all(pages[0].1.as_bytes())?;
+        }
+        Generate::ManPages => {
+            for (file, page) in man::pages(&mut cmd) {
+                writeln!(out, "{} {file}", man::PAGE_MARKER)?;
+                out.write_all(page.as_bytes())?;
+            }
+        }
         Generate::BashCompletion => out.write_all(complete::bash_script(&mut cmd).as_bytes())?,
     }
     Ok(())

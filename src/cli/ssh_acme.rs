@@ -23,7 +23,7 @@ Exit status:
 
 /// An ACME-style certificate authority for SSH certificates: server and client.
 #[derive(Parser, Debug)]
-#[command(name = "ssh-acme", version, after_help = EXIT_CODES)]
+#[command(name = "ssh-acme", version, after_help = super::after_help(EXIT_CODES))]
 pub struct Cli {
     /// Server URL for client commands, e.g. http://127.0.0.1:14000 or https://ca.example:14000
     #[arg(long, global = true, env = "SSH_ACME_SERVER")]

@@ -22,7 +22,7 @@ Exit status:
 
 /// An SSH certificate authority with policy, serials, revocation lists and an audit trail.
 #[derive(Parser, Debug)]
-#[command(name = "ssh-ca", version, after_help = EXIT_CODES)]
+#[command(name = "ssh-ca", version, after_help = super::after_help(EXIT_CODES))]
 pub struct Cli {
     /// CA directory [default: $SSH_CA_DIR, else $XDG_DATA_HOME/ssh-ca, else ~/.local/share/ssh-ca]
     #[arg(long, global = true, env = "SSH_CA_DIR")]

@@ -204,3 +204,46 @@ setup() { fresh_home; }
   [[ "$output" == *"cargo not found"* ]]
   [ -z "$(ls -A "$HOME")" ]
 }
+
+# The subcommands `$1 $2 --help` lists (not help).
+subcommands_of() {
+  "$@" --help | awk '/^Commands:/ { c = 1; next } /^[^ ]/ { c = 0 } c && /^  [a-z]/ { print $1 }' | grep -vx help || true
+}
+
+@test "every subcommand has a man page with its options, EXIT STATUS and ENVIRONMENT; SEE ALSO names installed pages" {
+  piped_install --yes
+  man1="$HOME/.local/share/man/man1"
+  export PATH="$HOME/.local/bin:$PATH" MANWIDTH=200 MANPAGER=cat PAGER=cat
+  count=0
+  for t in $(tool_names); do
+    "$t" --help | grep -q BITROT_LOG
+    # breadth first over subcommand paths: "", "repair", "quarantine list", ...
+    paths=("")
+    while [ ${#paths[@]} -gt 0 ]; do
+      p=${paths[0]}
+      paths=("${paths[@]:1}")
+      page="$t${p:+-${p// /-}}"
+      [ -f "$man1/$page.1" ] || { echo "no page $page.1" >&2; return 1; }
+      text=$(man -l "$man1/$page.1" 2>/dev/null)
+      for section in SYNOPSIS OPTIONS "EXIT STATUS" ENVIRONMENT; do
+        grep -q "^$section" <<<"$text" || { echo "$page: no $section" >&2; return 1; }
+      done
+      grep -q BITROT_LOG <<<"$text"
+      # every option in the synopsis shows its value (clap_mangen wrote "[-C ]")
+      if grep -qE '\[-[A-Za-z] \]' <<<"$text"; then echo "$page: an option without its value in SYNOPSIS" >&2; return 1; fi
+      # shellcheck disable=SC2086  # the path's words are separate arguments
+      for flag in $("$t" $p --help | grep -oE '^ +(-[a-zA-Z], )?--[a-z0-9-]+' | grep -oE -- '--[a-z0-9-]+'); do
+        grep -qe "$flag" <<<"$text" || { echo "$page: $flag not documented" >&2; return 1; }
+      done
+      # shellcheck disable=SC2013  # page names are words
+      for ref in $(awk '/^SEE ALSO/ { s = 1; next } /^[A-Z]/ { s = 0 } s' <<<"$text" | grep -oE '[a-z0-9-]+\(1\)' | sed 's/(1)//'); do
+        man -w "$ref" >/dev/null 2>&1 || { echo "$page: SEE ALSO $ref(1) is not installed" >&2; return 1; }
+      done
+      count=$((count + 1))
+      # shellcheck disable=SC2086
+      for s in $(subcommands_of "$t" $p); do paths+=("${p:+$p }$s"); done
+    done
+  done
+  echo "$count pages checked" >&3
+  [ "$count" -ge 26 ]
+}
