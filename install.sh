@@ -522,6 +522,20 @@ login_rc() {
   else printf '%s' "$HOME/.profile"; fi
 }
 
+# A .bashrc given the block this run that sets a PS1 of its own gets bitrot's prompt instead
+# at the first prompt: say so, and how to keep it.
+note_own_ps1() {
+  local rc
+  [ "$NO_DOTFILES" = 0 ] || return 0
+  for rc in "${RC_FILES[@]}"; do
+    [ "$rc" = "$HOME/.bashrc" ] || continue
+    grep -qE '^[^#]*PS1=' "$rc" || return 0
+    grep -qE '^[^#]*BITROT_PROMPT=off' "$rc" && return 0
+    say "$rc sets PS1: the bitrot prompt takes its place; BITROT_PROMPT=off in $rc keeps yours"
+  done
+  return 0
+}
+
 # Root installing into a system prefix leaves root's own rc files alone unless asked.
 decide_rc() {
   [ "$NO_RC" = 1 ] || [ "$MODIFY_RC" = 1 ] && return 0
@@ -645,6 +659,7 @@ do_install() {
   done
   for ((i = 0; i < ${#RC_FILES[@]}; i++)); do apply_rc "${RC_FILES[i]}" "${RC_NEW[i]}"; done
   COMMITTED=1
+  note_own_ps1
   say "installed into $PREFIX"
   case ":$PATH:" in
     *":$PREFIX/bin:"*) ;;

@@ -15,9 +15,11 @@ Exit status:
   0  the repository is healthy (scan), or ends healthy (repair)
   1  scan or repair --dry-run: damage found (nothing was changed)
   2  repair: damage remains; the report lists what could not be recovered and the refs it affects
-  3  could not run: not a repository, bad usage, a git process is working in the repository,
+  3  could not run: not a repository, a git process is working in the repository,
      repair in a repository another user owns, or a file could not be read or moved (scan
-     lists the unreadable files; nothing unsafe was done)";
+     lists the unreadable files; nothing unsafe was done)
+  129  bad usage: an unknown flag or subcommand, a missing or extra argument (as git's own
+       commands do)";
 
 /// Find damaged git objects, quarantine them, recover them from a remote, prove the repository healthy.
 #[derive(Parser, Debug)]
@@ -77,7 +79,7 @@ enum QuarantineOp {
 
 pub fn main() -> ExitCode {
     fixed_mmap_threshold();
-    let cli = match super::parse_args::<Cli>(3) {
+    let cli = match super::parse_args::<Cli>(super::GIT_USAGE_EXIT) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -105,15 +107,21 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
         super::generate::<Cli>(g, out)?;
         return Ok(0);
     }
+    let Some(command) = cli.command else {
+        // A usage error like clap's own, before anything looks for a repository.
+        let e = <Cli as clap::CommandFactory>::command().error(
+            clap::error::ErrorKind::MissingSubcommand,
+            "no command given (try `git surgery scan` or `git surgery --help`)",
+        );
+        let _ = e.print();
+        return Ok(super::GIT_USAGE_EXIT);
+    };
     let start = match &cli.dir {
         Some(d) => d.clone(),
         None => std::env::current_dir().context("current directory")?,
     };
     let repo = Repo::find(&start)?;
     repo.check_supported()?;
-    let Some(command) = cli.command else {
-        anyhow::bail!("no command given (try `git surgery scan` or `git surgery --help`)");
-    };
     let log = match &command {
         Command::Repair { dry_run: false, .. } => {
             // Refuse before writing anything, the log included.

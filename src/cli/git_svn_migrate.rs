@@ -16,7 +16,9 @@ Exit status:
   1  --verify found a difference (listed)
   2  bad input: unreadable or corrupt dump (the message names the revision and node),
      checksum mismatch, bad authors file, unknown authors; refs show the last complete revision
-  3  bad usage or an unusable SOURCE/DEST (DEST exists without --resume, svnadmin missing, ...)";
+  3  an unusable SOURCE/DEST (DEST exists without --resume, svnadmin missing, ...)
+  129  bad usage: an unknown flag or subcommand, a missing or extra argument (as git's own
+       commands do)";
 
 /// Convert a Subversion repository to git: branches, tags, merges, authors, exactly and fast.
 #[derive(Parser, Debug)]
@@ -123,7 +125,7 @@ pub enum Verify {
 }
 
 pub fn main() -> ExitCode {
-    let cli = match super::parse_args::<Cli>(3) {
+    let cli = match super::parse_args::<Cli>(super::GIT_USAGE_EXIT) {
         Ok(c) => c,
         Err(code) => return code,
     };

@@ -64,6 +64,10 @@ pub fn report_error(tool: &str, e: &anyhow::Error, code: u8) -> std::process::Ex
     std::process::ExitCode::from(code)
 }
 
+/// The exit status of a usage error in the two git tools: 129, as git's own commands, since
+/// their exit 2 means something else (damage remains; bad input).
+pub const GIT_USAGE_EXIT: u8 = 129;
+
 /// Parses argv; `--help`/`--version` exit 0, a usage error exits with `usage_code` (for tools
 /// whose exit 2 means something else than clap's "bad usage").
 pub fn parse_args<C: clap::Parser>(usage_code: u8) -> Result<C, std::process::ExitCode> {

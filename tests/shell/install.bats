@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# shellcheck disable=SC2016  # single quotes on purpose: the code runs in the shell under test
+# shellcheck disable=SC2016,SC2030,SC2031  # single quotes: the code runs in the shell under test; each test has its own PATH
 # install.sh: the behaviours of research/dotfiles.md §7, each in a fresh HOME.
 
 load helpers
@@ -54,7 +54,8 @@ setup() { fresh_home; }
 
 @test "a distribution .bashrc that sets PS1 after our block still gets the bitrot prompt" {
   printf '%s\n' "PS1='\\u@\\h:\\w\\$ '" >"$HOME/.bashrc"
-  piped_install --yes
+  run piped_install --yes
+  [[ "$output" == *".bashrc sets PS1: the bitrot prompt takes its place; BITROT_PROMPT=off"* ]]
   run env -i HOME="$HOME" TERM=xterm PATH=/usr/bin:/bin bash -i -c \
     'for h in "${PROMPT_COMMAND[@]}"; do eval "$h"; done; printf "%s" "$PS1"'
   [[ "$output" == *'${__bitrot_git}'* ]]
@@ -246,4 +247,27 @@ subcommands_of() {
   done
   echo "$count pages checked" >&3
   [ "$count" -ge 26 ]
+}
+
+@test "usage errors exit 2 in ssh-ca and ssh-acme, 129 in the git tools (as git), naming the bad word" {
+  piped_install --yes
+  export PATH="$HOME/.local/bin:$PATH"
+  for t in ssh-ca ssh-acme git-surgery git-svn-migrate; do
+    want=2
+    case "$t" in git-*) want=129 ;; esac
+    run "$t" --no-such-flag
+    [ "$status" -eq "$want" ] || { echo "$t --no-such-flag: $status" >&2; return 1; }
+    [[ "$output" == *"--no-such-flag"* ]]
+    run "$t" --help
+    [[ "$output" == *"$want  bad usage"* || "$output" == *"$want  bad usage or bad input"* ]] || { echo "$t --help does not document $want" >&2; return 1; }
+  done
+  cd "$BATS_TEST_TMPDIR"
+  run git surgery
+  [ "$status" -eq 129 ]
+  [[ "$output" == *"no command given"* ]]
+  run git svn-migrate --no-such-flag
+  [ "$status" -eq 129 ]
+  run git surgery scan extra-word
+  [ "$status" -eq 129 ]
+  [[ "$output" == *"extra-word"* ]]
 }
