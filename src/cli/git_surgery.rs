@@ -1,6 +1,6 @@
 //! `git-surgery` (`git surgery`): the command line of [`crate::surgery`].
 
-use crate::git::repo::Repo;
+use crate::git::repo::{GitEnv, Repo};
 use crate::surgery::quarantine;
 use crate::surgery::repair::{self, Options, Report};
 use crate::surgery::scan::{Finding, Scan, scan};
@@ -120,7 +120,15 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
         Some(d) => d.clone(),
         None => std::env::current_dir().context("current directory")?,
     };
-    let repo = Repo::find(&start)?;
+    let env = GitEnv {
+        git_dir: std::env::var_os("GIT_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
+        work_tree: std::env::var_os("GIT_WORK_TREE")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
+    };
+    let repo = Repo::find_with(&start, &env)?;
     repo.check_supported()?;
     let log = match &command {
         Command::Repair { dry_run: false, .. } => {

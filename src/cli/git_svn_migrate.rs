@@ -596,7 +596,7 @@ fn inputs_sha1(cli: &Cli) -> Result<Option<String>> {
 
 /// DEST's refs now (what a sync must leave as they are unless the source moved on).
 fn current_refs(git_dir: &Path) -> Result<Vec<(String, crate::git::object::Oid)>> {
-    let o = Command::new("git")
+    let o = crate::git::command()
         .arg("--git-dir")
         .arg(git_dir)
         .args(["for-each-ref", "--format=%(objectname) %(refname)"])
@@ -689,7 +689,7 @@ fn verify(
         ],
         Verify::All => &["rev-list", "--branches", "--tags"],
     };
-    let o = Command::new("git")
+    let o = crate::git::command()
         .arg("--git-dir")
         .arg(git_dir)
         .args(args)
@@ -795,7 +795,7 @@ fn prepare_dest(dest: &Path, bare: bool, resume: bool) -> Result<PathBuf> {
         return Ok(git_dir);
     }
     refuse_nonempty(dest)?;
-    let mut c = Command::new("git");
+    let mut c = crate::git::command();
     c.args(["init", "-q", "-b", "main"]);
     if bare {
         c.arg("--bare");
@@ -1177,7 +1177,7 @@ fn update_ref_stdin(
     refs: &[(String, crate::git::object::Oid)],
     head: Option<&str>,
 ) -> Result<()> {
-    let old = Command::new("git")
+    let old = crate::git::command()
         .arg("--git-dir")
         .arg(git_dir)
         .args(["for-each-ref", "--format=%(refname)"])
@@ -1191,7 +1191,7 @@ fn update_ref_stdin(
     for (name, id) in refs {
         input.push_str(&format!("update {name} {id}\n"));
     }
-    let mut child = Command::new("git")
+    let mut child = crate::git::command()
         .arg("--git-dir")
         .arg(git_dir)
         .args(["update-ref", "--stdin"])
@@ -1211,7 +1211,7 @@ fn update_ref_stdin(
         );
     }
     if let Some(h) = head {
-        let o = Command::new("git")
+        let o = crate::git::command()
             .arg("--git-dir")
             .arg(git_dir)
             .args(["symbolic-ref", "HEAD", h])
@@ -1248,7 +1248,7 @@ fn finish(
     write_state(state, seen, last, true)?;
     if !bare && outcome.head.is_some() {
         let wt = git_dir.parent().unwrap_or(Path::new("."));
-        let o = Command::new("git")
+        let o = crate::git::command()
             .arg("-C")
             .arg(wt)
             .args(["reset", "-q", "--hard"])

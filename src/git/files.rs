@@ -209,7 +209,7 @@ pub fn check_config(path: &Path) -> Result<(), String> {
     if !path.exists() {
         return Err("config file is missing".into());
     }
-    let o = std::process::Command::new("git")
+    let o = crate::git::command()
         .args(["config", "--file"])
         .arg(path)
         .arg("--list")

@@ -191,7 +191,7 @@ pub fn read_only_mode(dir: &Path) -> u32 {
         _ => None,
     };
     let shared = git_dir.and_then(|g| {
-        let out = std::process::Command::new("git")
+        let out = crate::git::command()
             .arg("--git-dir")
             .arg(g)
             .args(["config", "--get", "core.sharedRepository"])

@@ -26,6 +26,8 @@ pub enum FindError {
     Unsupported { path: PathBuf, what: String },
     #[error("{0}: not a git repository (no .git, and no objects/ and refs/ here or above)")]
     NotFound(PathBuf),
+    #[error("GIT_DIR={0}: not a git directory (no objects/ and refs/ there)")]
+    NotAGitDir(PathBuf),
     #[error("{path}: cannot read: {source}")]
     Io {
         path: PathBuf,
@@ -51,7 +53,80 @@ fn gitdir_file(f: &Path) -> Result<PathBuf, FindError> {
     Ok(base.join(target))
 }
 
+/// What git's environment says about the repository (`GIT_DIR`, `GIT_WORK_TREE`), read by the
+/// command line and handed in; relative paths are relative to the start directory, as git
+/// resolves them after `-C`.
+#[derive(Clone, Debug, Default)]
+pub struct GitEnv {
+    pub git_dir: Option<PathBuf>,
+    pub work_tree: Option<PathBuf>,
+}
+
 impl Repo {
+    /// Finds the repository as git does: `GIT_DIR` names it (a git directory or a `.git` file;
+    /// no search), else it is searched upwards from `start`. `GIT_WORK_TREE` names the work
+    /// tree; with `GIT_DIR` alone it is `core.worktree`, else none for a bare repository, else
+    /// `start`.
+    pub fn find_with(start: &Path, env: &GitEnv) -> Result<Repo, FindError> {
+        let resolve = |p: &Path| -> PathBuf {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                start.join(p)
+            }
+        };
+        let mut repo = match &env.git_dir {
+            None => Repo::find(start)?,
+            Some(d) => {
+                let named = resolve(d);
+                let dir = if named.is_file() {
+                    gitdir_file(&named)?
+                } else {
+                    named.clone()
+                };
+                if !looks_like_git_dir(&dir) {
+                    return Err(FindError::NotAGitDir(named));
+                }
+                let mut repo = Repo::at(dir, None);
+                repo.work_tree = repo.default_work_tree(start);
+                repo
+            }
+        };
+        if let Some(wt) = &env.work_tree {
+            let wt = resolve(wt);
+            repo.work_tree = Some(std::fs::canonicalize(&wt).unwrap_or(wt));
+        }
+        Ok(repo)
+    }
+
+    /// The work tree of a repository named by `GIT_DIR` alone: `core.worktree` (relative to
+    /// the git directory), none when `core.bare` is true, else the start directory.
+    fn default_work_tree(&self, start: &Path) -> Option<PathBuf> {
+        if let Some(wt) = self.config("core.worktree") {
+            let wt = self.git_dir.join(wt);
+            return Some(std::fs::canonicalize(&wt).unwrap_or(wt));
+        }
+        if self.config("core.bare").is_some_and(|b| b == "true") {
+            return None;
+        }
+        std::fs::canonicalize(start).ok()
+    }
+
+    /// One value of the repository's own config file (not the user's), or None when the file
+    /// cannot be read or does not set it.
+    fn config(&self, key: &str) -> Option<String> {
+        let o = crate::git::command()
+            .arg("config")
+            .arg("--file")
+            .arg(self.common_dir.join("config"))
+            .args(["--get", key])
+            .output()
+            .ok()?;
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    }
+
     /// Finds the repository containing `start`, searching upwards like git.
     pub fn find(start: &Path) -> Result<Repo, FindError> {
         let start = std::fs::canonicalize(start).map_err(|source| FindError::Io {
@@ -94,20 +169,7 @@ impl Repo {
     /// object ids and the reftable ref backend (reading them as SHA-1/files would turn every
     /// object and ref into "damage").
     pub fn check_supported(&self) -> Result<(), FindError> {
-        let get = |key: &str| -> Option<String> {
-            let o = std::process::Command::new("git")
-                .arg("config")
-                .arg("--file")
-                .arg(self.common_dir.join("config"))
-                .args(["--get", key])
-                .output()
-                .ok()?;
-            o.status.success().then(|| {
-                String::from_utf8_lossy(&o.stdout)
-                    .trim()
-                    .to_ascii_lowercase()
-            })
-        };
+        let get = |key: &str| self.config(key).map(|v| v.to_ascii_lowercase());
         let unsupported = |what: &str| {
             Err(FindError::Unsupported {
                 path: self.common_dir.clone(),

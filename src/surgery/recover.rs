@@ -23,24 +23,9 @@ pub enum Source {
 
 /// Runs git with a clean environment for our temporary repositories.
 fn git(dir: &Path) -> Command {
-    let mut c = Command::new("git");
+    let mut c = crate::git::command();
     c.arg("-C").arg(dir);
-    clean_env(&mut c);
     c
-}
-
-fn clean_env(c: &mut Command) {
-    for var in [
-        "GIT_DIR",
-        "GIT_WORK_TREE",
-        "GIT_INDEX_FILE",
-        "GIT_OBJECT_DIRECTORY",
-        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-        "GIT_COMMON_DIR",
-    ] {
-        c.env_remove(var);
-    }
-    c.stdin(std::process::Stdio::null());
 }
 
 /// How git itself fetches from the damaged repository, so that a fetch into a fresh temporary
@@ -67,12 +52,11 @@ impl FetchContext {
             .work_tree
             .clone()
             .unwrap_or_else(|| repo.git_dir.clone());
-        let mut c = Command::new("git");
+        let mut c = crate::git::command();
         c.arg("--git-dir")
             .arg(&repo.git_dir)
             .args(["config", "--list", "-z", "--show-scope", "--includes"])
             .current_dir(&cwd);
-        clean_env(&mut c);
         let config = match c.output() {
             Ok(o) if o.status.success() => parse_scoped_list(&o.stdout)
                 .into_iter()
@@ -118,8 +102,7 @@ impl FetchContext {
     /// A git command for the temporary repository `tmp`, run where git would run for the
     /// damaged repository, with the damaged repository's fetch configuration.
     fn git(&self, tmp: &Path) -> Command {
-        let mut c = Command::new("git");
-        clean_env(&mut c);
+        let mut c = crate::git::command();
         c.arg("--git-dir").arg(tmp);
         if self.cwd.is_dir() {
             c.current_dir(&self.cwd);

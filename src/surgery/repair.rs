@@ -395,7 +395,7 @@ impl Run<'_> {
         // index-pack wants an output name ending in .idx.
         let tmp = pack.with_extension("surgery-tmp.idx");
         let _ = std::fs::remove_file(&tmp);
-        let ok = Command::new("git")
+        let ok = crate::git::command()
             .arg("index-pack")
             .arg("--no-rev-index")
             .arg("-o")
@@ -424,12 +424,12 @@ impl Run<'_> {
         let tmp = self.repo.surgery_dir().join("tmp").join("unpack");
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        let _ = Command::new("git")
+        let _ = crate::git::command()
             .args(["init", "-q", "--bare"])
             .arg(&tmp)
             .output();
         let input = std::fs::File::open(pack).map_err(io(pack))?;
-        let _ = Command::new("git")
+        let _ = crate::git::command()
             .arg("--git-dir")
             .arg(&tmp)
             .args(["unpack-objects", "-r", "-q"])
@@ -1253,14 +1253,11 @@ fn write_plain(_dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), Error> {
 
 /// git run against this repository, whatever the caller's environment says.
 pub fn git_in(repo: &Repo) -> Command {
-    let mut c = Command::new("git");
+    let mut c = crate::git::command();
     c.arg("--git-dir").arg(&repo.git_dir);
     if let Some(wt) = &repo.work_tree {
         c.arg("--work-tree").arg(wt).current_dir(wt);
     }
-    c.env_remove("GIT_INDEX_FILE")
-        .env_remove("GIT_OBJECT_DIRECTORY")
-        .stdin(std::process::Stdio::null());
     c
 }
 

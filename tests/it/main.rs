@@ -5,6 +5,7 @@ mod acme;
 mod acme_conformance;
 mod acme_edge;
 mod acme_hostile;
+mod git_env;
 mod harness;
 mod logging;
 mod sched;

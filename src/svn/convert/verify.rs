@@ -37,7 +37,7 @@ fn run(cmd: &mut Command) -> Result<Vec<u8>, String> {
 
 /// The (revision, path) of a commit's `svn-revision:` trailer.
 fn origin(git_dir: &Path, commit: &str) -> Result<Option<(u64, String)>, String> {
-    let msg = run(Command::new("git").arg("--git-dir").arg(git_dir).args([
+    let msg = run(crate::git::command().arg("--git-dir").arg(git_dir).args([
         "log",
         "-1",
         "--format=%B",
@@ -53,7 +53,7 @@ fn origin(git_dir: &Path, commit: &str) -> Result<Option<(u64, String)>, String>
 }
 
 fn git_files(git_dir: &Path, commit: &str) -> Result<Files, String> {
-    let list = run(Command::new("git")
+    let list = run(crate::git::command()
         .arg("--git-dir")
         .arg(git_dir)
         .args(["ls-tree", "-r", "-z", commit]))?;
@@ -81,7 +81,7 @@ fn git_files(git_dir: &Path, commit: &str) -> Result<Files, String> {
             id,
         ));
     }
-    let mut child = Command::new("git")
+    let mut child = crate::git::command()
         .arg("--git-dir")
         .arg(git_dir)
         .args(["cat-file", "--batch"])
