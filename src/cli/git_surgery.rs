@@ -83,9 +83,18 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let json = cli.json;
     match run(cli, &mut std::io::stdout().lock()) {
         Ok(code) => ExitCode::from(code),
-        Err(e) => super::report_error("git-surgery", &e, 3),
+        Err(e) => {
+            if json {
+                // With --json, a failure is a JSON object on stdout too (and the usual line on
+                // stderr), so a script reading stdout never gets nothing.
+                let v = serde_json::json!({ "error": format!("{e:#}"), "exit": 3 });
+                println!("{v}");
+            }
+            super::report_error("git-surgery", &e, 3)
+        }
     }
 }
 
@@ -287,6 +296,12 @@ fn print_repair(r: &Report, json: bool, out: &mut dyn Write) -> Result<()> {
                 "git fsck --full --strict disagrees:\n{}",
                 r.fsck_output.trim_end()
             )?;
+        }
+        if !r.next.is_empty() {
+            writeln!(out, "next, try:")?;
+            for n in &r.next {
+                writeln!(out, "  {n}")?;
+            }
         }
     }
     Ok(())

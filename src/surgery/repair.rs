@@ -141,6 +141,8 @@ pub struct Report {
     pub fsck_ok: Option<bool>,
     pub fsck_output: String,
     pub quarantine: Option<PathBuf>,
+    /// When damage remains: the commands to try next, most promising first.
+    pub next: Vec<String>,
 }
 
 struct Run<'a> {
@@ -1079,6 +1081,21 @@ impl Run<'_> {
             && after.healthy()
             && fsck_ok.unwrap_or(true)
             && !self.opts.dry_run;
+        let lost = if self.opts.dry_run {
+            Vec::new()
+        } else {
+            after.missing.clone()
+        };
+        let next = if healthy || self.opts.dry_run {
+            Vec::new()
+        } else {
+            next_steps(
+                self.opts,
+                &lost,
+                !self.lost_refs.is_empty(),
+                self.q.is_some(),
+            )
+        };
         Report {
             healthy: healthy || (self.opts.dry_run && found.is_empty()),
             dry_run: self.opts.dry_run,
@@ -1087,16 +1104,46 @@ impl Run<'_> {
             recovered: self.recovered,
             fetch_failures: self.failures,
             remaining,
-            lost: if self.opts.dry_run {
-                Vec::new()
-            } else {
-                after.missing.clone()
-            },
+            lost,
             fsck_ok,
             fsck_output: fsck.map(|f| f.1).unwrap_or_default(),
             quarantine: self.q.map(|q| q.dir),
+            next,
         }
     }
+}
+
+/// What to try when damage remains: another source for the lost objects first (a healthy
+/// copy is the only way to get them back), then giving up on what nothing holds, then the
+/// quarantine (what repair moved away, if the user wants it back).
+fn next_steps(opts: &Options, lost: &[Missing], refs_lost: bool, quarantined: bool) -> Vec<String> {
+    let mut next = Vec::new();
+    if !lost.is_empty() || refs_lost {
+        next.push(
+            "git surgery repair --remote <URL of a healthy copy>   (another server or clone that has the lost objects)"
+                .to_string(),
+        );
+        next.push("git surgery repair --reference <path to another local clone>".to_string());
+        if !opts.force {
+            next.push(
+                "git surgery repair --force   (park the refs whose history no source has under refs/surgery/broken/)"
+                    .to_string(),
+            );
+        }
+        if !opts.reset_broken {
+            next.push(
+                "git surgery repair --force --reset-broken   (move those branches back to their newest intact commit)"
+                    .to_string(),
+            );
+        }
+    }
+    if quarantined {
+        next.push(
+            "git surgery quarantine list   (what repair moved away; `git surgery quarantine restore <id>` puts it back)"
+                .to_string(),
+        );
+    }
+    next
 }
 
 fn source_name(s: &Source) -> String {

@@ -13,6 +13,7 @@ mod ssh_ca;
 mod surgery;
 mod surgery_owner;
 mod surgery_remotes;
+mod surgery_ux;
 mod svn_dump_strict;
 mod svn_migrate;
 mod svn_resume;

@@ -1,0 +1,69 @@
+//! What a git-surgery user reads when things go wrong: exit 2 names the next commands to try
+//! (and following one of them works), and with --json a failure is JSON on stdout too.
+
+use crate::surgery::{Lab, git};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_git-surgery");
+
+#[test]
+fn exit_2_names_the_next_commands_and_the_suggested_reference_heals() {
+    let lab = Lab::new();
+    // No remote to recover from, and the branch tip's commit gone.
+    git(&lab.repo, &["remote", "remove", "origin"]);
+    lab.sh(r#"c=$(git rev-parse HEAD); rm -f "$(objpath "$c")""#);
+
+    let o = lab.surgery(&["repair"]);
+    assert_eq!(o.status.code(), Some(2));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("next, try:"), "{out}");
+    for hint in [
+        "--remote",
+        "--reference",
+        "--force",
+        "--force --reset-broken",
+    ] {
+        assert!(
+            out.contains(&format!("git surgery repair {hint}")),
+            "no {hint} hint: {out}"
+        );
+    }
+
+    let o = lab.surgery(&["repair", "--json"]);
+    assert_eq!(o.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let next = v["next"].as_array().expect("next is a list");
+    assert!(
+        next.iter()
+            .any(|n| n.as_str().is_some_and(|n| n.contains("--reference")))
+    );
+
+    // Following the --reference hint with a healthy copy heals the repository.
+    let o = lab.surgery(&["repair", "--reference", lab.remote.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(lab.fsck_ok());
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("next, try:"));
+}
+
+#[test]
+fn with_json_a_failure_is_json_on_stdout_too() {
+    let d = tempfile::tempdir().expect("tmp");
+    for cmd in ["scan", "repair"] {
+        let o = Command::new(BIN)
+            .arg("-C")
+            .arg(d.path())
+            .args([cmd, "--json"])
+            .output()
+            .expect("runs");
+        assert_eq!(o.status.code(), Some(3));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is JSON");
+        assert_eq!(v["exit"], 3);
+        assert!(
+            v["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("not a git repository")),
+            "{v}"
+        );
+        assert!(String::from_utf8_lossy(&o.stderr).contains("not a git repository"));
+    }
+}
