@@ -1154,22 +1154,7 @@ fn write_refs(
 
 /// Replaces `path` through `path.lock` (created exclusively, as git does), fsynced.
 fn replace_locked(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut lock = path.as_os_str().to_owned();
-    lock.push(".lock");
-    let lock = PathBuf::from(lock);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&lock)
-        .with_context(|| format!("{}: cannot take the lock", lock.display()))?;
-    let done = f
-        .write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .and_then(|()| std::fs::rename(&lock, path));
-    if done.is_err() {
-        let _ = std::fs::remove_file(&lock);
-    }
-    done.with_context(|| path.display().to_string())
+    Ok(crate::git::lockfile::replace(path, bytes)?)
 }
 
 fn update_ref_stdin(

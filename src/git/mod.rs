@@ -1,6 +1,7 @@
 //! What the tools need from a git repository beyond parsing objects: object ids and hashing,
 //! loose objects, packs and their indexes (read entry by entry, tolerant of damage), pack
-//! writing, and the repository's other files (refs, reflogs, index, commit-graph).
+//! writing, the repository's other files (refs, reflogs, index, commit-graph), and git's
+//! lock-file protocol for replacing one of them (`lockfile`).
 //!
 //! Invariant: everything here reads without changing the repository, except `packwrite`,
 //! which only ever adds a complete pack through temp-file + fsync + rename. Every git child
@@ -34,6 +35,7 @@ pub fn command() -> Command {
 }
 
 pub mod files;
+pub mod lockfile;
 pub mod loose;
 pub mod object;
 pub mod pack;

@@ -1261,41 +1261,12 @@ fn first_branch(common: &Path) -> Option<String> {
         .min()
 }
 
-/// Replaces a small file (a ref, HEAD, packed-refs, a reflog, config) the way git does: the new
-/// content goes into `<path>.lock`, created exclusively, fsynced, then renamed over `path`.
-/// Holding git's own lock file means a git process that starts meanwhile fails to take it
-/// instead of racing us; an existing lock means someone else holds it and nothing is written.
+/// Replaces a small file (a ref, HEAD, packed-refs, a reflog, config) through git's lock file.
 fn write_plain(_dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    use std::io::Write;
-    let mut name = path.as_os_str().to_owned();
-    name.push(".lock");
-    let lock = PathBuf::from(name);
-    let mut f = match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&lock)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::Locked(lock)),
-        Err(e) => {
-            return Err(Error::Io {
-                path: lock,
-                source: e,
-            });
-        }
-    };
-    let written = f
-        .write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .and_then(|()| std::fs::rename(&lock, path));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&lock);
-        return Err(Error::Io {
-            path: path.to_path_buf(),
-            source: e,
-        });
-    }
-    Ok(())
+    crate::git::lockfile::replace(path, bytes).map_err(|e| match e {
+        crate::git::lockfile::LockError::Locked(lock) => Error::Locked(lock),
+        crate::git::lockfile::LockError::Io { path, source } => Error::Io { path, source },
+    })
 }
 
 /// git run against this repository, whatever the caller's environment says.
