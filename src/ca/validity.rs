@@ -2,8 +2,10 @@
 //!
 //! start: `always`, `-INTERVAL` / `+INTERVAL` (relative to now), `YYYYMMDD[HHMM[SS]][Z]`
 //! (local time unless `Z`), or `0xHEX` seconds; end: `forever`, `+INTERVAL` / `-INTERVAL`, the
-//! same absolute forms. A single time means "from now until then". INTERVAL is a sequence of
-//! numbers with units `s m h d w` (none = seconds), e.g. `52w1d`.
+//! same absolute forms. A single time means "from now until then", except that a single
+//! `+INTERVAL` starts where ssh-keygen starts it: a minute back, on the minute
+//! (`((now - 59) / 60) * 60`, for clocks slightly behind). INTERVAL is a sequence of numbers
+//! with units `s m h d w` (none = seconds), e.g. `52w1d`.
 //! Invariant: parsing is pure; `now` is an input.
 
 use chrono::{Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
@@ -54,7 +56,9 @@ pub fn parse(spec: &str, now: u64) -> Result<Validity, ValidityError> {
         Some((f, t)) => (f, t),
         None => ("", spec),
     };
-    let after = if from.is_empty() {
+    let after = if from.is_empty() && to.starts_with('+') {
+        (now.saturating_sub(59) / 60) * 60
+    } else if from.is_empty() {
         now
     } else {
         parse_time(spec, from, now, true)?
@@ -190,10 +194,16 @@ mod tests {
         assert_eq!(
             parse("+52w1d", NOW).unwrap(),
             Validity {
-                after: NOW,
+                after: (NOW - 59) / 60 * 60,
                 before: NOW + 52 * 604_800 + 86_400
             }
         );
+        // ssh-keygen's backdate for a lone +INTERVAL: between 59 s and 118 s, on the minute.
+        for now in [NOW, NOW + 1, NOW + 59, NOW + 60] {
+            let after = parse("+1h", now).unwrap().after;
+            assert_eq!(after % 60, 0);
+            assert!((59..119).contains(&(now - after)), "{now}: {after}");
+        }
         assert_eq!(parse("-1m:forever", NOW).unwrap().before, FOREVER);
         assert_eq!(
             parse("0x10:0x20", NOW).unwrap(),

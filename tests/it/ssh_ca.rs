@@ -1622,3 +1622,73 @@ fn revoking_the_ca_key_revokes_every_certificate_it_signed_as_sshd_sees_it() {
         assert_eq!(rec["status"], "revoked", "list agrees: {rec}");
     }
 }
+
+/// `-V` means what it means to ssh-keygen: for each CA key type and each form both accept, a
+/// certificate from `ssh-ca sign -V SPEC` and one from `ssh-keygen -s -V SPEC` made in the same
+/// second have the same validity, as `ssh-keygen -L` prints it.
+#[test]
+fn validity_arithmetic_matches_ssh_keygen_for_every_key_type() {
+    let now_s = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs()
+    };
+    let tomorrow = String::from_utf8_lossy(
+        &run(Command::new("date").args(["-d", "tomorrow", "+%Y%m%d"])).stdout,
+    )
+    .trim()
+    .to_string();
+    let specs = [
+        "+1h".to_string(),
+        "+90m".into(),
+        "+1d2h".into(),
+        "-5m:+1h".into(),
+        "-1d:+1d".into(),
+        "+1h:+2h".into(),
+        "-30s:+45".into(),
+        format!("-1h:{tomorrow}"),
+    ];
+    for kind in ["ed25519", "ecdsa", "rsa"] {
+        let lab = Lab::new(kind);
+        lab.keygen("id", "ed25519");
+        let mut n = 0;
+        for spec in &specs {
+            let mut matched = false;
+            for _attempt in 0..5 {
+                n += 1;
+                let (k, c) = (format!("k{n}"), format!("c{n}"));
+                for name in [&k, &c] {
+                    std::fs::copy(lab.path("id.pub"), lab.path(&format!("{name}.pub")))
+                        .expect("copy");
+                }
+                let t0 = now_s();
+                let out = run(Command::new("ssh-keygen")
+                    .current_dir(&lab.dir)
+                    .args(["-q", "-s"])
+                    .arg(lab.ca_dir().join("user_ca"))
+                    .args(["-I", "v", "-n", "alice", "-V", spec])
+                    .arg(format!("{k}.pub")));
+                assert!(out.status.success(), "ssh-keygen -V {spec}");
+                let ours = lab.sign(&c, &["--user", "-I", "v", "-n", "alice", "-V", spec]);
+                if now_s() != t0 {
+                    continue; // a second boundary fell between the two: try again
+                }
+                let valid = |p: &Path| {
+                    keygen_l(p)
+                        .into_iter()
+                        .find(|l| l.trim_start().starts_with("Valid:"))
+                        .expect("a Valid: line")
+                };
+                assert_eq!(
+                    valid(&ours),
+                    valid(&lab.path(&format!("{k}-cert.pub"))),
+                    "-V {spec} with a {kind} CA"
+                );
+                matched = true;
+                break;
+            }
+            assert!(matched, "-V {spec}: five attempts straddled a second");
+        }
+    }
+}
