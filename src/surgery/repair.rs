@@ -534,9 +534,18 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// The value a ref last had according to its reflog.
+    /// The value a ref last had according to its reflog. `name` is the ref's path from the
+    /// common directory: `refs/...`, or `worktrees/NAME/refs/...` for a linked worktree's own
+    /// refs, whose reflogs are under that worktree's `logs/`.
     fn reflog_value(&self, name: &str) -> Option<Oid> {
-        let log = self.repo.common_dir.join("logs").join(name);
+        let common = &self.repo.common_dir;
+        let log = match name
+            .strip_prefix("worktrees/")
+            .and_then(|r| r.split_once('/'))
+        {
+            Some((wt, rel)) => common.join("worktrees").join(wt).join("logs").join(rel),
+            None => common.join("logs").join(name),
+        };
         refs::reflog(&log)
             .0
             .iter()

@@ -706,7 +706,26 @@ fn scan_refs(repo: &Repo, s: &mut Scan) {
     for wt in worktree_dirs(repo) {
         logs.extend(refs::reflog_files(&wt));
     }
-    hold_refs_to_reflogs(repo, &by_name, s);
+    hold_refs_to_reflogs(&repo.common_dir, "", &by_name, s);
+    // Each linked worktree's own refs (refs/bisect, refs/worktree, refs/rewritten) live in its
+    // private directory; they are named here by their path from the common directory
+    // (`worktrees/NAME/refs/...`), which is also where repair writes them back.
+    for wt in worktree_dirs(repo) {
+        let prefix = wt
+            .strip_prefix(&repo.common_dir)
+            .map(|p| format!("{}/", p.display()))
+            .unwrap_or_default();
+        let (wrefs, problems) = refs::loose_refs(&wt);
+        add_problems(s, "ref-corrupt", problems);
+        let mut mine: HashMap<String, refs::Ref> = HashMap::new();
+        for r in wrefs {
+            if let Target::Object(id) = r.target {
+                s.roots.push((format!("{prefix}{}", r.name), id));
+            }
+            mine.insert(r.name.clone(), r);
+        }
+        hold_refs_to_reflogs(&wt, &prefix, &mine, s);
+    }
     for f in logs {
         let (entries, problems) = refs::reflog(&f);
         add_problems(s, "reflog-line", problems);
@@ -728,15 +747,24 @@ fn scan_refs(repo: &Repo, s: &mut Scan) {
 /// reflog never recorded (a flipped bit that still spells an id), is a finding, and the value
 /// to restore is the reflog's last one if that object is intact here, else the newest entry's
 /// that is. git deletes a ref's reflog with the ref, so a reflog without its ref is damage.
-fn hold_refs_to_reflogs(repo: &Repo, refs_now: &HashMap<String, refs::Ref>, s: &mut Scan) {
-    let logs = repo.common_dir.join("logs");
-    for f in refs::reflog_files(&repo.common_dir) {
+///
+/// `dir` is the common directory (`prefix` empty) or a linked worktree's private directory
+/// (`prefix` its path from the common directory), whose own refs and reflogs are held the same
+/// way; restores are named with the prefix.
+fn hold_refs_to_reflogs(
+    dir: &Path,
+    prefix: &str,
+    refs_now: &HashMap<String, refs::Ref>,
+    s: &mut Scan,
+) {
+    let logs = dir.join("logs");
+    for f in refs::reflog_files(dir) {
         let Ok(rel) = f.strip_prefix(&logs) else {
             continue;
         };
         let name = rel.to_string_lossy().into_owned();
         // A loose ref file that does not parse is `ref-corrupt`, restored from its reflog there.
-        let corrupt_file = repo.common_dir.join(&name).is_file() && !refs_now.contains_key(&name);
+        let corrupt_file = dir.join(&name).is_file() && !refs_now.contains_key(&name);
         if !name.starts_with("refs/") || corrupt_file {
             continue;
         }
@@ -786,7 +814,7 @@ fn hold_refs_to_reflogs(repo: &Repo, refs_now: &HashMap<String, refs::Ref>, s: &
             Some((id, note)) => {
                 finding.oid = Some(id);
                 finding.detail.push_str(&note);
-                s.ref_restores.push((name, id));
+                s.ref_restores.push((format!("{prefix}{name}"), id));
             }
             None => finding.detail.push_str(" (no entry of it is intact here)"),
         }

@@ -67,3 +67,54 @@ fn with_json_a_failure_is_json_on_stdout_too() {
         assert!(String::from_utf8_lossy(&o.stderr).contains("not a git repository"));
     }
 }
+
+/// A linked worktree's own refs (refs/worktree, refs/bisect) are refs like any other: a
+/// garbage one is found and restored from that worktree's reflog, and an object only they
+/// reach is held to be needed, as `git fsck` holds it.
+#[test]
+fn a_linked_worktrees_own_refs_are_scanned_and_restored_from_its_reflogs() {
+    let lab = Lab::new();
+    let wt = lab.repo.parent().expect("parent").join("wt");
+    let wt_s = wt.to_str().expect("utf-8");
+    git(&lab.repo, &["config", "core.logAllRefUpdates", "always"]);
+    git(&lab.repo, &["worktree", "add", "-q", wt_s, "side"]);
+    let id = git(
+        &wt,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit-tree",
+            "HEAD^{tree}",
+            "-p",
+            "HEAD",
+            "-m",
+            "only the worktree's refs reach this",
+        ],
+    )
+    .trim()
+    .to_string();
+    for r in ["refs/worktree/keep", "refs/bisect/bad"] {
+        git(&wt, &["update-ref", r, &id]);
+    }
+    assert_eq!(lab.surgery(&["scan"]).status.code(), Some(0));
+
+    // A ref file holding garbage, in the worktree's private directory.
+    let file = lab.repo.join(".git/worktrees/wt/refs/worktree/keep");
+    assert!(file.is_file(), "git keeps it there");
+    std::fs::write(&file, "garbage\n").expect("write");
+    let o = lab.surgery(&["scan"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("ref-corrupt"));
+    let o = lab.surgery(&["repair"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(git(&wt, &["rev-parse", "refs/worktree/keep"]).trim(), id);
+    assert!(lab.fsck_ok());
+
+    // The object only those refs reach, gone: git fsck says so, and so must scan.
+    lab.sh(&format!(r#"rm -f "$(objpath {id})""#));
+    assert!(!lab.fsck_ok(), "git fsck holds worktree refs as roots");
+    let o = lab.surgery(&["scan"]);
+    assert_eq!(o.status.code(), Some(1), "scan agrees");
+}
