@@ -53,7 +53,7 @@ enum Command {
         /// Show what would be done; change nothing
         #[arg(long)]
         dry_run: bool,
-        /// Move refs whose history cannot be recovered to refs/surgery/broken/ (never deleted)
+        /// Move refs whose history no source has, with their reflogs, into the quarantine (restorable; never deleted)
         #[arg(long)]
         force: bool,
         /// With --force: reset such branches to their newest fully intact commit

@@ -119,6 +119,20 @@ impl Quarantine {
         self.save()
     }
 
+    /// Writes a file into the quarantine that the repository does not hold as a file (a ref
+    /// that lived only in packed-refs): `restore` creates it at `rel` (relative to the common
+    /// directory), as if it had been taken.
+    pub fn add_file(&mut self, rel: &Path, bytes: &[u8], reason: &str) -> Result<(), Error> {
+        let (rel, dest) = self.place(&self.common.join(rel))?;
+        std::fs::write(&dest, bytes).map_err(io(&dest))?;
+        self.items.push(Item {
+            path: rel,
+            reason: reason.to_string(),
+            bytes: bytes.len() as u64,
+        });
+        self.save()
+    }
+
     /// Copies `file` into the quarantine (for files repair rewrites in place: packed-refs,
     /// reflogs), so the original bytes can be brought back.
     pub fn keep_copy(&mut self, file: &Path, reason: &str) -> Result<(), Error> {

@@ -953,8 +953,8 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// With `--force`: refs whose history is lost move to `refs/surgery/broken/<name>`
-    /// (and, with `--reset-broken`, branches go back to their newest intact commit); reflog
+    /// With `--force`: refs whose history is lost move into the quarantine with their reflogs
+    /// (or, with `--reset-broken`, branches go back to their newest intact commit); reflog
     /// entries naming lost objects are dropped (the original reflog kept in quarantine).
     fn park_broken_refs(&mut self) -> Result<(), Error> {
         let now = scan(self.repo, self.exec);
@@ -970,21 +970,19 @@ impl Run<'_> {
         let to_park: Vec<(String, Oid)> = now
             .roots
             .iter()
-            .filter(|(n, _)| {
-                n.starts_with("refs/")
-                    && !n.starts_with("refs/surgery/")
-                    && broken.contains(n.as_str())
-            })
+            .filter(|(n, _)| n.starts_with("refs/") && broken.contains(n.as_str()))
             .cloned()
             .collect();
         for (name, id) in to_park {
             self.park_ref(&now, &name, id)?;
         }
+        // An entry naming a commit whose history is broken (a parent lost) keeps git fsck
+        // failing as much as one naming a lost object: both go.
+        let mut whole = WholeHistory::new(&now);
         for f in refs::reflog_files(&self.repo.common_dir) {
             let bytes = std::fs::read(&f).unwrap_or_default();
-            let gone = |h: &[u8]| {
-                Oid::from_hex(h).is_some_and(|o| !o.is_zero() && !now.objects.contains_key(&o))
-            };
+            let mut gone =
+                |h: &[u8]| Oid::from_hex(h).is_some_and(|o| !o.is_zero() && !whole.of(o));
             let bad: HashSet<usize> = bytes
                 .split(|&b| b == b'\n')
                 .enumerate()
@@ -998,21 +996,25 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Moves one ref to `refs/surgery/broken/...`: the parked ref is written directly (git
-    /// refuses refs to missing objects), then the original is removed or, with
-    /// `--reset-broken`, reset to the newest intact first-parent ancestor.
+    /// Takes one ref whose history no source has out of the ref namespace, into the
+    /// quarantine: its loose file (or, for a packed ref, a loose file written there with its
+    /// value) and its reflog, so that `git surgery quarantine restore` brings both back and the
+    /// repository can end fsck-clean meanwhile. With `--reset-broken` a branch instead goes
+    /// back to its newest intact first-parent ancestor, and the old tip is kept in the
+    /// quarantine as `refs/surgery/broken/<name>` (restoring it creates that ref).
     fn park_ref(&mut self, now: &Scan, name: &str, id: Oid) -> Result<(), Error> {
-        let parked = format!("refs/surgery/broken/{}", name.trim_start_matches("refs/"));
-        let path = self.repo.common_dir.join(&parked);
-        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        write_plain(&dir, &path, format!("{id}\n").as_bytes())?;
         let intact = if self.opts.reset_broken && name.starts_with("refs/heads/") {
             newest_intact(now, &self.repo.common_dir, name, id)
         } else {
             None
         };
         if let Some(good) = intact {
+            let parked = format!("refs/surgery/broken/{}", name.trim_start_matches("refs/"));
+            self.quarantine()?.add_file(
+                Path::new(&parked),
+                format!("{id}\n").as_bytes(),
+                &format!("old tip of {name}, whose history is lost"),
+            )?;
             let o = self.git(&[
                 "update-ref",
                 "-m",
@@ -1023,27 +1025,38 @@ impl Run<'_> {
             self.act(
                 "park-ref",
                 name,
-                format!("kept at {parked}; branch reset to {good} ({})", status(&o)),
+                format!(
+                    "branch reset to {good} ({}); the old tip {id} is in the quarantine as {parked}",
+                    status(&o)
+                ),
             );
             return Ok(());
         }
+        let why = format!("ref whose history no source has (was {id})");
         let loose = self.repo.common_dir.join(name);
         if loose.is_file() {
-            self.take(
-                &loose,
-                &format!("ref with lost history, parked at {parked}"),
-            )?;
+            self.take(&loose, &why)?;
+        } else {
+            self.quarantine()?
+                .add_file(Path::new(name), format!("{id}\n").as_bytes(), &why)?;
         }
         let packed = self.repo.common_dir.join("packed-refs");
         let lines = packed_ref_lines(&packed, name);
         if !lines.is_empty() {
-            self.drop_lines(
-                &packed,
-                &lines,
-                "refs with lost history, parked under refs/surgery/broken/",
+            self.drop_lines(&packed, &lines, "refs whose history no source has")?;
+        }
+        let log = self.repo.common_dir.join("logs").join(name);
+        if log.is_file() {
+            self.take(
+                &log,
+                &format!("reflog of {name}, a ref whose history no source has"),
             )?;
         }
-        self.act("park-ref", name, format!("moved to {parked}"));
+        self.act(
+            "park-ref",
+            name,
+            format!("moved to the quarantine with its reflog (was {id}; `git surgery quarantine restore` brings it back)"),
+        );
         Ok(())
     }
 
@@ -1135,7 +1148,7 @@ fn next_steps(opts: &Options, lost: &[Missing], refs_lost: bool, quarantined: bo
         next.push("git surgery repair --reference <path to another local clone>".to_string());
         if !opts.force {
             next.push(
-                "git surgery repair --force   (park the refs whose history no source has under refs/surgery/broken/)"
+                "git surgery repair --force   (move the refs whose history no source has into the quarantine, restorable)"
                     .to_string(),
             );
         }
@@ -1203,6 +1216,53 @@ fn newest_intact(s: &Scan, common: &Path, name: &str, tip: Oid) -> Option<Oid> {
 }
 
 /// Whether everything reachable from `id` has a good copy.
+/// Whether an object's whole history (everything it links to, transitively) is here,
+/// memoised over one scan: each object is visited once however many ids are asked about.
+struct WholeHistory<'a> {
+    scan: &'a Scan,
+    memo: HashMap<Oid, bool>,
+}
+
+impl<'a> WholeHistory<'a> {
+    fn new(scan: &'a Scan) -> Self {
+        WholeHistory {
+            scan,
+            memo: HashMap::new(),
+        }
+    }
+
+    fn of(&mut self, id: Oid) -> bool {
+        // Post-order without recursion (histories are deep): an object is decided after all
+        // its links are. Objects form a DAG, so every link is decided by then.
+        let mut stack = vec![(id, false)];
+        while let Some((o, links_done)) = stack.pop() {
+            if self.memo.contains_key(&o) {
+                continue;
+            }
+            let Some(info) = self.scan.objects.get(&o) else {
+                self.memo.insert(o, false);
+                continue;
+            };
+            let links = self.scan.links_of(info);
+            if links_done {
+                let whole = links
+                    .iter()
+                    .all(|l| self.memo.get(l).copied().unwrap_or(false));
+                self.memo.insert(o, whole);
+            } else {
+                stack.push((o, true));
+                stack.extend(
+                    links
+                        .iter()
+                        .filter(|l| !self.memo.contains_key(*l))
+                        .map(|l| (*l, false)),
+                );
+            }
+        }
+        self.memo.get(&id).copied().unwrap_or(false)
+    }
+}
+
 fn reaches_intact(s: &Scan, id: Oid) -> bool {
     let mut seen = HashSet::new();
     let mut stack = vec![id];

@@ -603,12 +603,33 @@ fn s17b_ref_to_an_object_no_remote_has_ends_with_exit_2_and_the_exact_loss() {
         "without --force no ref is touched"
     );
     let forced = lab.surgery(&["repair", "--force"]);
-    assert_eq!(forced.status.code(), Some(2), "the loss is still reported");
-    assert!(!lab.repo.join(".git/refs/heads/ghost").exists());
     assert_eq!(
-        git(&lab.repo, &["rev-parse", "refs/surgery/broken/heads/ghost"]).trim(),
-        ghost,
-        "the ref is parked, not deleted"
+        forced.status.code(),
+        Some(0),
+        "--force ends healthy: the ref is out of the ref namespace"
+    );
+    assert!(lab.fsck_ok());
+    assert!(!lab.repo.join(".git/refs/heads/ghost").exists());
+    // Not deleted: in the quarantine, and restore brings it back as it was.
+    let list = json(&lab.surgery(&["quarantine", "list", "--json"]));
+    let entry = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|q| {
+            q["files"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|i| i["path"] == "refs/heads/ghost"))
+        })
+        .expect("the ref is in a quarantine");
+    let id = entry["id"].as_str().expect("id");
+    assert_eq!(
+        lab.surgery(&["quarantine", "restore", id]).status.code(),
+        Some(0)
+    );
+    assert_eq!(
+        std::fs::read_to_string(lab.repo.join(".git/refs/heads/ghost")).expect("restored"),
+        format!("{ghost}\n")
     );
 }
 
@@ -631,15 +652,24 @@ for i in 1 2 3; do echo "local $i" > "local$i.txt"; git add -A; git -c user.name
             .any(|r| r == "refs/heads/main")
     }));
     let forced = lab.surgery(&["repair", "--force", "--reset-broken"]);
+    assert_eq!(forced.status.code(), Some(0), "--force ends healthy");
+    assert!(lab.fsck_ok());
+    let list = json(&lab.surgery(&["quarantine", "list", "--json"]));
+    let kept = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .flat_map(|q| q["files"].as_array().cloned().unwrap_or_default())
+        .any(|i| i["path"] == "refs/surgery/broken/heads/main");
+    assert!(kept, "the old tip is kept in the quarantine: {list}");
+    let parked = walkdir::WalkDir::new(lab.repo.join(".git/surgery/quarantine"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .find(|e| e.path().ends_with("refs/surgery/broken/heads/main"))
+        .expect("the file");
     assert_eq!(
-        forced.status.code(),
-        Some(2),
-        "the parked ref's history is still lost"
-    );
-    assert_eq!(
-        git(&lab.repo, &["rev-parse", "refs/surgery/broken/heads/main"]).trim(),
-        tip,
-        "the old tip is kept"
+        std::fs::read_to_string(parked.path()).expect("read").trim(),
+        tip
     );
     let main = git(&lab.repo, &["rev-parse", "refs/heads/main"])
         .trim()
