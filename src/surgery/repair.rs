@@ -534,18 +534,23 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// The value a ref last had according to its reflog. `name` is the ref's path from the
-    /// common directory: `refs/...`, or `worktrees/NAME/refs/...` for a linked worktree's own
-    /// refs, whose reflogs are under that worktree's `logs/`.
-    fn reflog_value(&self, name: &str) -> Option<Oid> {
+    /// The reflog of the ref `name` (its path from the common directory; see `reflog_value`).
+    fn reflog_path(&self, name: &str) -> PathBuf {
         let common = &self.repo.common_dir;
-        let log = match name
+        match name
             .strip_prefix("worktrees/")
             .and_then(|r| r.split_once('/'))
         {
             Some((wt, rel)) => common.join("worktrees").join(wt).join("logs").join(rel),
             None => common.join("logs").join(name),
-        };
+        }
+    }
+
+    /// The value a ref last had according to its reflog. `name` is the ref's path from the
+    /// common directory: `refs/...`, or `worktrees/NAME/refs/...` for a linked worktree's own
+    /// refs, whose reflogs are under that worktree's `logs/`.
+    fn reflog_value(&self, name: &str) -> Option<Oid> {
+        let log = self.reflog_path(name);
         refs::reflog(&log)
             .0
             .iter()
@@ -967,19 +972,47 @@ impl Run<'_> {
             .flat_map(|m| m.needed_by.iter())
             .map(String::as_str)
             .collect();
+        // Refs of the common directory and linked worktrees' own (`worktrees/NAME/refs/...`).
+        let is_ref = |n: &str| {
+            n.starts_with("refs/")
+                || n.strip_prefix("worktrees/")
+                    .and_then(|r| r.split_once('/'))
+                    .is_some_and(|(_, rel)| rel.starts_with("refs/"))
+        };
         let to_park: Vec<(String, Oid)> = now
             .roots
             .iter()
-            .filter(|(n, _)| n.starts_with("refs/") && broken.contains(n.as_str()))
+            .filter(|(n, _)| is_ref(n) && broken.contains(n.as_str()))
             .cloned()
             .collect();
         for (name, id) in to_park {
             self.park_ref(&now, &name, id)?;
         }
-        // An entry naming a commit whose history is broken (a parent lost) keeps git fsck
-        // failing as much as one naming a lost object: both go.
         let mut whole = WholeHistory::new(&now);
-        for f in refs::reflog_files(&self.repo.common_dir) {
+        let heads: Vec<(String, Oid)> = now
+            .roots
+            .iter()
+            // needed_by names a linked worktree's HEAD `worktree:NAME` (its first two parts).
+            .filter(|(n, _)| {
+                let short = n.split(':').take(2).collect::<Vec<_>>().join(":");
+                n.ends_with("HEAD") && broken.contains(short.as_str())
+            })
+            .cloned()
+            .collect();
+        for (name, id) in heads {
+            self.reset_head(&name, id, &mut whole)?;
+        }
+        // An entry naming a commit whose history is broken (a parent lost) keeps git fsck
+        // failing as much as one naming a lost object: both go, in every worktree's reflogs.
+        let mut logs = refs::reflog_files(&self.repo.common_dir);
+        for wt in std::fs::read_dir(self.repo.common_dir.join("worktrees"))
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+        {
+            logs.extend(refs::reflog_files(&wt.path()));
+        }
+        for f in logs {
             let bytes = std::fs::read(&f).unwrap_or_default();
             let mut gone =
                 |h: &[u8]| Oid::from_hex(h).is_some_and(|o| !o.is_zero() && !whole.of(o));
@@ -993,6 +1026,44 @@ impl Run<'_> {
                 self.drop_lines(&f, &bad, "reflog entries naming lost objects")?;
             }
         }
+        Ok(())
+    }
+
+    /// A detached HEAD (this worktree's, the main worktree's or a linked one's) at a commit
+    /// whose history is lost goes back to the newest entry of its own reflog whose history is
+    /// whole, the HEAD file kept in the quarantine; with no such entry it stays (reported).
+    fn reset_head(&mut self, name: &str, id: Oid, whole: &mut WholeHistory) -> Result<(), Error> {
+        let dir = match name {
+            "HEAD" => self.repo.git_dir.clone(),
+            "main-worktree:HEAD" => self.repo.common_dir.clone(),
+            n => match n
+                .strip_prefix("worktree:")
+                .and_then(|r| r.strip_suffix(":HEAD"))
+            {
+                Some(wt) => self.repo.common_dir.join("worktrees").join(wt),
+                None => return Ok(()),
+            },
+        };
+        let head = dir.join("HEAD");
+        let (entries, _) = refs::reflog(&dir.join("logs").join("HEAD"));
+        let Some(good) = entries
+            .iter()
+            .rev()
+            .map(|e| e.new)
+            .find(|o| !o.is_zero() && *o != id && whole.of(*o))
+        else {
+            return Ok(());
+        };
+        self.quarantine()?.keep_copy(
+            &head,
+            &format!("detached HEAD at {id}, whose history is lost"),
+        )?;
+        write_plain(&dir, &head, format!("{good}\n").as_bytes())?;
+        self.act(
+            "reset-head",
+            head.display().to_string(),
+            format!("detached at {id}, whose history is lost; now at {good}, the newest whole entry of its reflog"),
+        );
         Ok(())
     }
 
@@ -1045,7 +1116,7 @@ impl Run<'_> {
         if !lines.is_empty() {
             self.drop_lines(&packed, &lines, "refs whose history no source has")?;
         }
-        let log = self.repo.common_dir.join("logs").join(name);
+        let log = self.reflog_path(name);
         if log.is_file() {
             self.take(
                 &log,

@@ -118,3 +118,70 @@ fn a_linked_worktrees_own_refs_are_scanned_and_restored_from_its_reflogs() {
     let o = lab.surgery(&["scan"]);
     assert_eq!(o.status.code(), Some(1), "scan agrees");
 }
+
+/// `--force` ends healthy when what no source has is reached from a linked worktree: its own
+/// ref goes into the quarantine with its reflog, its detached HEAD goes back to the newest
+/// entry of its reflog whose history is whole, and its reflogs lose the broken entries.
+#[test]
+fn force_ends_healthy_when_a_linked_worktree_reaches_lost_history() {
+    let lab = Lab::new();
+    let wt = lab.repo.parent().expect("parent").join("wt");
+    git(&lab.repo, &["config", "core.logAllRefUpdates", "always"]);
+    git(
+        &lab.repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "--detach",
+            wt.to_str().expect("utf-8"),
+            "HEAD",
+        ],
+    );
+    let commit = |parent: &str, msg: &str| {
+        git(
+            &wt,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit-tree",
+                "HEAD^{tree}",
+                "-p",
+                parent,
+                "-m",
+                msg,
+            ],
+        )
+        .trim()
+        .to_string()
+    };
+    let base = git(&wt, &["rev-parse", "HEAD"]).trim().to_string();
+    let x1 = commit(&base, "x1");
+    let x2 = commit(&x1, "x2");
+    let x3 = commit(&x2, "x3");
+    git(&wt, &["checkout", "-q", "--detach", &x1]);
+    git(&wt, &["checkout", "-q", "--detach", &x3]);
+    git(&wt, &["update-ref", "refs/worktree/mine", &x3]);
+    // x2 exists nowhere else: x3's history is lost.
+    lab.sh(&format!(r#"rm -f "$(objpath {x2})""#));
+    assert_eq!(lab.surgery(&["repair"]).status.code(), Some(2));
+    let o = lab.surgery(&["repair", "--force"]);
+    assert_eq!(o.status.code(), Some(0), "--force ends healthy");
+    assert!(lab.fsck_ok());
+    assert_eq!(
+        git(&wt, &["rev-parse", "HEAD"]).trim(),
+        x1,
+        "the worktree's HEAD is back at the newest whole entry of its reflog"
+    );
+    assert!(
+        !lab.repo
+            .join(".git/worktrees/wt/refs/worktree/mine")
+            .exists()
+    );
+    let list = String::from_utf8_lossy(&lab.surgery(&["quarantine", "list", "--json"]).stdout)
+        .into_owned();
+    assert!(list.contains("worktrees/wt/refs/worktree/mine"), "{list}");
+    assert!(list.contains("worktrees/wt/HEAD"), "{list}");
+}
