@@ -158,6 +158,61 @@ struct Run<'a> {
     regenerate_bitmaps: bool,
     /// Refs whose value could not be read or recovered: (name, why).
     lost_refs: Vec<(String, String)>,
+    phases: Phases,
+}
+
+/// The phases of a repair on a terminal: one bar over the phases whose message names the one
+/// running (its spinner keeps turning through long fetches and `git fsck`), and a line per
+/// finished phase with its time, so the screen never sits still without saying why. Nothing is
+/// drawn when stderr is not a terminal.
+struct Phases {
+    bar: indicatif::ProgressBar,
+    current: Option<(&'static str, std::time::Instant)>,
+}
+
+/// The phases `Phases` counts, in order.
+const PHASES: [&str; 9] = [
+    "leftovers",
+    "salvage",
+    "quarantine",
+    "refs",
+    "fetch",
+    "index",
+    "rebuild",
+    "submodules",
+    "verify",
+];
+
+impl Phases {
+    fn new() -> Phases {
+        let bar = crate::logging::progress_bar(PHASES.len() as u64, "repair");
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        Phases { bar, current: None }
+    }
+
+    /// Ends the running phase (its line printed above the bar) and starts `name`.
+    fn start(&mut self, name: &'static str) {
+        self.finish();
+        self.bar.set_message(format!("repair: {name}"));
+        self.current = Some((name, std::time::Instant::now()));
+    }
+
+    fn finish(&mut self) {
+        if let Some((name, t)) = self.current.take() {
+            self.bar.println(format!(
+                "git surgery: {name} done ({:.1} s)",
+                t.elapsed().as_secs_f64()
+            ));
+            self.bar.inc(1);
+        }
+    }
+}
+
+impl Drop for Phases {
+    fn drop(&mut self) {
+        self.finish();
+        self.bar.finish_and_clear();
+    }
 }
 
 /// Repairs `repo`.
@@ -184,6 +239,7 @@ pub fn repair(repo: &Repo, exec: &Executor, opts: &Options) -> Result<Report, Er
         regenerate_midx: false,
         regenerate_bitmaps: false,
         lost_refs: Vec::new(),
+        phases: Phases::new(),
     };
     if opts.dry_run {
         run.plan(&before);
@@ -192,8 +248,10 @@ pub fn repair(repo: &Repo, exec: &Executor, opts: &Options) -> Result<Report, Er
     if !before.healthy() {
         run.fix(&before)?;
     }
+    run.phases.start("verify");
     let after = scan(repo, exec);
     let fsck = fsck(repo);
+    run.phases.finish();
     let _ = std::fs::remove_dir_all(repo.surgery_dir().join("tmp"));
     Ok(run.report(before.findings, &after, Some(fsck)))
 }
@@ -296,24 +354,32 @@ impl Run<'_> {
     }
 
     fn fix(&mut self, s: &Scan) -> Result<(), Error> {
+        self.phases.start("leftovers");
         for p in &s.leftovers {
             self.take(p, "stale lock or temporary file")?;
         }
         self.kill_point("leftovers");
+        self.phases.start("salvage");
         for p in s.packs.iter().filter(|p| p.damaged) {
             self.salvage(p)?;
         }
         self.kill_point("salvage");
+        self.phases.start("quarantine");
         self.quarantine_bad(s)?;
         self.kill_point("quarantine");
+        self.phases.start("refs");
         self.fix_refs(s)?;
         self.kill_point("refs");
+        self.phases.start("fetch");
         self.recover_missing()?;
         self.kill_point("recover");
+        self.phases.start("index");
         self.fix_index(s)?;
         self.park_broken_refs()?;
+        self.phases.start("rebuild");
         self.regenerate();
         self.kill_point("rebuild");
+        self.phases.start("submodules");
         self.repair_submodules();
         Ok(())
     }

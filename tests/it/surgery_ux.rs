@@ -185,3 +185,42 @@ fn force_ends_healthy_when_a_linked_worktree_reaches_lost_history() {
     assert!(list.contains("worktrees/wt/refs/worktree/mine"), "{list}");
     assert!(list.contains("worktrees/wt/HEAD"), "{list}");
 }
+
+/// On a terminal every phase is named while it runs and reported with its time when done
+/// (through `script`, a real pseudo-terminal); piped, stderr gets none of it.
+#[test]
+fn on_a_terminal_every_phase_is_named_and_timed() {
+    let lab = Lab::new();
+    // a damaged pack (salvage) and an emptied loose object (fetch from origin)
+    lab.sh(r#"P=$(pack); flip $P $(( $(stat -c %s $P) / 2 )) '\x00'
+B=$(git rev-parse HEAD:l23.txt); F=$(objpath $B); wr $F; : > $F"#);
+    let cmd = format!("{BIN} -C {} repair", lab.repo.display());
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("TERM", "xterm-256color")
+        .env_remove("BITROT_LOG")
+        .output()
+        .expect("script");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    for phase in [
+        "salvage",
+        "quarantine",
+        "refs",
+        "fetch",
+        "rebuild",
+        "verify",
+    ] {
+        assert!(
+            screen.contains(&format!("git surgery: {phase} done (")),
+            "no {phase} line on the terminal: {screen}"
+        );
+    }
+    assert!(lab.fsck_ok());
+
+    let lab = Lab::new();
+    lab.sh(r#"B=$(git rev-parse HEAD:l23.txt); F=$(objpath $B); wr $F; : > $F"#);
+    let o = lab.surgery(&["repair"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains(" done ("));
+}
