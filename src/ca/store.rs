@@ -60,21 +60,61 @@ const SCHEMA_VERSION: i64 = 1;
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Maps a SQLite error on the store at `path` to a [`StoreError::Sqlite`].
+/// Maps a SQLite error on the store at `path` to a [`StoreError`] (see [`classify`]).
 fn sqlite_at(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + Copy + '_ {
-    move |source| StoreError::Sqlite {
-        path: path.to_path_buf(),
-        source,
+    move |e| classify(path, e)
+}
+
+/// Turns a SQLite error on the store at `path` into what its user can act on, by SQLite's
+/// primary result code; only errors no user can do anything about stay [`StoreError::Sqlite`].
+fn classify(path: &Path, e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode as C;
+    let code = match &e {
+        rusqlite::Error::SqliteFailure(f, _) => Some(f.code),
+        _ => None,
+    };
+    let path = path.to_path_buf();
+    match code {
+        Some(C::DatabaseBusy | C::DatabaseLocked) => StoreError::Busy { path },
+        Some(C::ReadOnly) => StoreError::ReadOnly { path },
+        Some(C::DiskFull) => StoreError::DiskFull { path },
+        Some(C::NotADatabase | C::DatabaseCorrupt) => StoreError::Corrupt {
+            path,
+            detail: e.to_string(),
+        },
+        Some(C::CannotOpen | C::PermissionDenied | C::SystemIoFailure) => StoreError::CannotOpen {
+            path,
+            detail: e.to_string(),
+        },
+        _ => StoreError::Sqlite { path, source: e },
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("CA store {}: {source}", path.display())]
+    /// A SQLite failure no user can act on (a bug or an unknown condition).
+    #[error("CA store {}: internal SQLite error: {source}", path.display())]
     Sqlite {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error(
+        "CA store {} is busy: another ssh-ca or ssh-acme process has been writing to it for 30 s; nothing was recorded, try again when it has finished",
+        path.display()
+    )]
+    Busy { path: PathBuf },
+    #[error(
+        "CA store {} cannot be written (a read-only mount, or files this user may not change); nothing was recorded: run as the CA's owner, or make the filesystem writable",
+        path.display()
+    )]
+    ReadOnly { path: PathBuf },
+    #[error("CA store {}: the disk is full; nothing was recorded: free some space and try again", path.display())]
+    DiskFull { path: PathBuf },
+    #[error(
+        "CA store {} cannot be opened ({detail}): check that the CA directory is complete and that its owner runs ssh-ca",
+        path.display()
+    )]
+    CannotOpen { path: PathBuf, detail: String },
     #[error("CA store {} is not an ssh-ca store or is damaged: {detail}", path.display())]
     Corrupt { path: PathBuf, detail: String },
     #[error("serial {0} is already used by an issued certificate")]
@@ -204,24 +244,14 @@ impl Store {
 
     /// Maps SQLite's "not a database" errors to a readable message.
     fn classify(&self, e: rusqlite::Error) -> StoreError {
-        let text = e.to_string();
-        if text.contains("not a database") || text.contains("malformed") {
-            return StoreError::Corrupt {
-                path: self.path.clone(),
-                detail: text,
-            };
-        }
-        StoreError::Sqlite {
-            path: self.path.clone(),
-            source: e,
-        }
+        classify(&self.path, e)
     }
 
     fn tx(&mut self) -> Result<Transaction<'_>, StoreError> {
         let path = self.path.clone();
         self.conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|source| StoreError::Sqlite { path, source })
+            .map_err(|e| classify(&path, e))
     }
 
     /// Takes `count` serials (the next ones, or `wanted`, `wanted + 1`, …), lets `sign` build
@@ -748,4 +778,35 @@ fn append_audit(
     tail.append(tx, now, kind, detail)
         .and_then(|()| tail.close(tx))
         .map_err(sqlite_at(path))
+}
+
+#[cfg(test)]
+mod classify_tests {
+    use super::*;
+
+    fn failure(code: i32) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    #[test]
+    fn sqlite_failures_become_what_a_user_can_act_on() {
+        let p = Path::new("/ca/ca.db");
+        let cases: [(i32, &str); 6] = [
+            (rusqlite::ffi::SQLITE_BUSY, "is busy"),
+            (rusqlite::ffi::SQLITE_LOCKED, "is busy"),
+            (rusqlite::ffi::SQLITE_READONLY, "cannot be written"),
+            (rusqlite::ffi::SQLITE_FULL, "the disk is full"),
+            (
+                rusqlite::ffi::SQLITE_NOTADB,
+                "is not an ssh-ca store or is damaged",
+            ),
+            (rusqlite::ffi::SQLITE_CANTOPEN, "cannot be opened"),
+        ];
+        for (code, words) in cases {
+            let e = classify(p, failure(code));
+            assert!(e.to_string().contains(words), "{code}: {e}");
+            assert!(e.to_string().contains("/ca/ca.db"), "{e}");
+            assert!(!matches!(e, StoreError::Sqlite { .. }), "{code}");
+        }
+    }
 }

@@ -90,7 +90,7 @@ pub fn main() -> ExitCode {
             if json {
                 // With --json, a failure is a JSON object on stdout too (and the usual line on
                 // stderr), so a script reading stdout never gets nothing.
-                let v = serde_json::json!({ "error": format!("{e:#}"), "exit": 3 });
+                let v = serde_json::json!({ "error": super::error_text(&e), "exit": 3 });
                 println!("{v}");
             }
             super::report_error("git-surgery", &e, 3)

@@ -50,6 +50,22 @@ pub mod git_svn_migrate;
 pub mod man;
 pub mod ssh_ca;
 
+/// An error and its causes as one line, each cause once: a cause whose text the message
+/// before it already quotes (errors that show their source, as most here do) is not repeated.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if text.is_empty() {
+            text = c;
+        } else if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
+}
+
 /// Prints an error chain once as `TOOL: error: ...` and returns `code`; a broken pipe on
 /// stdout is not an error (exit 0), as in other Unix tools.
 pub fn report_error(tool: &str, e: &anyhow::Error, code: u8) -> std::process::ExitCode {
@@ -60,7 +76,7 @@ pub fn report_error(tool: &str, e: &anyhow::Error, code: u8) -> std::process::Ex
     if broken_pipe {
         return std::process::ExitCode::SUCCESS;
     }
-    eprintln!("{tool}: error: {e:#}");
+    eprintln!("{tool}: error: {}", error_text(e));
     std::process::ExitCode::from(code)
 }
 

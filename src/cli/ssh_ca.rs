@@ -178,6 +178,12 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     {
         return 5;
     }
+    // The log beside the store cannot be opened: the CA directory is unusable, as for the store.
+    if e.chain()
+        .any(|c| c.downcast_ref::<crate::logging::InitError>().is_some())
+    {
+        return 4;
+    }
     match e.downcast_ref::<CaError>() {
         Some(CaError::Policy(_)) => 3,
         // A -z serial that is taken or out of range is bad input, not a broken store.

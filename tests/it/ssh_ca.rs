@@ -1692,3 +1692,40 @@ fn validity_arithmetic_matches_ssh_keygen_for_every_key_type() {
         }
     }
 }
+
+/// A CA directory or store that cannot be written (read-only bind mounts, in a private user
+/// and mount namespace) is named with what to do, exit 4, each cause said once, and nothing is
+/// issued; writable again, the same request is issued.
+#[test]
+fn a_read_only_ca_directory_or_store_is_named_and_nothing_is_issued() {
+    let lab = Lab::new("ed25519");
+    lab.keygen("id", "ed25519");
+    let ca = lab.ca_dir();
+    let db = ca.join("ca.db");
+    for (what, target, words) in [
+        ("directory", &ca, "cannot open log file"),
+        ("store", &db, "cannot be written"),
+    ] {
+        let script = format!(
+            "mount --bind {t} {t} && mount -o remount,ro,bind {t} && exec {BIN} sign --user -I ro -n alice id.pub",
+            t = target.display()
+        );
+        let out = run(Command::new("unshare")
+            .args(["-rm", "sh", "-c", &script])
+            .env("SSH_CA_DIR", &ca)
+            .current_dir(&lab.dir));
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(4), "read-only {what}: {t}");
+        assert!(
+            t.contains(words) && t.contains(&target.display().to_string()),
+            "{what}: {t}"
+        );
+        assert!(!t.contains("readonly database"), "no raw SQLite text: {t}");
+        assert!(
+            t.matches("Read-only file system").count() <= 1,
+            "each cause once: {t}"
+        );
+        assert!(!lab.path("id-cert.pub").exists(), "{what}");
+    }
+    lab.sign("id", &["--user", "-I", "ro", "-n", "alice"]);
+}
