@@ -1628,11 +1628,10 @@ fn revoking_the_ca_key_revokes_every_certificate_it_signed_as_sshd_sees_it() {
 /// second have the same validity, as `ssh-keygen -L` prints it.
 #[test]
 fn validity_arithmetic_matches_ssh_keygen_for_every_key_type() {
-    let now_s = || {
+    let now = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
-            .as_secs()
     };
     let tomorrow = String::from_utf8_lossy(
         &run(Command::new("date").args(["-d", "tomorrow", "+%Y%m%d"])).stdout,
@@ -1662,7 +1661,12 @@ fn validity_arithmetic_matches_ssh_keygen_for_every_key_type() {
                     std::fs::copy(lab.path("id.pub"), lab.path(&format!("{name}.pub")))
                         .expect("copy");
                 }
-                let t0 = now_s();
+                // ssh-keygen's time(2) reads the coarse clock, which lags the precise one by up
+                // to a tick: start well after a second boundary, so both read the same second.
+                while now().subsec_millis() < 100 {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                let t0 = now().as_secs();
                 let out = run(Command::new("ssh-keygen")
                     .current_dir(&lab.dir)
                     .args(["-q", "-s"])
@@ -1671,7 +1675,7 @@ fn validity_arithmetic_matches_ssh_keygen_for_every_key_type() {
                     .arg(format!("{k}.pub")));
                 assert!(out.status.success(), "ssh-keygen -V {spec}");
                 let ours = lab.sign(&c, &["--user", "-I", "v", "-n", "alice", "-V", spec]);
-                if now_s() != t0 {
+                if now().as_secs() != t0 {
                     continue; // a second boundary fell between the two: try again
                 }
                 let valid = |p: &Path| {
