@@ -13,7 +13,7 @@
 
 use super::quarantine::{self, Quarantine};
 use super::recover::{self, FetchContext, FetchFailure, Source, Store};
-use super::scan::{Finding, Loc, Missing, PackState, Scan, scan};
+use super::scan::{Finding, Loc, Missing, PackState, RefRestore, Scan, scan};
 use crate::git::object::{Kind, Oid};
 use crate::git::pack::{Index, Pack};
 use crate::git::packwrite::PackWriter;
@@ -158,6 +158,8 @@ struct Run<'a> {
     regenerate_bitmaps: bool,
     /// Refs whose value could not be read or recovered: (name, why).
     lost_refs: Vec<(String, String)>,
+    /// Refs set to a reflog value that was damaged at the start (see `finish_ref_restores`).
+    pending_restores: Vec<RefRestore>,
     phases: Phases,
 }
 
@@ -239,6 +241,7 @@ pub fn repair(repo: &Repo, exec: &Executor, opts: &Options) -> Result<Report, Er
         regenerate_midx: false,
         regenerate_bitmaps: false,
         lost_refs: Vec::new(),
+        pending_restores: Vec::new(),
         phases: Phases::new(),
     };
     if opts.dry_run {
@@ -372,6 +375,7 @@ impl Run<'_> {
         self.kill_point("refs");
         self.phases.start("fetch");
         self.recover_missing()?;
+        self.finish_ref_restores()?;
         self.kill_point("recover");
         self.phases.start("index");
         self.fix_index(s)?;
@@ -587,8 +591,13 @@ impl Run<'_> {
                 _ => {}
             }
         }
-        for (name, id) in &s.ref_restores {
-            self.restore_ref(name, *id)?;
+        // The reflog's last value, even when it is damaged here: the ref then needs it, so
+        // recovery fetches it; `finish_ref_restores` falls back if no source has it.
+        for r in &s.ref_restores {
+            self.restore_ref(&r.name, r.last)?;
+            if r.intact != Some(r.last) {
+                self.pending_restores.push(r.clone());
+            }
         }
         let packed = self.repo.common_dir.join("packed-refs");
         if let Some(lines) = bad_lines.get(&packed) {
@@ -596,6 +605,33 @@ impl Run<'_> {
         }
         for (path, lines) in bad_lines {
             self.drop_lines(&path, &lines, "lines that are not valid entries")?;
+        }
+        Ok(())
+    }
+
+    /// Refs set to a reflog value that was damaged at the start: recovery brought it back,
+    /// or the ref goes to the newest entry that was intact (reported), or, with none, it is
+    /// lost (exit 2).
+    fn finish_ref_restores(&mut self) -> Result<(), Error> {
+        if self.pending_restores.is_empty() {
+            return Ok(());
+        }
+        let now = scan(self.repo, self.exec);
+        let mut whole = WholeHistory::new(&now);
+        for r in std::mem::take(&mut self.pending_restores) {
+            if whole.of(r.last) {
+                continue;
+            }
+            match r.intact {
+                Some(id) => self.restore_ref(&r.name, id)?,
+                None => self.lost_refs.push((
+                    r.name.clone(),
+                    format!(
+                        "its reflog's values are damaged here and no source has {}",
+                        r.last
+                    ),
+                )),
+            }
         }
         Ok(())
     }

@@ -127,8 +127,20 @@ pub struct Scan {
     /// Files and directories that could not be read: not damage (their content is unknown),
     /// and never moved. Repair refuses to run while there are any.
     pub unreadable: Vec<PathBuf>,
-    /// Refs to set back to what their reflog recorded (name, value), with a finding each.
-    pub ref_restores: Vec<(String, Oid)>,
+    /// Refs to set back to what their reflog recorded, with a finding each.
+    pub ref_restores: Vec<RefRestore>,
+}
+
+/// A ref to set back from its reflog.
+#[derive(Clone, Debug)]
+pub struct RefRestore {
+    /// Its path from the common directory (`refs/...` or `worktrees/NAME/refs/...`).
+    pub name: String,
+    /// The reflog's last value: what the ref should be.
+    pub last: Oid,
+    /// The newest value of the reflog intact here at scan time (`last` itself when it is):
+    /// what the ref goes to if recovery cannot bring `last` back.
+    pub intact: Option<Oid>,
 }
 
 impl Scan {
@@ -810,14 +822,19 @@ fn hold_refs_to_reflogs(
                 })
         };
         let mut finding = Finding::at(code, &f, detail);
+        let intact = restore.as_ref().map(|(id, _)| *id);
         match restore {
             Some((id, note)) => {
                 finding.oid = Some(id);
                 finding.detail.push_str(&note);
-                s.ref_restores.push((format!("{prefix}{name}"), id));
             }
             None => finding.detail.push_str(" (no entry of it is intact here)"),
         }
+        s.ref_restores.push(RefRestore {
+            name: format!("{prefix}{name}"),
+            last,
+            intact,
+        });
         s.add(finding);
     }
 }

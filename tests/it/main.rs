@@ -12,6 +12,7 @@ mod sched;
 mod ssh_ca;
 mod surgery;
 mod surgery_owner;
+mod surgery_random;
 mod surgery_remotes;
 mod surgery_ux;
 mod svn_dump_strict;
