@@ -31,6 +31,14 @@ impl Rng {
     }
 }
 
+/// `before` (the refs before the damage) with the reflogs found in `repo` now (after it).
+pub fn with_reflogs_left(before: &Refs, repo: &Path) -> Refs {
+    Refs {
+        logged: refs_of(repo).logged,
+        ..before.clone()
+    }
+}
+
 /// Every file under `git_dir` damage may hit, sorted (so a seed picks the same ones).
 pub fn targets(git_dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = walk(git_dir)
@@ -132,8 +140,9 @@ pub fn damage(git_dir: &Path, rng: &mut Rng) -> Vec<String> {
     done
 }
 
-/// The refs before the damage: each ref's value, HEAD's target, and which refs have a reflog
-/// (evidence of their value that survives the ref itself).
+/// A repository's refs: each ref's value, HEAD's target, and which refs have a reflog
+/// (evidence of their value that survives the ref itself). Judging compares the values before
+/// the damage with those after the repair, and takes the reflogs as they are after the damage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refs {
     pub values: std::collections::BTreeMap<String, String>,
@@ -188,8 +197,8 @@ pub enum Verdict {
     /// Said it succeeded, and fsck and the refs agree.
     Healed,
     /// Said it succeeded, fsck agrees, and only refs that left no trace in the repository (no
-    /// reflog) differ: a loose ref file without a reflog deleted, which no tool can tell from
-    /// `git update-ref -d` without another copy.
+    /// reflog left after the damage) differ: a loose ref file deleted with or without its
+    /// reflog, which no tool can tell from `git update-ref -d` without another copy.
     HealedButUntraceableRefLost,
     /// Said it failed (damage remains), honestly.
     Failed,
@@ -199,7 +208,8 @@ pub enum Verdict {
     Crashed,
 }
 
-/// Judges a run from its exit status and the repository afterwards.
+/// Judges a run from its exit status and the repository afterwards: `before` has the refs'
+/// values before the damage and the reflogs that were left after it.
 pub fn judge(status: std::process::ExitStatus, repo: &Path, before: &Refs) -> Verdict {
     use std::os::unix::process::ExitStatusExt;
     if status.signal().is_some() || status.code() == Some(101) {

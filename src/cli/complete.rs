@@ -259,7 +259,7 @@ _bitrot_complete() {
 
 # Offers the values of hint $1 that start with $2.
 _bitrot_offer() {
-  local cur=$2 dir
+  local cur=$2 dir i
   case $1 in
     words:*) mapfile -t COMPREPLY < <(compgen -W "${1#words:}" -- "$cur") ;;
     file) compopt -o filenames 2>/dev/null; mapfile -t COMPREPLY < <(compgen -f -- "$cur") ;;

@@ -585,6 +585,10 @@ impl Run<'_> {
                     bad_lines.entry(p.clone()).or_default().insert(l);
                 }
                 ("ref-corrupt", _) => self.fix_loose_ref(p, &f.detail)?,
+                ("ref-log-unreadable", _) => self.lost_refs.push((
+                    f.detail.split(' ').next().unwrap_or_default().to_string(),
+                    "gone, and its reflog has no readable entry: `git fetch` brings back a remote-tracking ref; a branch needs a backup or another clone".into(),
+                )),
                 ("head-corrupt", _) => self.fix_head(p)?,
                 ("worktree-head-corrupt", _) => self.fix_worktree_head(p)?,
                 ("config-corrupt", _) => self.fix_config(p)?,
@@ -597,6 +601,12 @@ impl Run<'_> {
             self.restore_ref(&r.name, r.last)?;
             if r.intact != Some(r.last) {
                 self.pending_restores.push(r.clone());
+            }
+            if r.from_damaged_log {
+                self.lost_refs.push((
+                    r.name.clone(),
+                    format!("set back to {} from a reflog with damaged lines: its newest entries may be gone, so check the value", r.last),
+                ));
             }
         }
         let packed = self.repo.common_dir.join("packed-refs");
@@ -690,6 +700,12 @@ impl Run<'_> {
             .unwrap_or_default();
         match self.reflog_value(&name) {
             Some(id) => {
+                if !refs::reflog(&self.reflog_path(&name)).1.is_empty() {
+                    self.lost_refs.push((
+                        name.clone(),
+                        format!("restored as {id} from a reflog with damaged lines: its newest entries may be gone, so check the value"),
+                    ));
+                }
                 self.quarantine()?
                     .keep_copy(path, &format!("unreadable ref: {why}"))?;
                 let dir = path.parent().unwrap_or(Path::new("."));

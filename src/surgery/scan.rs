@@ -141,6 +141,8 @@ pub struct RefRestore {
     /// The newest value of the reflog intact here at scan time (`last` itself when it is):
     /// what the ref goes to if recovery cannot bring `last` back.
     pub intact: Option<Oid>,
+    /// The reflog has damaged lines: its last value may not be the ref's last value.
+    pub from_damaged_log: bool,
 }
 
 impl Scan {
@@ -780,20 +782,39 @@ fn hold_refs_to_reflogs(
         if !name.starts_with("refs/") || corrupt_file {
             continue;
         }
-        let (entries, _) = refs::reflog(&f);
+        let (entries, problems) = refs::reflog(&f);
+        let log_damaged = !problems.is_empty();
         let Some(last) = entries.last().map(|e| e.new) else {
+            // Gone, with a reflog that holds no readable entry: its value is unknown here.
+            if log_damaged && !refs_now.contains_key(&name) {
+                s.add(Finding::at(
+                    "ref-log-unreadable",
+                    &f,
+                    format!("{name} is gone and its reflog has no readable entry"),
+                ));
+            }
             continue;
         };
         if last.is_zero() {
             continue; // the log ends with a deletion
         }
+        // git appends to a ref's reflog at every update, so a healthy ref equals its log's last
+        // value. When they differ, one of the two is damaged. An intact value beside a log
+        // with damaged lines means the log lost its end: the ref is the witness. Otherwise a
+        // value behind the log's end (an older entry: a deleted loose ref uncovering its
+        // packed-refs line) or outside it (a swap with another ref, a flipped bit) means the
+        // ref is wrong. (Being ahead of the log's end is no witness: a ref swapped with a
+        // newer one is ahead too, and swaps are the likelier damage.)
         let (code, detail) = match refs_now.get(&name).map(|r| &r.target) {
             Some(Target::Symbolic(_)) => continue,
-            Some(Target::Object(id))
-                if !id.is_zero() && entries.iter().any(|e| e.new == *id || e.old == *id) =>
-            {
-                continue;
-            }
+            Some(Target::Object(id)) if *id == last => continue,
+            Some(Target::Object(id)) if s.objects.contains_key(id) && log_damaged => continue,
+            Some(Target::Object(id)) if entries.iter().any(|e| e.new == *id) => (
+                "ref-behind-reflog",
+                format!(
+                    "{name} names {id}, an older value of its reflog, whose last value is {last}"
+                ),
+            ),
             Some(Target::Object(id)) => (
                 "ref-not-in-reflog",
                 format!(
@@ -834,6 +855,7 @@ fn hold_refs_to_reflogs(
             name: format!("{prefix}{name}"),
             last,
             intact,
+            from_damaged_log: log_damaged,
         });
         s.add(finding);
     }
