@@ -595,6 +595,20 @@ impl Run<'_> {
                 _ => {}
             }
         }
+        for (head, content) in &s.head_restores {
+            self.quarantine()?
+                .keep_copy(head, "HEAD that disagreed with its reflog")?;
+            let dir = head.parent().unwrap_or(Path::new("."));
+            write_plain(dir, head, content.as_bytes())?;
+            self.act(
+                "rewrite",
+                head.display().to_string(),
+                format!(
+                    "HEAD set back to `{}`, as its reflog says",
+                    content.trim_end()
+                ),
+            );
+        }
         // The reflog's last value, even when it is damaged here: the ref then needs it, so
         // recovery fetches it; `finish_ref_restores` falls back if no source has it.
         for r in &s.ref_restores {

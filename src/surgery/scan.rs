@@ -129,6 +129,8 @@ pub struct Scan {
     pub unreadable: Vec<PathBuf>,
     /// Refs to set back to what their reflog recorded, with a finding each.
     pub ref_restores: Vec<RefRestore>,
+    /// HEAD files to rewrite (path, new content) because they disagree with HEAD's reflog.
+    pub head_restores: Vec<(PathBuf, String)>,
 }
 
 /// A ref to set back from its reflog.
@@ -721,6 +723,7 @@ fn scan_refs(repo: &Repo, s: &mut Scan) {
         logs.extend(refs::reflog_files(&wt));
     }
     hold_refs_to_reflogs(&repo.common_dir, "", &by_name, s);
+    hold_head_to_reflog(&repo.git_dir, &repo.common_dir, &by_name, s);
     // Each linked worktree's own refs (refs/bisect, refs/worktree, refs/rewritten) live in its
     // private directory; they are named here by their path from the common directory
     // (`worktrees/NAME/refs/...`), which is also where repair writes them back.
@@ -806,6 +809,12 @@ fn hold_refs_to_reflogs(
         // ref is wrong. (Being ahead of the log's end is no witness: a ref swapped with a
         // newer one is ahead too, and swaps are the likelier damage.)
         let (code, detail) = match refs_now.get(&name).map(|r| &r.target) {
+            // git never makes a branch symbolic; one with a reflog was overwritten (HEAD's
+            // text swapped into it). Other symbolic refs (refs/remotes/*/HEAD) are normal.
+            Some(Target::Symbolic(t)) if name.starts_with("refs/heads/") => (
+                "ref-not-in-reflog",
+                format!("{name} is a symbolic ref to {t}; its reflog's last value is {last}"),
+            ),
             Some(Target::Symbolic(_)) => continue,
             Some(Target::Object(id)) if *id == last => continue,
             Some(Target::Object(id)) if s.objects.contains_key(id) && log_damaged => continue,
@@ -859,6 +868,92 @@ fn hold_refs_to_reflogs(
         });
         s.add(finding);
     }
+}
+
+/// Holds HEAD to its reflog: git logs every change of what HEAD resolves to, so a HEAD that
+/// names a branch that does not exist, or is detached at another value than its reflog's last,
+/// was damaged (a truncated or bit-flipped HEAD, HEAD swapped with a ref), unless the reflog's
+/// last checkout says it moved there (an orphan branch). The value to restore is the branch of
+/// the last checkout when it exists, else the branch at the reflog's last value, else that
+/// value detached.
+fn hold_head_to_reflog(
+    git_dir: &Path,
+    common: &Path,
+    refs_now: &HashMap<String, refs::Ref>,
+    s: &mut Scan,
+) {
+    let head = git_dir.join("HEAD");
+    let log = git_dir.join("logs").join("HEAD");
+    let Ok(Target::Object(_) | Target::Symbolic(_)) = std::fs::read(&head)
+        .map_err(|e| e.to_string())
+        .and_then(|b| refs::parse_ref_file(&b))
+    else {
+        return; // unreadable: head-corrupt, handled elsewhere
+    };
+    let target = refs::parse_ref_file(&std::fs::read(&head).unwrap_or_default());
+    let (entries, problems) = refs::reflog(&log);
+    let Some(last) = entries.last().map(|e| e.new).filter(|id| !id.is_zero()) else {
+        return;
+    };
+    if !problems.is_empty() {
+        return; // the log is damaged itself: no witness
+    }
+    let checkout = last_checkout_target(&log).map(|b| format!("refs/heads/{b}"));
+    let value_of = |name: &str| match refs_now.get(name).map(|r| &r.target) {
+        Some(Target::Object(id)) => Some(*id),
+        _ => None,
+    };
+    let wrong = match &target {
+        // A branch that is there but damaged (its file or its reflog) is the branch's own
+        // finding; HEAD is wrong only when nothing of the branch it names exists.
+        Ok(Target::Symbolic(t)) => {
+            value_of(t).is_none()
+                && !common.join(t).exists()
+                && !common.join("logs").join(t).exists()
+                && checkout.as_deref() != Some(t.as_str())
+        }
+        Ok(Target::Object(id)) => *id != last,
+        Err(_) => false,
+    };
+    if !wrong {
+        return;
+    }
+    let branch = checkout.filter(|b| value_of(b).is_some()).or_else(|| {
+        let mut at_last: Vec<&String> = refs_now
+            .keys()
+            .filter(|n| n.starts_with("refs/heads/") && value_of(n) == Some(last))
+            .collect();
+        at_last.sort();
+        at_last.first().map(|n| n.to_string())
+    });
+    let content = match &branch {
+        Some(b) => format!("ref: {b}\n"),
+        None => format!("{last}\n"),
+    };
+    let what = match &target {
+        Ok(Target::Symbolic(t)) => format!("HEAD names {t}, which does not exist"),
+        Ok(Target::Object(id)) => format!("HEAD is detached at {id}"),
+        Err(_) => String::new(),
+    };
+    s.add(Finding::at(
+        "head-not-in-reflog",
+        &head,
+        format!(
+            "{what}, while its reflog's last value is {last}; it goes back to {}",
+            content.trim_end()
+        ),
+    ));
+    s.head_restores.push((head, content));
+}
+
+/// The branch the last `checkout: moving from A to B` line of a HEAD reflog moved to.
+fn last_checkout_target(log: &Path) -> Option<String> {
+    let text = std::fs::read(log).ok()?;
+    String::from_utf8_lossy(&text).lines().rev().find_map(|l| {
+        l.split_once("\tcheckout: moving from ")
+            .and_then(|(_, rest)| rest.rsplit_once(" to "))
+            .map(|(_, to)| to.trim().to_string())
+    })
 }
 
 fn head(s: &mut Scan, path: &Path, name: &str, code: &'static str) {
