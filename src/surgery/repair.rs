@@ -3,8 +3,10 @@
 //! Steps: refuse if a git process works in the repository → scan → quarantine leftovers →
 //! salvage damaged packs (good entries into a new pack, then the pack into quarantine) →
 //! quarantine bad loose objects, orphans, stale commit-graph/MIDX/.rev/.bitmap → repair refs,
-//! reflogs and HEADs → recover missing objects (reference copies, then remotes) → rebuild the
-//! index → park refs whose history is lost (with `--force`) → regenerate the commit-graph →
+//! reflogs and HEADs (a ref set back to its reflog's last value even when that object is
+//! damaged, so that recovery fetches it) → recover missing objects (reference copies, then
+//! remotes) → fall back for refs whose value no source had → rebuild the index → move refs
+//! whose history is lost into the quarantine (with `--force`) → regenerate the commit-graph →
 //! verify with a fresh scan and `git fsck --full --strict`.
 //!
 //! Invariant: every step re-derives its work from the repository as it finds it and replaces

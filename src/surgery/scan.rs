@@ -4,7 +4,10 @@
 //! Invariants: nothing under the repository is written. Every object gets a verdict from its
 //! own bytes (loose: inflate + hash; packed: CRC32 + inflate + delta chain + hash); an object is
 //! "present" only when a good copy exists. Objects below a shallow boundary or referenced only
-//! from promisor objects are legitimately absent, not damage.
+//! from promisor objects are legitimately absent, not damage. Refs (the common directory's and
+//! each linked worktree's own) and HEAD are held to their reflogs: git appends to a reflog at
+//! every update, so a value that disagrees with its log's last entry is damage of one of the
+//! two, and which one is decided in `hold_refs_to_reflogs` and `hold_head_to_reflog`.
 
 use crate::git::files;
 use crate::git::object::{Kind, Oid, OidMap, OidSet};
