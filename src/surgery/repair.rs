@@ -1139,12 +1139,8 @@ impl Run<'_> {
         // An entry naming a commit whose history is broken (a parent lost) keeps git fsck
         // failing as much as one naming a lost object: both go, in every worktree's reflogs.
         let mut logs = refs::reflog_files(&self.repo.common_dir);
-        for wt in std::fs::read_dir(self.repo.common_dir.join("worktrees"))
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-        {
-            logs.extend(refs::reflog_files(&wt.path()));
+        for wt in super::scan::worktree_dirs(self.repo) {
+            logs.extend(refs::reflog_files(&wt));
         }
         for f in logs {
             let bytes = std::fs::read(&f).unwrap_or_default();

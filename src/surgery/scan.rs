@@ -721,16 +721,17 @@ fn scan_refs(repo: &Repo, s: &mut Scan) {
             head(s, &wt.path().join("HEAD"), &name, "worktree-head-corrupt");
         }
     }
+    let worktrees = worktree_dirs(repo);
     let mut logs = refs::reflog_files(&repo.common_dir);
-    for wt in worktree_dirs(repo) {
-        logs.extend(refs::reflog_files(&wt));
+    for wt in &worktrees {
+        logs.extend(refs::reflog_files(wt));
     }
     hold_refs_to_reflogs(&repo.common_dir, "", &by_name, s);
     hold_head_to_reflog(&repo.git_dir, &repo.common_dir, &by_name, s);
     // Each linked worktree's own refs (refs/bisect, refs/worktree, refs/rewritten) live in its
     // private directory; they are named here by their path from the common directory
     // (`worktrees/NAME/refs/...`), which is also where repair writes them back.
-    for wt in worktree_dirs(repo) {
+    for wt in worktrees {
         let prefix = wt
             .strip_prefix(&repo.common_dir)
             .map(|p| format!("{}/", p.display()))
@@ -887,13 +888,12 @@ fn hold_head_to_reflog(
 ) {
     let head = git_dir.join("HEAD");
     let log = git_dir.join("logs").join("HEAD");
-    let Ok(Target::Object(_) | Target::Symbolic(_)) = std::fs::read(&head)
+    let Ok(target) = std::fs::read(&head)
         .map_err(|e| e.to_string())
         .and_then(|b| refs::parse_ref_file(&b))
     else {
         return; // unreadable: head-corrupt, handled elsewhere
     };
-    let target = refs::parse_ref_file(&std::fs::read(&head).unwrap_or_default());
     let (entries, problems) = refs::reflog(&log);
     let Some(last) = entries.last().map(|e| e.new).filter(|id| !id.is_zero()) else {
         return;
@@ -909,14 +909,13 @@ fn hold_head_to_reflog(
     let wrong = match &target {
         // A branch that is there but damaged (its file or its reflog) is the branch's own
         // finding; HEAD is wrong only when nothing of the branch it names exists.
-        Ok(Target::Symbolic(t)) => {
+        Target::Symbolic(t) => {
             value_of(t).is_none()
                 && !common.join(t).exists()
                 && !common.join("logs").join(t).exists()
                 && checkout.as_deref() != Some(t.as_str())
         }
-        Ok(Target::Object(id)) => *id != last,
-        Err(_) => false,
+        Target::Object(id) => *id != last,
     };
     if !wrong {
         return;
@@ -934,9 +933,8 @@ fn hold_head_to_reflog(
         None => format!("{last}\n"),
     };
     let what = match &target {
-        Ok(Target::Symbolic(t)) => format!("HEAD names {t}, which does not exist"),
-        Ok(Target::Object(id)) => format!("HEAD is detached at {id}"),
-        Err(_) => String::new(),
+        Target::Symbolic(t) => format!("HEAD names {t}, which does not exist"),
+        Target::Object(id) => format!("HEAD is detached at {id}"),
     };
     s.add(Finding::at(
         "head-not-in-reflog",
@@ -1009,7 +1007,7 @@ fn read_index_roots(path: &Path, label: &str, s: &mut Scan, own: bool) {
 }
 
 /// The private directories of the linked worktrees (`worktrees/*`).
-fn worktree_dirs(repo: &Repo) -> Vec<PathBuf> {
+pub(crate) fn worktree_dirs(repo: &Repo) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(repo.common_dir.join("worktrees"))
         .into_iter()
         .flatten()

@@ -6,6 +6,21 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_git-surgery");
 
+/// A commit object with HEAD's tree and parent `parent`, made in `dir` (no ref names it).
+fn commit_tree(dir: &std::path::Path, parent: &str, msg: &str) -> String {
+    let args = [
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@t",
+        "commit-tree",
+        "HEAD^{tree}",
+    ];
+    let mut all = args.to_vec();
+    all.extend(["-p", parent, "-m", msg]);
+    git(dir, &all).trim().to_string()
+}
+
 #[test]
 fn exit_2_names_the_next_commands_and_the_suggested_reference_heals() {
     let lab = Lab::new();
@@ -78,23 +93,7 @@ fn a_linked_worktrees_own_refs_are_scanned_and_restored_from_its_reflogs() {
     let wt_s = wt.to_str().expect("utf-8");
     git(&lab.repo, &["config", "core.logAllRefUpdates", "always"]);
     git(&lab.repo, &["worktree", "add", "-q", wt_s, "side"]);
-    let id = git(
-        &wt,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit-tree",
-            "HEAD^{tree}",
-            "-p",
-            "HEAD",
-            "-m",
-            "only the worktree's refs reach this",
-        ],
-    )
-    .trim()
-    .to_string();
+    let id = commit_tree(&wt, "HEAD", "only the worktree's refs reach this");
     for r in ["refs/worktree/keep", "refs/bisect/bad"] {
         git(&wt, &["update-ref", r, &id]);
     }
@@ -138,25 +137,7 @@ fn force_ends_healthy_when_a_linked_worktree_reaches_lost_history() {
             "HEAD",
         ],
     );
-    let commit = |parent: &str, msg: &str| {
-        git(
-            &wt,
-            &[
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "commit-tree",
-                "HEAD^{tree}",
-                "-p",
-                parent,
-                "-m",
-                msg,
-            ],
-        )
-        .trim()
-        .to_string()
-    };
+    let commit = |parent: &str, msg: &str| commit_tree(&wt, parent, msg);
     let base = git(&wt, &["rev-parse", "HEAD"]).trim().to_string();
     let x1 = commit(&base, "x1");
     let x2 = commit(&x1, "x2");
